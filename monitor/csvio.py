@@ -1,0 +1,274 @@
+"""Reading sensor history from CSV, the one format train, score and replay share.
+
+Header row; delimiter sniffed among ``,`` ``;`` and tab; an optional
+timestamp column (name contains ``time`` or ``date``, or a first column that
+parses as datetimes), every other column one numeric sensor. Files stream in
+chunks so a huge file never has to fit in memory; every problem is an
+:class:`InputError` naming the file, the row (1-based, header = row 1) and the
+column, because a traceback does not tell a plant engineer which cell is bad.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+DELIMITERS = (",", ";", "\t")
+CHUNK_ROWS = 32768
+MAX_TABLE_ROWS = 5_000_000
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the header told us: where the data lives and how to split it."""
+
+    path: Path
+    delimiter: str
+    time_column: str | None
+    time_index: int | None
+    sensors: list[str]
+    columns: list[str]
+
+
+@dataclass
+class Chunk:
+    """Consecutive data rows; ``first_row`` is the file row number of the first one."""
+
+    first_row: int
+    timestamps: list[str] | None
+    values: np.ndarray  # (n, n_sensors) float64
+
+
+@dataclass
+class Table:
+    """A whole file in memory (training, replay); scoring uses :func:`iter_chunks`."""
+
+    path: Path
+    time_column: str | None
+    timestamps: list[str] | None
+    sensors: list[str]
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+
+def parse_time(text: str) -> float | None:
+    """Unix seconds from an ISO 8601 string or a number, else None."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def _looks_like_datetime(text: str) -> bool:
+    text = text.strip()
+    try:
+        float(text)
+        return False
+    except ValueError:
+        return parse_time(text) is not None
+
+
+def _open(path: Path) -> io.TextIOWrapper:
+    try:
+        return open(path, newline="", encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, expected a CSV file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _sniff(path: Path, header: str) -> str:
+    counts = {d: header.count(d) for d in DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def read_layout(path: str | Path) -> Layout:
+    """Read and check the header (and peek at the first data row)."""
+    path = Path(path)
+    with _open(path) as f:
+        try:
+            header_line = f.readline()
+            first_line = f.readline()
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: not a UTF-8 text file") from None
+    if not header_line.strip():
+        raise InputError(f"{path}: empty file (expected a header row and data rows)")
+    delimiter = _sniff(path, header_line)
+    columns = [c.strip() for c in next(csv.reader([header_line], delimiter=delimiter))]
+    for j, name in enumerate(columns):
+        if not name:
+            raise InputError(f"{path}: row 1, column {j + 1}: empty column name")
+    dup = {c for c in columns if columns.count(c) > 1}
+    if dup:
+        raise InputError(f"{path}: row 1: duplicate column name(s) {', '.join(sorted(dup))}")
+    if all(_is_float(c) for c in columns):
+        raise InputError(f"{path}: row 1 is numeric; a header row naming the sensors is required")
+    first = next(csv.reader([first_line], delimiter=delimiter), []) if first_line.strip() else []
+    time_index = None
+    for j, name in enumerate(columns):
+        low = name.lower()
+        if "time" in low or "date" in low:
+            time_index = j
+            break
+    if time_index is None and first and _looks_like_datetime(first[0]):
+        time_index = 0
+    sensors = [c for j, c in enumerate(columns) if j != time_index]
+    if not sensors:
+        raise InputError(f"{path}: no sensor columns besides the timestamp column")
+    return Layout(path, delimiter, columns[time_index] if time_index is not None else None,
+                  time_index, sensors, columns)
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _bad_cell(layout: Layout, rows: list[list[str]], numbers: list[int]) -> InputError:
+    """Find the first offending cell of a chunk that failed the fast conversion."""
+    for i, row in enumerate(rows):
+        for j, cell in enumerate(row):
+            if j == layout.time_index:
+                continue
+            name = layout.columns[j]
+            text = cell.strip()
+            where = f"{layout.path}: row {numbers[i]}, column {name!r}"
+            if text == "" or text.lower() in ("nan", "na", "null", "none", "-nan"):
+                return InputError(f"{where}: missing value")
+            try:
+                value = float(text)
+            except ValueError:
+                return InputError(f"{where}: not a number: {text[:40]!r}")
+            if not np.isfinite(value):
+                return InputError(f"{where}: not a finite number: {text[:40]!r}")
+    return InputError(f"{layout.path}: rows {numbers[0]}-{numbers[-1]}: unreadable numbers")
+
+
+def _convert(layout: Layout, rows: list[list[str]], numbers: list[int]) -> Chunk:
+    width = len(layout.columns)
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            raise InputError(f"{layout.path}: row {numbers[i]}: {len(row)} cells, the header has {width}")
+    ti = layout.time_index
+    stamps = [row[ti].strip() for row in rows] if ti is not None else None
+    if stamps is not None:
+        for i, s in enumerate(stamps):
+            if not s:
+                raise InputError(f"{layout.path}: row {numbers[i]}, column {layout.time_column!r}: missing timestamp")
+    cells = [row[:ti] + row[ti + 1:] for row in rows] if ti is not None else rows
+    try:
+        values = np.array(cells, dtype=np.float64)
+    except ValueError:
+        raise _bad_cell(layout, rows, numbers) from None
+    if values.size and not np.isfinite(values).all():
+        raise _bad_cell(layout, rows, numbers)
+    return Chunk(numbers[0], stamps, values.reshape(len(rows), len(layout.sensors)))
+
+
+def _fast(layout: Layout, lines: list[str], numbers: list[int]) -> Chunk:
+    """C-speed conversion of unquoted lines; any problem falls back to the csv module."""
+    ti = layout.time_index
+    d = layout.delimiter
+    cols = [j for j in range(len(layout.columns)) if j != ti]
+    try:
+        if '"' in lines[0] or '"' in lines[-1]:
+            raise ValueError("quoted")
+        values = np.loadtxt(lines, delimiter=d, usecols=cols, dtype=np.float64, ndmin=2,
+                            comments=None, quotechar=None)
+        if values.shape != (len(lines), len(cols)) or not np.isfinite(values).all():
+            raise ValueError("shape or non-finite")
+        if any(ln.count(d) != len(layout.columns) - 1 for ln in lines):
+            raise ValueError("ragged")
+        stamps = [ln.split(d, ti + 1)[ti].strip() for ln in lines] if ti is not None else None
+        if stamps is not None and not all(stamps):
+            raise ValueError("timestamps")
+    except ValueError:
+        rows = list(csv.reader(lines, delimiter=d))
+        return _convert(layout, rows, numbers)
+    return Chunk(numbers[0], stamps, values)
+
+
+def iter_chunks(path: str | Path, chunk_rows: int = CHUNK_ROWS, layout: Layout | None = None) -> Iterator[Chunk]:
+    """Stream the data rows in bounded chunks; blank lines are skipped.
+
+    Rows are numbered as lines of the file (header = 1); a quoted cell may not
+    span lines.
+    """
+    layout = layout or read_layout(path)
+    with _open(layout.path) as f:
+        line_no = 1
+        try:
+            f.readline()
+            lines: list[str] = []
+            numbers: list[int] = []
+            for raw in f:
+                line_no += 1
+                if not raw.strip():
+                    continue
+                lines.append(raw.rstrip("\r\n"))
+                numbers.append(line_no)
+                if len(lines) >= chunk_rows:
+                    yield _fast(layout, lines, numbers)
+                    lines, numbers = [], []
+            if lines:
+                yield _fast(layout, lines, numbers)
+        except csv.Error as exc:
+            raise InputError(f"{layout.path}: near row {line_no}: {exc}") from None
+        except UnicodeDecodeError:
+            raise InputError(f"{layout.path}: row {line_no + 1}: not UTF-8 text") from None
+
+
+def read_table(path: str | Path, max_rows: int = MAX_TABLE_ROWS) -> Table:
+    """The whole file in memory, for training and replay; refuses absurd sizes."""
+    layout = read_layout(path)
+    stamps: list[str] | None = [] if layout.time_index is not None else None
+    blocks: list[np.ndarray] = []
+    n = 0
+    for chunk in iter_chunks(layout.path, layout=layout):
+        n += len(chunk.values)
+        if n > max_rows:
+            raise InputError(f"{layout.path}: more than {max_rows:,} rows; use a representative sample of the history")
+        blocks.append(chunk.values)
+        if stamps is not None and chunk.timestamps is not None:
+            stamps.extend(chunk.timestamps)
+    if n == 0:
+        raise InputError(f"{layout.path}: no data rows after the header")
+    return Table(layout.path, layout.time_column, stamps, layout.sensors, np.concatenate(blocks))
+
+
+def sample_period(timestamps: list[str] | None, default: float = 1.0) -> float:
+    """Median spacing of the timestamps in seconds (``default`` when unknown)."""
+    if not timestamps or len(timestamps) < 2:
+        return default
+    head = [parse_time(t) for t in timestamps[:10001]]
+    if any(t is None for t in head):
+        return default
+    diffs = np.diff(np.array(head, dtype=np.float64))
+    diffs = diffs[diffs > 0]
+    return float(np.median(diffs)) if diffs.size else default

@@ -1,0 +1,142 @@
+"""Broker URLs and paho-mqtt clients configured the same way everywhere.
+
+paho 2.x, ``CallbackAPIVersion.VERSION2`` always. Callers subscribe in
+``on_connect`` and must never block or raise inside callbacks.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from .errors import BrokerError, ConfigError
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """Where and how to connect; the password never comes from the command line."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    username: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    client_id: str | None = None
+    protocol: int = 4            # 4 = MQTT 3.1.1, 5 = MQTT 5
+    keepalive: int = 30
+    session_expiry: int = 3600   # MQTT 5 Session Expiry Interval, seconds
+
+    @property
+    def url(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+    def password(self) -> str | None:
+        if self.password_file:
+            try:
+                return Path(self.password_file).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"broker.password_file: cannot read {self.password_file}: {exc.strerror}") from None
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(f"broker.password_env: environment variable {self.password_env} is not set")
+            return value
+        return None
+
+
+def parse_url(url: str) -> tuple[str, int, bool]:
+    """``mqtt://host:port`` or ``mqtts://host:port`` -> (host, port, tls)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise ConfigError(f"broker URL {url!r}: scheme must be mqtt:// or mqtts://")
+    tls = parts.scheme in ("mqtts", "ssl")
+    if not parts.hostname:
+        raise ConfigError(f"broker URL {url!r}: no host")
+    if parts.username or parts.password:
+        raise ConfigError(f"broker URL {url!r}: put the username in the config and the password in a file or environment variable, not in the URL")
+    try:
+        port = parts.port or (8883 if tls else 1883)
+    except ValueError:
+        raise ConfigError(f"broker URL {url!r}: port must be 1-65535") from None
+    return parts.hostname, port, tls
+
+
+def settings_from_url(url: str, **kw: object) -> BrokerSettings:
+    host, port, tls = parse_url(url)
+    return BrokerSettings(host=host, port=port, tls=tls, **kw)  # type: ignore[arg-type]
+
+
+def make_client(
+    settings: BrokerSettings,
+    *,
+    client_id: str | None = None,
+    persistent: bool = False,
+    manual_ack: bool = False,
+) -> paho.Client:
+    """A configured, unconnected paho client.
+
+    ``persistent`` asks for a broker-side session that survives our restarts
+    (clean_session=False / clean_start=False with an expiry), which needs a
+    fixed client id.
+    """
+    cid = client_id or settings.client_id or f"plantwatch-{uuid.uuid4().hex[:10]}"
+    protocol = MQTTProtocolVersion.MQTTv5 if settings.protocol == 5 else MQTTProtocolVersion.MQTTv311
+    kwargs: dict[str, object] = {}
+    if protocol == MQTTProtocolVersion.MQTTv311:
+        kwargs["clean_session"] = not persistent
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id=cid, protocol=protocol,
+        manual_ack=manual_ack, **kwargs,  # type: ignore[arg-type]
+    )
+    if settings.tls:
+        client.tls_set(
+            ca_certs=settings.ca_file, certfile=settings.cert_file, keyfile=settings.key_file,
+            cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+    if settings.username:
+        client.username_pw_set(settings.username, settings.password())
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    return client
+
+
+def connect_properties(settings: BrokerSettings, persistent: bool) -> object | None:
+    """MQTT 5 CONNECT properties (Session Expiry Interval) or None for 3.1.1."""
+    if settings.protocol != 5:
+        return None
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = settings.session_expiry if persistent else 0
+    return props
+
+
+def connect(client: paho.Client, settings: BrokerSettings, *, persistent: bool = False, timeout: float = 10.0) -> None:
+    """Connect (blocking for the TCP part) with a clear error when the broker is not there."""
+    kwargs: dict[str, object] = {"keepalive": settings.keepalive}
+    if settings.protocol == 5:
+        kwargs["clean_start"] = not persistent
+        kwargs["properties"] = connect_properties(settings, persistent)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.connect(settings.host, settings.port, **kwargs)  # type: ignore[arg-type]
+            return
+        except (OSError, ssl.SSLError) as exc:
+            if time.monotonic() >= deadline:
+                raise BrokerError(f"cannot connect to broker {settings.url}: {exc}") from None
+            time.sleep(0.5)

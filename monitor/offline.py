@@ -1,0 +1,192 @@
+"""``plantwatch train`` and ``plantwatch score``: the detector on files, as a user runs it."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__, artefact, csvio, logs
+from .alarms import AlarmSettings
+from .calibration import CalibrationOptions, calibrate_and_fit, min_rows
+from .detector import Detector, DetectorSettings
+from .errors import InputError
+from .model import DAEConfig, Scaler
+from .training import FitOptions, Progress
+
+log = logs.get("offline")
+
+DEFAULT_WINDOW = 10
+
+
+def architecture(n_sensors: int, window: int) -> DAEConfig:
+    """Default layer sizes: a bottleneck well below the input, capped for speed."""
+    n_in = n_sensors * window
+    latent = int(min(24, max(2, n_in // 4)))
+    hidden = int(min(128, max(2 * latent, n_in)))
+    return DAEConfig(n_sensors=n_sensors, window=window, hidden=hidden, latent=latent)
+
+
+def target_rate(args: argparse.Namespace, period: float) -> float:
+    if args.false_alarm_rate is not None and args.false_alarms_per_day is not None:
+        raise InputError("give either --false-alarm-rate or --false-alarms-per-day, not both")
+    if args.false_alarms_per_day is not None:
+        if args.false_alarms_per_day <= 0:
+            raise InputError("--false-alarms-per-day must be > 0")
+        rate = args.false_alarms_per_day * period / 86400.0
+    else:
+        rate = 0.005 if args.false_alarm_rate is None else args.false_alarm_rate
+    if not 0 < rate < 0.5:
+        raise InputError(f"target false-alarm rate {rate:g} must be in (0, 0.5)")
+    return float(rate)
+
+
+def detector_settings(args: argparse.Namespace) -> DetectorSettings:
+    base = DetectorSettings()
+    try:
+        alarm = AlarmSettings(
+            on_delay=base.alarm.on_delay if args.on_delay is None else args.on_delay,
+            off_delay=base.alarm.off_delay if args.off_delay is None else args.off_delay,
+            deadband=base.alarm.deadband,
+        )
+        return DetectorSettings(threshold_method=args.threshold or base.threshold_method, alarm=alarm)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def train_command(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise InputError(f"{out}: already exists (use --force to overwrite)")
+    table = csvio.read_table(args.data)
+    window = DEFAULT_WINDOW if args.window is None else args.window
+    folds = 5 if args.folds is None else args.folds
+    if window < 1:
+        raise InputError("--window must be >= 1")
+    if folds < 2:
+        raise InputError("--folds must be >= 2")
+    need = min_rows(window, folds)
+    if len(table) < need:
+        raise InputError(f"{table.path}: {len(table)} data rows; training with window {window} and {folds} folds needs at least {need}")
+    if args.epochs is not None and args.epochs < 1:
+        raise InputError("--epochs must be >= 1")
+    period = args.sample_period or csvio.sample_period(table.timestamps)
+    rate = target_rate(args, period)
+    scaler = Scaler.fit(table.values)
+    if scaler.constant.all():
+        raise InputError(f"{table.path}: every sensor is constant; nothing to learn")
+    if scaler.constant.any():
+        log.warning("constant_sensors_ignored", sensors=[s for s, c in zip(table.sensors, scaler.constant) if c])
+    z = scaler.transform(table.values)
+    cfg = architecture(len(table.sensors), window)
+    opts = FitOptions(
+        max_epochs=args.epochs or FitOptions.max_epochs,
+        noise=FitOptions.noise if args.noise is None else args.noise,
+        mask=FitOptions.mask if args.mask is None else args.mask,
+    )
+    copts = CalibrationOptions(folds=folds, target_rate=rate)
+    settings = detector_settings(args)
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    log.info("training_started", data=str(table.path), rows=len(table), sensors=len(table.sensors),
+             window=window, folds=folds, target_rate=rate)
+    progress = Progress("fold 1", opts.max_epochs)
+    try:
+        model, calib, report = calibrate_and_fit(z, cfg, opts, args.seed, copts, progress=progress, stage=progress.stage)
+    finally:
+        progress.close()
+    detector = Detector(model, scaler, calib, table.sensors, settings)
+    extra = {
+        "time_column": table.time_column,
+        "sample_period": period,
+        "training": {
+            "data": str(table.path), "rows": len(table), "seed": args.seed, "folds": folds,
+            "max_epochs": opts.max_epochs, "best_epochs": report.best_epochs,
+            "final_epochs": report.final_epochs, "noise": opts.noise, "mask": opts.mask,
+            "seconds": round(report.seconds, 2), "fold_val_loss": report.val_loss,
+            "torch_version": torch.__version__, "plantwatch_version": __version__,
+        },
+        "data_fingerprint": artefact.fingerprint(table.values, table.sensors),
+    }
+    artefact.save(out, detector, extra, force=args.force)
+    log.info("model_written", path=str(out), seconds=round(report.seconds, 1), threshold=round(calib.threshold, 4),
+             oof_exceed_rate=round(calib.oof_exceed_rate, 4), epochs=report.final_epochs)
+    print(f"model written to {out}: {len(table.sensors)} sensors, window {window}, "
+          f"threshold {calib.threshold:.3f} for a false-alarm rate of {rate:g}, "
+          f"trained in {report.seconds:.1f}s", file=sys.stderr)
+    return 0
+
+
+def _column_order(detector: Detector, layout: csvio.Layout) -> np.ndarray:
+    have, want = layout.sensors, list(detector.sensors)
+    missing = [s for s in want if s not in have]
+    extra = [s for s in have if s not in want]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append("missing " + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
+        if extra:
+            parts.append("not in training " + ", ".join(extra[:10]) + (" ..." if len(extra) > 10 else ""))
+        raise InputError(f"{layout.path}: row 1: columns differ from the model's sensors: {'; '.join(parts)}")
+    index = {s: i for i, s in enumerate(have)}
+    return np.array([index[s] for s in want], dtype=np.int64)
+
+
+def score_command(args: argparse.Namespace) -> int:
+    detector = artefact.load(args.model)
+    if args.top < 0:
+        raise InputError("--top must be >= 0")
+    detector.settings = DetectorSettings(detector.settings.threshold_method, detector.settings.bounds,
+                                         detector.settings.alarm, args.top)
+    layout = csvio.read_layout(args.data)
+    order = _column_order(detector, layout)
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    state = detector.new_stream()
+    rows = alarms = 0
+    started = time.perf_counter()
+    try:
+        with open(tmp, "w", newline="") as f:
+            header = ([layout.time_column] if layout.time_column else []) + ["score", "threshold", "anomaly", "top_sensor", "top_sensors"]
+            f.write(",".join(_csv_cell(h) for h in header) + "\n")
+            for chunk in csvio.iter_chunks(layout.path, layout=layout):
+                res = detector.score(state, chunk.values[:, order])
+                _write_rows(f, detector, chunk.timestamps, res)
+                rows += len(chunk.values)
+                alarms += sum(1 for _, tr in res.transitions if tr.kind == "raised")
+        if rows == 0:
+            raise InputError(f"{layout.path}: no data rows after the header")
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    secs = time.perf_counter() - started
+    log.info("scored", data=str(layout.path), rows=rows, alarms=alarms, seconds=round(secs, 2),
+             rows_per_second=int(rows / max(secs, 1e-9)))
+    print(f"scored {rows} rows of {layout.path} into {out}: {alarms} alarm(s)", file=sys.stderr)
+    return 0
+
+
+def _csv_cell(text: str) -> str:
+    if any(c in text for c in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _write_rows(f: io.TextIOBase, detector: Detector, stamps: list[str] | None, res: object) -> None:
+    names = [_csv_cell(s) for s in detector.sensors]
+    score, thr, anomaly, top = res.score, res.threshold, res.anomaly, res.top  # type: ignore[attr-defined]
+    k = top.shape[1]
+    lines = []
+    for i in range(len(score)):
+        tops = [names[j] for j in top[i]] if k else []
+        first = tops[0] if tops else ""
+        row = f"{score[i]:.6g},{thr[i]:.6g},{int(anomaly[i])},{first},{';'.join(tops)}"
+        lines.append((_csv_cell(stamps[i]) + "," + row) if stamps is not None else row)
+    f.write("\n".join(lines) + "\n")

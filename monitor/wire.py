@@ -1,0 +1,354 @@
+"""The wire contract: every MQTT topic and payload plantwatch speaks, spelt once.
+
+The simulator, the monitor, the recorder, the drills and the tests all go
+through this module, so a change of topic or schema is a change in one place.
+
+Topics (``prefix`` defaults to ``plant``)::
+
+    <prefix>/<asset>/telemetry            {"ts": float, "seq": int, "values": {sensor: float}}
+    <prefix>/<asset>/alarm                retained current alarm state (JSON)
+    <prefix>/<asset>/drill                drill ground truth (JSON)
+    <prefix>/_monitor/<instance>/status   retained "online"; Last Will "offline"
+
+Decoding never raises: it returns the decoded value or a :class:`Rejection`
+whose ``reason`` is one of :data:`REJECTION_REASONS`, a closed list the
+monitor exports as a metric label from start-up.
+
+>>> payload = encode_telemetry(1700000000.0, 7, {"T1": 20.5})
+>>> decode_telemetry(payload)
+Telemetry(ts=1700000000.0, seq=7, values={'T1': 20.5})
+>>> decode_telemetry(b"{").reason
+'not_json'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import orjson
+
+SCHEMA_VERSION = 1
+DEFAULT_PREFIX = "plant"
+MAX_PAYLOAD_BYTES = 256 * 1024
+MAX_NAME_LENGTH = 128
+STATUS_ONLINE = b"online"
+STATUS_OFFLINE = b"offline"
+MONITOR_LEVEL = "_monitor"
+
+#: Every reason a message can be rejected for; closed so metrics can pre-create them.
+REJECTION_REASONS: tuple[str, ...] = (
+    "bad_topic",        # topic is not <prefix>/<asset>/telemetry with a valid asset name
+    "too_large",        # payload longer than MAX_PAYLOAD_BYTES
+    "not_json",         # payload is not UTF-8 JSON
+    "not_object",       # JSON, but not an object (or "values" is not an object)
+    "missing_field",    # one of ts, seq, values absent
+    "bad_ts",           # ts not a finite, non-negative number
+    "bad_seq",          # seq not a non-negative integer
+    "non_numeric",      # a sensor value is not a number (strings, bools, null ...)
+    "non_finite",       # a sensor value is NaN or infinite (or overflows float)
+    "unknown_sensor",   # a sensor the asset's model was not trained on
+    "missing_sensor",   # a sensor the asset's model needs is absent
+    "unknown_asset",    # no model is configured for this asset
+    "too_many_assets",  # the max_assets cap is reached
+    "duplicate",        # seq already scored for this asset (redelivery)
+)
+
+
+class Rejection(NamedTuple):
+    """Why a message was not scored; ``detail`` is for the (rate-limited) log only."""
+
+    reason: str
+    detail: str = ""
+
+
+class Telemetry(NamedTuple):
+    """One decoded telemetry sample of one asset."""
+
+    ts: float
+    seq: int
+    values: dict[str, float]
+
+
+# ---------------------------------------------------------------- topics
+
+def valid_name(name: str) -> bool:
+    """Whether ``name`` can be one MQTT topic level (asset, prefix part, instance)."""
+    return (
+        0 < len(name) <= MAX_NAME_LENGTH
+        and not any(c in name for c in "/+#\x00")
+        and name == name.strip()
+    )
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not valid_name(name):
+        raise ValueError(f"invalid {kind} name {name!r}: 1-{MAX_NAME_LENGTH} characters, no '/', '+', '#' or NUL")
+
+
+def _check_prefix(prefix: str) -> None:
+    if not prefix or any(not valid_name(part) for part in prefix.split("/")):
+        raise ValueError(f"invalid topic prefix {prefix!r}: non-empty levels without '+', '#' or NUL")
+
+
+def telemetry_topic(prefix: str, asset: str) -> str:
+    _check_prefix(prefix)
+    _check_name("asset", asset)
+    return f"{prefix}/{asset}/telemetry"
+
+
+def alarm_topic(prefix: str, asset: str) -> str:
+    _check_prefix(prefix)
+    _check_name("asset", asset)
+    return f"{prefix}/{asset}/alarm"
+
+
+def drill_topic(prefix: str, asset: str) -> str:
+    _check_prefix(prefix)
+    _check_name("asset", asset)
+    return f"{prefix}/{asset}/drill"
+
+
+def status_topic(prefix: str, instance: str) -> str:
+    _check_prefix(prefix)
+    _check_name("instance", instance)
+    return f"{prefix}/{MONITOR_LEVEL}/{instance}/status"
+
+
+def telemetry_filter(prefix: str, asset: str = "+") -> str:
+    """Subscription filter for telemetry; ``asset`` may be ``+`` or a single asset."""
+    _check_prefix(prefix)
+    if asset != "+":
+        _check_name("asset", asset)
+    return f"{prefix}/{asset}/telemetry"
+
+
+def alarm_filter(prefix: str) -> str:
+    _check_prefix(prefix)
+    return f"{prefix}/+/alarm"
+
+
+def drill_filter(prefix: str) -> str:
+    _check_prefix(prefix)
+    return f"{prefix}/+/drill"
+
+
+def asset_of(topic: str, prefix: str, kind: str = "telemetry") -> str | Rejection:
+    """The asset named by a ``<prefix>/<asset>/<kind>`` topic, or a bad_topic rejection."""
+    head = prefix + "/"
+    tail = "/" + kind
+    if not (topic.startswith(head) and topic.endswith(tail)):
+        return Rejection("bad_topic", topic[:200])
+    asset = topic[len(head): len(topic) - len(tail)]
+    if not valid_name(asset) or asset == MONITOR_LEVEL:
+        return Rejection("bad_topic", topic[:200])
+    return asset
+
+
+# ---------------------------------------------------------------- telemetry
+
+def encode_telemetry(ts: float, seq: int, values: Mapping[str, float]) -> bytes:
+    """Serialise one sample; values must be finite (NaN is not JSON)."""
+    return orjson.dumps({"ts": float(ts), "seq": int(seq), "values": {k: float(v) for k, v in values.items()}})
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def decode_object(payload: bytes | bytearray | memoryview | str) -> dict[str, Any] | Rejection:
+    """Parse a JSON object payload with the size limit; shared by every decoder."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return Rejection("too_large", f"{len(payload)} bytes")
+    try:
+        doc = orjson.loads(payload)
+    except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+        return Rejection("not_json", str(exc)[:200])
+    if not isinstance(doc, dict):
+        return Rejection("not_object", type(doc).__name__)
+    return doc
+
+
+def _header(doc: dict[str, Any]) -> tuple[float, int, dict[str, Any]] | Rejection:
+    for key in ("ts", "seq", "values"):
+        if key not in doc:
+            return Rejection("missing_field", key)
+    ts, seq, values = doc["ts"], doc["seq"], doc["values"]
+    if not _is_number(ts) or not math.isfinite(ts) or ts < 0:
+        return Rejection("bad_ts", repr(ts)[:100])
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        return Rejection("bad_seq", repr(seq)[:100])
+    if not isinstance(values, dict):
+        return Rejection("not_object", "values is " + type(values).__name__)
+    return float(ts), seq, values
+
+
+def _value(name: str, v: Any) -> float | Rejection:
+    if not _is_number(v):
+        return Rejection("non_numeric", f"{name}={v!r}"[:200])
+    try:
+        f = float(v)
+    except OverflowError:
+        return Rejection("non_finite", f"{name} overflows")
+    if not math.isfinite(f):
+        return Rejection("non_finite", name)
+    return f
+
+
+def decode_telemetry(payload: bytes | bytearray | memoryview | str) -> Telemetry | Rejection:
+    """Decode a telemetry payload without knowing the model's sensors."""
+    doc = decode_object(payload)
+    if isinstance(doc, Rejection):
+        return doc
+    head = _header(doc)
+    if isinstance(head, Rejection):
+        return head
+    ts, seq, raw = head
+    values: dict[str, float] = {}
+    for name, v in raw.items():
+        f = _value(name, v)
+        if isinstance(f, Rejection):
+            return f
+        values[name] = f
+    return Telemetry(ts, seq, values)
+
+
+def decode_row(
+    payload: bytes | bytearray | memoryview | str,
+    sensor_index: Mapping[str, int],
+    out: Any,
+) -> tuple[float, int] | Rejection:
+    """Decode straight into ``out`` (a float row of len(sensor_index)) for the hot path.
+
+    Every sensor of the model must be present and no other; ``out`` may be
+    partly written when a rejection is returned.
+    """
+    doc = decode_object(payload)
+    if isinstance(doc, Rejection):
+        return doc
+    head = _header(doc)
+    if isinstance(head, Rejection):
+        return head
+    ts, seq, raw = head
+    for name, v in raw.items():
+        i = sensor_index.get(name)
+        if i is None:
+            return Rejection("unknown_sensor", str(name)[:200])
+        f = _value(name, v)
+        if isinstance(f, Rejection):
+            return f
+        out[i] = f
+    if len(raw) != len(sensor_index):
+        missing = [s for s in sensor_index if s not in raw]
+        return Rejection("missing_sensor", ",".join(missing[:5]))
+    return ts, seq
+
+
+# ---------------------------------------------------------------- alarms
+
+@dataclass(frozen=True)
+class AlarmEvent:
+    """Retained current alarm state of one asset; also the raise/clear event."""
+
+    asset: str
+    state: str                      # "raised" or "cleared"
+    ts: float                       # time of this event (payload time of the sample)
+    started: float                  # when the episode started
+    score: float
+    threshold: float
+    peak: float
+    top_sensors: tuple[str, ...] = ()
+    ended: float | None = None
+    schema: int = SCHEMA_VERSION
+
+    def encode(self) -> bytes:
+        d = self.__dict__.copy()
+        d["top_sensors"] = list(self.top_sensors)
+        return orjson.dumps(d)
+
+
+ALARM_STATES = ("raised", "cleared")
+
+
+def decode_alarm(payload: bytes | str) -> AlarmEvent | Rejection:
+    doc = decode_object(payload)
+    if isinstance(doc, Rejection):
+        return doc
+    try:
+        if doc["state"] not in ALARM_STATES:
+            return Rejection("not_object", f"state {doc['state']!r}")
+        return AlarmEvent(
+            asset=str(doc["asset"]), state=doc["state"], ts=float(doc["ts"]),
+            started=float(doc["started"]), score=float(doc["score"]),
+            threshold=float(doc["threshold"]), peak=float(doc["peak"]),
+            top_sensors=tuple(str(s) for s in doc.get("top_sensors", ())),
+            ended=None if doc.get("ended") is None else float(doc["ended"]),
+            schema=int(doc.get("schema", SCHEMA_VERSION)),
+        )
+    except KeyError as exc:
+        return Rejection("missing_field", str(exc))
+    except (TypeError, ValueError) as exc:
+        return Rejection("non_numeric", str(exc)[:200])
+
+
+# ---------------------------------------------------------------- drills
+
+@dataclass(frozen=True)
+class DrillTruth:
+    """Ground truth of one injection, published when it starts (and again at its end).
+
+    ``start``/``end`` are the payload timestamps (``ts``) of the first and the
+    last affected sample, so scores can be matched to the truth exactly.
+    """
+
+    asset: str
+    injection_id: str
+    kind: str                      # e.g. "bias", "drift", "stuck", "gan:4"
+    sensors: tuple[str, ...]
+    start: float
+    end: float
+    magnitude: float
+    phase: str = "start"           # "start" when announced, "end" when finished
+    params: dict[str, Any] = field(default_factory=dict)
+    schema: int = SCHEMA_VERSION
+
+    def encode(self) -> bytes:
+        d = self.__dict__.copy()
+        d["sensors"] = list(self.sensors)
+        return orjson.dumps(d)
+
+
+def decode_drill(payload: bytes | str) -> DrillTruth | Rejection:
+    doc = decode_object(payload)
+    if isinstance(doc, Rejection):
+        return doc
+    try:
+        return DrillTruth(
+            asset=str(doc["asset"]), injection_id=str(doc["injection_id"]), kind=str(doc["kind"]),
+            sensors=tuple(str(s) for s in doc["sensors"]), start=float(doc["start"]),
+            end=float(doc["end"]), magnitude=float(doc["magnitude"]),
+            phase=str(doc.get("phase", "start")), params=dict(doc.get("params", {})),
+            schema=int(doc.get("schema", SCHEMA_VERSION)),
+        )
+    except KeyError as exc:
+        return Rejection("missing_field", str(exc))
+    except (TypeError, ValueError) as exc:
+        return Rejection("non_numeric", str(exc)[:200])
+
+
+def sensor_index(sensors: Iterable[str]) -> dict[str, int]:
+    """Name -> column position, the lookup :func:`decode_row` needs."""
+    return {name: i for i, name in enumerate(sensors)}
+
+
+def assert_sensor_names(sensors: Sequence[str]) -> None:
+    """Raise ValueError if sensor names cannot travel in a telemetry payload."""
+    seen: set[str] = set()
+    for s in sensors:
+        if not s or len(s) > 256:
+            raise ValueError(f"invalid sensor name {s!r}")
+        if s in seen:
+            raise ValueError(f"duplicate sensor name {s!r}")
+        seen.add(s)
