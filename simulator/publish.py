@@ -68,7 +68,7 @@ class PublishSummary:
 
 
 class Publisher:
-    """Publishes every source at ``rate`` samples per second per asset."""
+    """Publishes every source at ``rate`` samples per second per asset; :meth:`run` it once."""
 
     def __init__(self, settings: BrokerSettings, sources: Sequence[Source], *, rate: float,
                  prefix: str = wire.DEFAULT_PREFIX, qos: int = 1, injections: Sequence[Injection] = (),
@@ -76,8 +76,10 @@ class Publisher:
                  max_inflight: int = 200, drain_timeout: float = 3.0, client_id: str | None = None) -> None:
         if not (math.isfinite(rate) and rate > 0):
             raise InputError(f"rate must be > 0 samples per second, got {rate}")
-        if duration is not None and not duration > 0:
+        if duration is not None and not (math.isfinite(duration) and duration > 0):
             raise InputError(f"duration must be > 0 seconds, got {duration}")
+        if max_inflight < 1:
+            raise InputError(f"max_inflight must be >= 1, got {max_inflight}")
         if qos not in (0, 1, 2):
             raise InputError(f"qos must be 0, 1 or 2, got {qos}")
         names = [s.name for s in sources]

@@ -137,7 +137,7 @@ json_values = st.recursive(
     max_leaves=12,
 )
 headers = st.fixed_dictionaries({}, optional={"ts": json_values, "seq": json_values, "values": json_values})
-names = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20)
+names = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=20)
 finite = st.floats(allow_nan=False, allow_infinity=False)
 
 

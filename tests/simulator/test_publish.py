@@ -161,7 +161,8 @@ def test_a_dead_broker_holds_at_most_max_inflight_messages_and_stop_still_works(
     began = time.monotonic()
     stop.set()
     thread.join(5)
-    assert not thread.is_alive() and time.monotonic() - began < 2.0
+    # drain_timeout (0.5 s) + paho's reconnect back-off sleep (at most 1 s) + slack for a busy machine
+    assert not thread.is_alive() and time.monotonic() - began < 3.0
     (summary,) = result
     assert 0 < summary.unconfirmed <= 10
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,16 @@ from simulator.publish import Publisher
 from simulator.replay import ReplaySource, load_replay
 from tests.conftest import Mosquitto
 
-from .test_publish import Subscriber, subscriber  # noqa: F401  (fixture)
+from .test_publish import Subscriber
+
+
+@pytest.fixture
+def subscriber(mosquitto: Mosquitto) -> Iterator[Subscriber]:
+    sub = Subscriber(mosquitto.url)
+    try:
+        yield sub
+    finally:
+        sub.close()
 
 
 def test_to_csv_writes_timestamped_rows_of_the_asset_process(tmp_path: Path) -> None:
@@ -54,7 +64,7 @@ def test_history_faults_change_exactly_the_rows_and_sensors_in_the_truth_file(tm
     for t in truths:
         assert isinstance(t, wire.DrillTruth)
         rows = np.nonzero((stamps >= t.start) & (stamps <= t.end))[0]
-        cols = [faulted.sensors.index(s) for s in t.sensors]
+        cols = np.array([faulted.sensors.index(s) for s in t.sensors])
         expected[np.ix_(rows, cols)] = True
         assert changed[rows[0], cols].all() and changed[rows[-1], cols].all()   # first and last affected
     assert not changed[~expected].any()
@@ -71,7 +81,7 @@ def test_an_unwritable_history_path_is_an_input_error(tmp_path: Path) -> None:
 
 
 def test_to_csv_then_replay_publishes_the_same_values(
-        tmp_path: Path, mosquitto: Mosquitto, subscriber: Subscriber) -> None:  # noqa: F811
+        tmp_path: Path, mosquitto: Mosquitto, subscriber: Subscriber) -> None:
     csv_path = tmp_path / "boiler.csv"
     assert main(["simulate", "--to-csv", str(csv_path), "--samples", "30", "--seed", "5", "--sensors", "10"]) == 0
     assert main(["simulate", "--broker", mosquitto.url, "--replay", str(csv_path), "--rate", "50"]) == 0
@@ -84,7 +94,7 @@ def test_to_csv_then_replay_publishes_the_same_values(
 
 
 def test_replayed_faults_use_the_file_spread_and_publish_truth(
-        tmp_path: Path, mosquitto: Mosquitto, subscriber: Subscriber) -> None:  # noqa: F811
+        tmp_path: Path, mosquitto: Mosquitto, subscriber: Subscriber) -> None:
     values = np.arange(40, dtype=float).reshape(20, 2) * [1.0, -1.0]
     source = ReplaySource("d00", ["a", "b"], values)
     injections = bind_faults([parse_fault("bias@3+4:sensors=b,magnitude=2")], [FaultTarget.of(source)], 0)
