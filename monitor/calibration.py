@@ -29,6 +29,8 @@ class CalibrationOptions:
     folds: int = 5
     target_rate: float = 0.005
     alpha: float = 0.1
+    shrink: float = 0.5
+    shrink_resid: float = 0.0
 
 
 @dataclass
@@ -95,18 +97,28 @@ def calibrate_and_fit(
     return final.model, calib, report
 
 
+def _shrink(scale: np.ndarray, weight: float) -> np.ndarray:
+    """Pull per-sensor spreads toward their median.
+
+    A spread estimated from a short history is noisy, and the sensors whose
+    spread happens to come out smallest would raise most of the false alarms.
+    """
+    var = scale * scale
+    return np.sqrt((1.0 - weight) * var + weight * float(np.median(var)))
+
+
 def calibrate(blocks: list[tuple[np.ndarray, np.ndarray]], copts: CalibrationOptions) -> Calibration:
     """Residual spreads, normalisers and the threshold from out-of-fold raw components."""
     alpha, q = copts.alpha, 1.0 - copts.target_rate
     energy_all = np.concatenate([e for e, _ in blocks])
-    resid_scale = np.sqrt(np.maximum(energy_all.mean(axis=0), 1e-12))
+    resid_scale = _shrink(np.sqrt(np.maximum(energy_all.mean(axis=0), 1e-12)), copts.shrink_resid)
     # The out-of-fold residuals are smoothed as one stream, as the deployed model
     # will see new data: offsets between fold models count as normal wander.
     shift_all = np.concatenate([s for _, s in blocks])
     sm = smooth(energy_all, shift_all, resid_scale, alpha, None, None)
     warm = int(min(round(1.0 / alpha), len(energy_all) // 10))
     E, S = sm.energy[warm:], sm.shift[warm:]
-    shift_scale = np.sqrt(np.maximum((S * S).mean(axis=0), 1e-12))
+    shift_scale = _shrink(np.sqrt(np.maximum((S * S).mean(axis=0), 1e-12)), copts.shrink)
     energy_norm = float(np.quantile(E.mean(axis=1), q))
     shift_norm = float(np.quantile((np.abs(S) / shift_scale).max(axis=1), q))
     oof, _ = combine(Smoothed(E, S, E[-1], S[-1]), shift_scale, energy_norm, shift_norm)

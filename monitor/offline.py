@@ -7,6 +7,7 @@ import io
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,71 +34,104 @@ def architecture(n_sensors: int, window: int) -> DAEConfig:
     return DAEConfig(n_sensors=n_sensors, window=window, hidden=hidden, latent=latent)
 
 
-def target_rate(args: argparse.Namespace, period: float) -> float:
-    if args.false_alarm_rate is not None and args.false_alarms_per_day is not None:
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything ``plantwatch train`` can be told; the demo uses it too."""
+
+    seed: int = 0
+    window: int = DEFAULT_WINDOW
+    folds: int = 5
+    max_epochs: int = FitOptions.max_epochs
+    noise: float = FitOptions.noise
+    mask: float = FitOptions.mask
+    false_alarm_rate: float | None = None
+    false_alarms_per_day: float | None = None
+    sample_period: float | None = None
+    threshold: str | None = None
+    on_delay: int | None = None
+    off_delay: int | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> TrainSettings:
+        base = cls()
+        return cls(
+            seed=args.seed,
+            window=base.window if args.window is None else args.window,
+            folds=base.folds if args.folds is None else args.folds,
+            max_epochs=base.max_epochs if args.epochs is None else args.epochs,
+            noise=base.noise if args.noise is None else args.noise,
+            mask=base.mask if args.mask is None else args.mask,
+            false_alarm_rate=args.false_alarm_rate, false_alarms_per_day=args.false_alarms_per_day,
+            sample_period=args.sample_period, threshold=args.threshold,
+            on_delay=args.on_delay, off_delay=args.off_delay,
+        )
+
+
+def detector_settings(ts: TrainSettings) -> DetectorSettings:
+    base = DetectorSettings()
+    try:
+        alarm = AlarmSettings(
+            on_delay=base.alarm.on_delay if ts.on_delay is None else ts.on_delay,
+            off_delay=base.alarm.off_delay if ts.off_delay is None else ts.off_delay,
+            deadband=base.alarm.deadband,
+        )
+        return DetectorSettings(threshold_method=ts.threshold or base.threshold_method, alarm=alarm)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def target_rate(ts: TrainSettings, period: float) -> float:
+    if ts.false_alarm_rate is not None and ts.false_alarms_per_day is not None:
         raise InputError("give either --false-alarm-rate or --false-alarms-per-day, not both")
-    if args.false_alarms_per_day is not None:
-        if args.false_alarms_per_day <= 0:
+    if ts.false_alarms_per_day is not None:
+        if ts.false_alarms_per_day <= 0:
             raise InputError("--false-alarms-per-day must be > 0")
-        rate = args.false_alarms_per_day * period / 86400.0
+        rate = ts.false_alarms_per_day * period / 86400.0
     else:
-        rate = 0.005 if args.false_alarm_rate is None else args.false_alarm_rate
+        rate = 0.005 if ts.false_alarm_rate is None else ts.false_alarm_rate
     if not 0 < rate < 0.5:
         raise InputError(f"target false-alarm rate {rate:g} must be in (0, 0.5)")
     return float(rate)
 
 
-def detector_settings(args: argparse.Namespace) -> DetectorSettings:
-    base = DetectorSettings()
-    try:
-        alarm = AlarmSettings(
-            on_delay=base.alarm.on_delay if args.on_delay is None else args.on_delay,
-            off_delay=base.alarm.off_delay if args.off_delay is None else args.off_delay,
-            deadband=base.alarm.deadband,
-        )
-        return DetectorSettings(threshold_method=args.threshold or base.threshold_method, alarm=alarm)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-
-
-def train_command(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        raise InputError(f"{out}: already exists (use --force to overwrite)")
-    table = csvio.read_table(args.data)
-    window = DEFAULT_WINDOW if args.window is None else args.window
-    folds = 5 if args.folds is None else args.folds
-    if window < 1:
+def _check(table: csvio.Table, ts: TrainSettings) -> None:
+    if ts.window < 1:
         raise InputError("--window must be >= 1")
-    if folds < 2:
+    if ts.folds < 2:
         raise InputError("--folds must be >= 2")
-    need = min_rows(window, folds)
-    if len(table) < need:
-        raise InputError(f"{table.path}: {len(table)} data rows; training with window {window} and {folds} folds needs at least {need}")
-    if args.epochs is not None and args.epochs < 1:
+    if ts.max_epochs < 1:
         raise InputError("--epochs must be >= 1")
-    period = args.sample_period or csvio.sample_period(table.timestamps)
-    rate = target_rate(args, period)
+    if not 0 <= ts.noise < 10 or not 0 <= ts.mask < 1:
+        raise InputError("--noise must be in [0, 10) and --mask in [0, 1)")
+    need = min_rows(ts.window, ts.folds)
+    if len(table) < need:
+        raise InputError(f"{table.path}: {len(table)} data rows; training with window {ts.window} "
+                         f"and {ts.folds} folds needs at least {need}")
+
+
+def train_table(table: csvio.Table, ts: TrainSettings, out: Path, force: bool = False) -> Detector:
+    """Train, calibrate and write a model folder from a table of normal history."""
+    if out.exists() and not force:
+        raise InputError(f"{out}: already exists (use --force to overwrite)")
+    _check(table, ts)
+    period = ts.sample_period or csvio.sample_period(table.timestamps)
+    rate = target_rate(ts, period)
+    settings = detector_settings(ts)
     scaler = Scaler.fit(table.values)
     if scaler.constant.all():
         raise InputError(f"{table.path}: every sensor is constant; nothing to learn")
     if scaler.constant.any():
         log.warning("constant_sensors_ignored", sensors=[s for s, c in zip(table.sensors, scaler.constant) if c])
     z = scaler.transform(table.values)
-    cfg = architecture(len(table.sensors), window)
-    opts = FitOptions(
-        max_epochs=args.epochs or FitOptions.max_epochs,
-        noise=FitOptions.noise if args.noise is None else args.noise,
-        mask=FitOptions.mask if args.mask is None else args.mask,
-    )
-    copts = CalibrationOptions(folds=folds, target_rate=rate)
-    settings = detector_settings(args)
+    cfg = architecture(len(table.sensors), ts.window)
+    opts = FitOptions(max_epochs=ts.max_epochs, noise=ts.noise, mask=ts.mask)
+    copts = CalibrationOptions(folds=ts.folds, target_rate=rate)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     log.info("training_started", data=str(table.path), rows=len(table), sensors=len(table.sensors),
-             window=window, folds=folds, target_rate=rate)
+             window=ts.window, folds=ts.folds, target_rate=rate)
     progress = Progress("fold 1", opts.max_epochs)
     try:
-        model, calib, report = calibrate_and_fit(z, cfg, opts, args.seed, copts, progress=progress, stage=progress.stage)
+        model, calib, report = calibrate_and_fit(z, cfg, opts, ts.seed, copts, progress=progress, stage=progress.stage)
     finally:
         progress.close()
     detector = Detector(model, scaler, calib, table.sensors, settings)
@@ -105,7 +139,7 @@ def train_command(args: argparse.Namespace) -> int:
         "time_column": table.time_column,
         "sample_period": period,
         "training": {
-            "data": str(table.path), "rows": len(table), "seed": args.seed, "folds": folds,
+            "data": str(table.path), "rows": len(table), "seed": ts.seed, "folds": ts.folds,
             "max_epochs": opts.max_epochs, "best_epochs": report.best_epochs,
             "final_epochs": report.final_epochs, "noise": opts.noise, "mask": opts.mask,
             "seconds": round(report.seconds, 2), "fold_val_loss": report.val_loss,
@@ -113,12 +147,23 @@ def train_command(args: argparse.Namespace) -> int:
         },
         "data_fingerprint": artefact.fingerprint(table.values, table.sensors),
     }
-    artefact.save(out, detector, extra, force=args.force)
+    artefact.save(out, detector, extra, force=force)
     log.info("model_written", path=str(out), seconds=round(report.seconds, 1), threshold=round(calib.threshold, 4),
              oof_exceed_rate=round(calib.oof_exceed_rate, 4), epochs=report.final_epochs)
-    print(f"model written to {out}: {len(table.sensors)} sensors, window {window}, "
-          f"threshold {calib.threshold:.3f} for a false-alarm rate of {rate:g}, "
-          f"trained in {report.seconds:.1f}s", file=sys.stderr)
+    return detector
+
+
+def train_command(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise InputError(f"{out}: already exists (use --force to overwrite)")
+    ts = TrainSettings.from_args(args)
+    table = csvio.read_table(args.data)
+    started = time.perf_counter()
+    det = train_table(table, ts, out, force=args.force)
+    print(f"model written to {out}: {det.n_sensors} sensors, window {det.window}, "
+          f"threshold {det.calib.threshold:.3f} for a false-alarm rate of {det.calib.target_rate:g}, "
+          f"trained in {time.perf_counter() - started:.1f}s", file=sys.stderr)
     return 0
 
 

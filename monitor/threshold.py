@@ -33,7 +33,7 @@ class Threshold(Protocol):
 class Bounds:
     """How far and how fast a rolling threshold may move from its calibrated value."""
 
-    low: float = 0.8
+    low: float = 1.0
     high: float = 1.5
     step: float = 0.002     # fraction of the reference per learned sample
 

@@ -26,7 +26,8 @@ class FitOptions:
     """How to corrupt and how long to train."""
 
     max_epochs: int = 300
-    batch_size: int = 64
+    batch_size: int = 64        # grows with the data so an epoch is at most max_steps batches
+    max_steps: int = 40
     lr: float = 2e-3
     weight_decay: float = 1e-5
     noise: float = 0.2          # Gaussian corruption, standard deviations
@@ -62,13 +63,19 @@ def _corrupt(x: torch.Tensor, opts: FitOptions, gen: torch.Generator) -> torch.T
     return noisy
 
 
+def batch_size(n: int, opts: FitOptions) -> int:
+    """Long histories get larger batches, so an epoch costs the same on 500 or 500,000 rows."""
+    return max(opts.batch_size, -(-n // opts.max_steps))
+
+
 def _epoch(model: DenoisingAE, opt: torch.optim.Optimizer, x: torch.Tensor,
            opts: FitOptions, gen: torch.Generator) -> float:
     model.train()
     order = torch.randperm(len(x), generator=gen)
     total = 0.0
-    for start in range(0, len(x), opts.batch_size):
-        batch = x[order[start:start + opts.batch_size]]
+    size = batch_size(len(x), opts)
+    for start in range(0, len(x), size):
+        batch = x[order[start:start + size]]
         loss = torch.mean((model(_corrupt(batch, opts, gen)) - batch) ** 2)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,0 +1,355 @@
+"""The monitor's one configuration schema: TOML file < PLANTWATCH_* environment < command-line flags.
+
+Every setting is a field of a frozen dataclass below, with a default and a
+description; unknown keys are refused and every error names the dotted key
+(and the environment variable or flag it came from), so a typo fails at
+start-up instead of being silently ignored. :func:`load` is the whole story:
+read the file, overlay the environment, overlay the flags, then
+:func:`parse` once into validated objects.
+
+>>> cfg = parse({"broker": {"url": "mqtt://broker:1883"}, "models": {"default": "m/"}})
+>>> cfg.broker.url, cfg.metrics.port, cfg.client_id
+('mqtt://broker:1883', 9108, 'plantwatch-monitor-default')
+>>> parse({"brokr": {}})
+Traceback (most recent call last):
+...
+monitor.errors.ConfigError: brokr: unknown key (known: instance, prefix, max_assets, broker, metrics, models, detector, worker)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tomllib
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from . import logs, wire
+from .errors import ConfigError
+from .mqtt import BrokerSettings, parse_url
+
+ENV_PREFIX = "PLANTWATCH_"
+log = logs.get("config")
+
+
+def setting(default: Any, description: str, check: Callable[[Any], bool] | None = None, rule: str = "") -> Any:
+    """A schema field: default, description (shown by ``describe``) and an optional rule."""
+    meta = {"description": description, "check": check, "rule": rule}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _name_ok(v: str) -> bool:
+    return wire.valid_name(v)
+
+
+def _prefix_ok(v: str) -> bool:
+    try:
+        wire.telemetry_filter(v)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    url: str = setting("mqtt://127.0.0.1:1883", "broker URL: mqtt://HOST:PORT or mqtts://HOST:PORT (TLS)")
+    ca_file: str | None = setting(None, "CA certificate file for mqtts:// (default: the system CAs)")
+    cert_file: str | None = setting(None, "client certificate file for mqtts:// (mutual TLS)")
+    key_file: str | None = setting(None, "client private key file for mqtts://")
+    username: str | None = setting(None, "username; the password comes from password_env or password_file")
+    password_env: str | None = setting(None, "name of the environment variable holding the password")
+    password_file: str | None = setting(None, "file holding the password (e.g. a systemd credential)")
+    client_id: str | None = setting(None, "fixed client id of the persistent session (default: plantwatch-monitor-<instance>)")
+    protocol: int = setting(4, "MQTT protocol: 4 = 3.1.1, 5 = MQTT 5", lambda v: v in (4, 5), "must be 4 or 5")
+    keepalive: int = setting(30, "keepalive interval, seconds", lambda v: 5 <= v <= 65535, "must be 5-65535")
+    session_expiry: int = setting(86400, "MQTT 5 Session Expiry Interval, seconds: how long the broker keeps "
+                                  "our queued messages while we are away", lambda v: 0 <= v <= 2**32 - 1,
+                                  "must be 0-4294967295")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    bind: str = setting("127.0.0.1", "address the HTTP server (/metrics, /healthz, /readyz) listens on")
+    port: int = setting(9108, "HTTP port (0 = any free port)", lambda v: 0 <= v <= 65535, "must be 0-65535")
+    contributions: bool = setting(False, "export every sensor's contribution of every asset "
+                                  "(asset x sensor series), not only the top sensors of assets in alarm")
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    default: str | None = setting(None, "model folder for assets that no pattern in [models.assets] matches")
+    assets: dict[str, str] = setting({}, "asset name pattern (fnmatch, first match in file order) -> model folder")
+    unknown_asset: str = setting("default", "what to do with an asset no pattern matches: 'default' scores it "
+                                 "with models.default, 'reject' counts it as unknown_asset",
+                                 lambda v: v in ("default", "reject"), "must be 'default' or 'reject'")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    threshold_method: str | None = setting(None, "override the models' rolling threshold: quantile, spot or static",
+                                           lambda v: v in ("quantile", "spot", "static"),
+                                           "must be quantile, spot or static")
+    on_delay: int | None = setting(None, "override: samples above threshold before an alarm is raised",
+                                   lambda v: v >= 1, "must be >= 1")
+    off_delay: int | None = setting(None, "override: samples below the clear level before it clears",
+                                    lambda v: v >= 1, "must be >= 1")
+    deadband: float | None = setting(None, "override: clear level as a fraction of the threshold",
+                                     lambda v: 0 < v <= 1, "must be in (0, 1]")
+    top_k: int = setting(3, "sensors named per alarm and exported for assets in alarm",
+                         lambda v: 0 <= v <= 50, "must be 0-50")
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    queue_size: int = setting(10000, "messages buffered between the MQTT thread and the worker; when full, "
+                              "intake waits and the backlog stays at the broker", lambda v: 1 <= v <= 10**7,
+                              "must be 1-10000000")
+    batch_max_size: int = setting(1000, "most messages scored in one forward pass",
+                                  lambda v: 1 <= v <= 100000, "must be 1-100000")
+    batch_max_time: float = setting(0.005, "seconds a batch waits to fill once its first message is in",
+                                    lambda v: 0 <= v <= 1, "must be 0-1 seconds")
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    instance: str = setting("default", "instance name: status topic and default client id", _name_ok,
+                            "must be a valid topic level (no '/', '+', '#')")
+    prefix: str = setting(wire.DEFAULT_PREFIX, "topic prefix: telemetry is <prefix>/<asset>/telemetry", _prefix_ok,
+                          "must be topic levels without '+', '#'")
+    max_assets: int = setting(1000, "assets tracked at most; later ones are rejected as too_many_assets "
+                              "(protects memory and metric cardinality)", lambda v: 1 <= v <= 10**6,
+                              "must be 1-1000000")
+    broker: BrokerConfig = field(default_factory=BrokerConfig, metadata={"description": "MQTT connection"})
+    metrics: MetricsConfig = field(default_factory=MetricsConfig, metadata={"description": "HTTP endpoint"})
+    models: ModelsConfig = field(default_factory=ModelsConfig, metadata={"description": "which model scores which asset"})
+    detector: DetectorConfig = field(default_factory=DetectorConfig, metadata={"description": "run-time overrides"})
+    worker: WorkerConfig = field(default_factory=WorkerConfig, metadata={"description": "queue and micro-batches"})
+
+    @property
+    def client_id(self) -> str:
+        return self.broker.client_id or f"plantwatch-monitor-{self.instance}"
+
+    def broker_settings(self) -> BrokerSettings:
+        host, port, tls = parse_url(self.broker.url)
+        b = self.broker
+        return BrokerSettings(host=host, port=port, tls=tls, ca_file=b.ca_file, cert_file=b.cert_file,
+                              key_file=b.key_file, username=b.username, password_env=b.password_env,
+                              password_file=b.password_file, client_id=self.client_id, protocol=b.protocol,
+                              keepalive=b.keepalive, session_expiry=b.session_expiry)
+
+    def model_paths(self) -> list[str]:
+        """Every distinct model folder named, default first."""
+        paths = ([self.models.default] if self.models.default else []) + list(self.models.assets.values())
+        return list(dict.fromkeys(paths))
+
+
+# ---------------------------------------------------------------- parsing
+
+def _coerce(key: str, tp: Any, value: Any) -> Any:
+    args = typing.get_args(tp)
+    if type(None) in args:                       # X | None
+        tp = next(a for a in args if a is not type(None))
+    if typing.get_origin(tp) is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise ConfigError(f"{key}: must be a table of strings")
+        return dict(value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}: must be {tp.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must be a table")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in fields(cls)]
+    for name in data:
+        if name not in known:
+            where = f"{path}.{name}" if path else name
+            raise ConfigError(f"{where}: unknown key (known: {', '.join(known)})")
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        key = f"{path}.{f.name}" if path else f.name
+        tp = hints[f.name]
+        if is_dataclass(tp):
+            kwargs[f.name] = _build(tp, data[f.name], key)  # type: ignore[arg-type]
+            continue
+        value = _coerce(key, tp, data[f.name])
+        check = f.metadata.get("check")
+        if check is not None and value is not None and not check(value):
+            raise ConfigError(f"{key}: {f.metadata['rule']}, got {value!r}")
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def _cross_check(cfg: MonitorConfig) -> None:
+    b, m = cfg.broker, cfg.models
+    try:
+        _, _, tls = parse_url(b.url)
+    except ConfigError as exc:
+        raise ConfigError(f"broker.url: {exc}") from None
+    for name in ("ca_file", "cert_file", "key_file"):
+        value = getattr(b, name)
+        if value and not tls:
+            raise ConfigError(f"broker.{name}: only used with an mqtts:// broker.url")
+        if value and not Path(value).is_file():
+            raise ConfigError(f"broker.{name}: no such file {value}")
+    if b.password_env and b.password_file:
+        raise ConfigError("broker.password_file: give password_env or password_file, not both")
+    if (b.password_env or b.password_file) and not b.username:
+        raise ConfigError("broker.username: a password is configured but no username")
+    if b.client_id is not None and not (0 < len(b.client_id) <= 256):
+        raise ConfigError("broker.client_id: must be 1-256 characters")
+    cfg.broker_settings().password()             # names the key when the env var or file is missing
+    if not m.default and not m.assets:
+        raise ConfigError("models.default: no model configured (give --model, models.default or [models.assets])")
+    if m.unknown_asset == "default" and not m.default:
+        raise ConfigError("models.unknown_asset: 'default' needs models.default; set it to 'reject' or give a default model")
+
+
+def parse(data: Mapping[str, Any]) -> MonitorConfig:
+    """Validate a merged mapping into a :class:`MonitorConfig`; ConfigError names the dotted key."""
+    cfg: MonitorConfig = _build(MonitorConfig, dict(data), "")
+    _cross_check(cfg)
+    return cfg
+
+
+# ---------------------------------------------------------------- sources
+
+def read_file(path: str | Path) -> dict[str, Any]:
+    """The TOML file as a mapping; relative model and TLS paths are made relative to the file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    base = path.resolve().parent
+
+    def rel(v: Any) -> Any:
+        return str(base / v) if isinstance(v, str) and v and not Path(v).is_absolute() else v
+
+    models, broker = data.get("models"), data.get("broker")
+    if isinstance(models, dict):
+        if "default" in models:
+            models["default"] = rel(models["default"])
+        if isinstance(models.get("assets"), dict):
+            models["assets"] = {k: rel(v) for k, v in models["assets"].items()}
+    if isinstance(broker, dict):
+        for k in ("ca_file", "cert_file", "key_file", "password_file"):
+            if k in broker:
+                broker[k] = rel(broker[k])
+    return data
+
+
+def env_keys(cls: type = MonitorConfig, path: str = "") -> dict[str, tuple[str, Any]]:
+    """PLANTWATCH_SECTION_KEY -> (dotted key, type) for every scalar setting."""
+    out: dict[str, tuple[str, Any]] = {}
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        key = f"{path}.{f.name}" if path else f.name
+        if is_dataclass(hints[f.name]):
+            out.update(env_keys(hints[f.name], key))  # type: ignore[arg-type]
+        elif typing.get_origin(hints[f.name]) is not dict:
+            out[ENV_PREFIX + key.replace(".", "_").upper()] = (key, hints[f.name])
+    return out
+
+
+def _from_text(name: str, key: str, tp: Any, text: str) -> Any:
+    base = next((a for a in typing.get_args(tp) if a is not type(None)), tp)
+    try:
+        if base is bool:
+            if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(text)
+            return text.lower() in ("1", "true", "yes")
+        return base(text)
+    except ValueError:
+        raise ConfigError(f"{key} (from {name}): must be {base.__name__}, got {text!r}") from None
+
+
+def _put(data: dict[str, Any], key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    node = data
+    for p in parents:
+        child = node.setdefault(p, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{p}: must be a table")
+        node = child
+    node[last] = value
+
+
+FLAG_KEYS = {"broker": "broker.url", "model": "models.default", "metrics_port": "metrics.port", "prefix": "prefix"}
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where the settings come from; :meth:`load` re-reads them all (SIGHUP)."""
+
+    path: str | None = None
+    flags: Mapping[str, Any] = field(default_factory=dict)
+
+    def load(self, environ: Mapping[str, str] | None = None) -> MonitorConfig:
+        data = read_file(self.path) if self.path else {}
+        known = env_keys()
+        environ = os.environ if environ is None else environ
+        origin: dict[str, str] = {}
+        for name, text in environ.items():
+            if name in known:
+                key, tp = known[name]
+                _put(data, key, _from_text(name, key, tp, text))
+                origin[key] = name
+        for attr, key in FLAG_KEYS.items():
+            if self.flags.get(attr) is not None:
+                _put(data, key, self.flags[attr])
+                origin[key] = "--" + attr.replace("_", "-")
+        try:
+            return parse(data)
+        except ConfigError as exc:
+            key = str(exc).split(":", 1)[0]
+            if key in origin:
+                raise ConfigError(f"{key} (from {origin[key]}):{str(exc).split(':', 1)[1]}") from None
+            raise ConfigError(f"{self.path}: {exc}" if self.path else str(exc)) from None
+
+
+def load(path: str | None = None, flags: Mapping[str, Any] | None = None,
+         environ: Mapping[str, str] | None = None) -> MonitorConfig:
+    """File, then environment, then flags (flags win), validated once."""
+    return Sources(path, dict(flags or {})).load(environ)
+
+
+def describe(cls: type = MonitorConfig, path: str = "") -> list[tuple[str, Any, str]]:
+    """(dotted key, default, description) of every setting, for documentation."""
+    out: list[tuple[str, Any, str]] = []
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        key = f"{path}.{f.name}" if path else f.name
+        if is_dataclass(hints[f.name]):
+            out.extend(describe(hints[f.name], key))  # type: ignore[arg-type]
+        else:
+            default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+            out.append((key, default, f.metadata["description"]))
+    return out
+
+
+def check_config_command(args: argparse.Namespace) -> int:
+    """``plantwatch check-config FILE``: validate the file, the environment and every model named."""
+    from .worker import load_models
+
+    cfg = load(args.file)
+    models = load_models(cfg)
+    print(f"{args.file}: ok: broker {cfg.broker.url}, prefix {cfg.prefix!r}, "
+          f"{len(models.loaded)} model(s): {', '.join(m.name for m in models.loaded)}", file=sys.stdout)
+    return 0

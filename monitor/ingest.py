@@ -1,0 +1,223 @@
+"""Where a message enters: the MQTT session, the bounded intake queue and the fast row decoder.
+
+paho's network thread only runs the callbacks here. ``on_message`` puts
+``(topic, payload, received_at, mid, qos, generation)`` on a bounded queue and
+returns; when the queue is full it waits, so the backlog stays at the broker
+(backpressure) instead of in our memory. Nothing is acknowledged here: the
+worker calls :meth:`Ingest.ack` once a message is scored (or counted as
+rejected), so a crash never acknowledges an unscored message and the
+persistent session redelivers it.
+
+``generation`` counts connections: a message id is only meaningful on the
+connection that delivered it, so an acknowledgement for an older connection
+is skipped (the broker redelivers, the worker drops it as a duplicate).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from . import logs, mqtt, wire
+from .config import MonitorConfig
+from .metrics import State
+from .wire import Rejection
+
+log = logs.get("ingest")
+
+Item = tuple[str, bytes, float, int, int, int]   # topic, payload, received_at, mid, qos, generation
+_NUMBERS = frozenset((float, int))
+_PUT_SLICE_S = 0.1
+
+
+class LogSampler:
+    """At most one log line per key per ``period`` seconds, carrying how many were suppressed.
+
+    >>> s = LogSampler(10.0)
+    >>> s.take("not_json", now=0.0), s.take("not_json", now=1.0), s.take("not_json", now=11.0)
+    (0, None, 1)
+    """
+
+    def __init__(self, period: float = 10.0) -> None:
+        self.period = period
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def take(self, key: str, now: float | None = None) -> int | None:
+        """None: stay quiet; else log now, with this many suppressed since the last line."""
+        now = time.monotonic() if now is None else now
+        last = self._last.get(key)
+        if last is not None and now - last < self.period:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._suppressed.pop(key, 0)
+
+
+class RowDecoder:
+    """:func:`wire.decode_row` with a fast path for the common well-formed payload.
+
+    The fast path accepts only what ``decode_row`` accepts (sensors in the
+    model's order, plain JSON numbers) and writes the same row; anything else,
+    valid or not, goes to ``decode_row``, which stays the one definition of
+    validity and of the rejection reason.
+    """
+
+    def __init__(self, sensors: Sequence[str]) -> None:
+        self.sensors = list(sensors)
+        self.index = wire.sensor_index(sensors)
+
+    def decode(self, payload: bytes, out: Any) -> tuple[float, int] | Rejection:
+        if len(payload) <= wire.MAX_PAYLOAD_BYTES:
+            try:
+                doc = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                doc = None
+            if type(doc) is dict:
+                values, ts, seq = doc.get("values"), doc.get("ts"), doc.get("seq")
+                if (type(values) is dict and type(seq) is int and seq >= 0
+                        and (type(ts) is float or type(ts) is int) and ts >= 0
+                        and list(values) == self.sensors):
+                    row = list(values.values())
+                    if _NUMBERS.issuperset(map(type, row)):
+                        out[:] = row
+                        return float(ts), seq
+        return wire.decode_row(payload, self.index, out)
+
+
+class Ingest:
+    """The monitor's MQTT session: persistent, QoS 1, manual acknowledgement, retained status."""
+
+    def __init__(self, cfg: MonitorConfig, intake: queue.Queue[Item | None], state: State) -> None:
+        self.settings = cfg.broker_settings()
+        self.client_id = cfg.client_id
+        self.queue, self.state = intake, state
+        self.filter = wire.telemetry_filter(cfg.prefix)
+        self.status_topic = wire.status_topic(cfg.prefix, cfg.instance)
+        self.prefix = cfg.prefix
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self.generation = 0
+        self.withheld = 0                        # messages left unacknowledged once intake closed
+        self._intake_open = True
+        self._closing = False
+        self._sub_mid: int | None = None
+        self._sampler = LogSampler()
+        c = mqtt.make_client(self.settings, client_id=self.client_id, persistent=True, manual_ack=True)
+        c.will_set(self.status_topic, wire.STATUS_OFFLINE, qos=1, retain=True)
+        c.on_connect = self._guard("connect", self._on_connect)
+        c.on_disconnect = self._guard("disconnect", self._on_disconnect)
+        c.on_subscribe = self._guard("subscribe", self._on_subscribe)
+        c.on_message = self._guard("message", self._on_message)
+        self.client = c
+
+    def _guard(self, name: str, fn: Callable[..., None]) -> Callable[..., None]:
+        """An exception escaping a callback would kill paho's thread: log (sampled) and count it."""
+        def guarded(*args: Any) -> None:
+            try:
+                fn(*args)
+            except Exception:
+                self.state.count_callback_error(name)
+                suppressed = self._sampler.take(name)
+                if suppressed is not None:
+                    log.exception("callback_failed", callback=name, suppressed=suppressed)
+        return guarded
+
+    # ------------------------------------------------------------ paho callbacks
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            self.connected.clear()
+            log.warning("broker_refused", broker=self.settings.url, reason=str(reason))
+            return
+        self.generation += 1
+        with self.state.lock:
+            self.state.connects += 1
+        self.connected.set()
+        _, self._sub_mid = client.subscribe(self.filter, qos=1)
+        client.publish(self.status_topic, wire.STATUS_ONLINE, qos=1, retain=True)
+        log.info("broker_connected", broker=self.settings.url, client_id=self.client_id,
+                 session_present=bool(getattr(flags, "session_present", False)))
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        if mid != self._sub_mid:
+            return
+        if any(r.is_failure for r in reasons):
+            log.error("subscribe_refused", filter=self.filter, reasons=[str(r) for r in reasons])
+            return
+        self.subscribed.set()
+        log.info("subscribed", filter=self.filter, qos=1)
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.connected.clear()
+        self.subscribed.clear()
+        if not self._closing:
+            log.warning("broker_disconnected", broker=self.settings.url, reason=str(reason))
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = "\x00not-utf8"                 # counted as bad_topic by the worker
+        item = (topic, msg.payload, time.time(), msg.mid, msg.qos, self.generation)
+        if not self._intake_open:
+            self.withheld += 1                     # unacknowledged: redelivered after our restart
+            return
+        try:
+            self.queue.put_nowait(item)
+            return
+        except queue.Full:
+            pass
+        while self._intake_open:                   # backpressure: paho stops reading the socket
+            try:
+                self.queue.put(item, timeout=_PUT_SLICE_S)
+                return
+            except queue.Full:
+                continue
+        self.withheld += 1                         # unacknowledged: redelivered after our restart
+
+    # ------------------------------------------------------------ used by the daemon and the worker
+
+    def start(self) -> None:
+        """Connect in the background; paho retries with backoff until the broker answers."""
+        kwargs: dict[str, Any] = {"keepalive": self.settings.keepalive}
+        if self.settings.protocol == 5:
+            kwargs["clean_start"] = False
+            kwargs["properties"] = mqtt.connect_properties(self.settings, persistent=True)
+        self.client.connect_async(self.settings.host, self.settings.port, **kwargs)
+        self.client.loop_start()
+
+    def ack(self, mid: int, qos: int, generation: int) -> None:
+        if qos and generation == self.generation:
+            self.client.ack(mid, qos)
+
+    def publish(self, topic: str, payload: bytes, retain: bool = True) -> None:
+        """QoS 1 publish from any thread; paho queues it across reconnects."""
+        self.client.publish(topic, payload, qos=1, retain=retain)
+
+    def close_intake(self) -> None:
+        """Stop taking messages (the first step of a stop); later ones stay at the broker."""
+        self._intake_open = False
+        try:
+            self.queue.put_nowait(None)            # wakes a worker waiting on an empty queue
+        except queue.Full:
+            pass
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Publish the retained ``offline`` status, disconnect and stop paho's thread."""
+        self._closing = True
+        if self.connected.is_set():
+            info = self.client.publish(self.status_topic, wire.STATUS_OFFLINE, qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("offline_status_not_confirmed", reason=str(exc))
+        self.client.disconnect()
+        self.client.loop_stop()
+        if self.withheld:
+            log.info("messages_left_at_broker", count=self.withheld)

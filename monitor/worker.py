@@ -1,0 +1,372 @@
+"""Where a message is scored: micro-batches from the intake queue through one forward pass.
+
+One thread. It takes up to ``batch_max_size`` messages (waiting at most
+``batch_max_time`` for the batch to fill), decodes each into a preallocated
+row of its model's buffer, orders each asset's rows by ``seq`` (dropping
+redeliveries, counting gaps), scores every asset of a model in a single
+:meth:`Detector.score_many` call, writes the results into the metrics state
+under one lock, publishes alarm transitions and only then acknowledges every
+message of the batch, scored or rejected.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import artefact, logs, wire
+from .alarms import AlarmSettings
+from .config import DetectorConfig, MonitorConfig
+from .detector import Detector, DetectorSettings, StreamState
+from .errors import ConfigError
+from .ingest import Item, LogSampler, RowDecoder
+from .metrics import AssetStats, State
+from .wire import Rejection
+
+log = logs.get("worker")
+_TAKE_TIMEOUT_S = 0.1
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model folder loaded with this config's overrides; ``identity`` says when it really changed."""
+
+    name: str
+    version: str
+    detector: Detector
+    identity: tuple[str, str, str]
+
+
+class ModelSet:
+    """Which model scores which asset: first matching pattern, else the default or nothing."""
+
+    def __init__(self, cfg: MonitorConfig, loaded: dict[str, LoadedModel]) -> None:
+        self.default = loaded[cfg.models.default] if cfg.models.default else None
+        self.patterns = [(pattern, loaded[path]) for pattern, path in cfg.models.assets.items()]
+        self.policy = cfg.models.unknown_asset
+        self.loaded = list({m.identity: m for m in loaded.values()}.values())
+
+    def resolve(self, asset: str) -> LoadedModel | None:
+        for pattern, model in self.patterns:
+            if fnmatchcase(asset, pattern):
+                return model
+        return self.default if self.policy == "default" else None
+
+
+def _overrides(base: DetectorSettings, d: DetectorConfig, path: str) -> DetectorSettings:
+    try:
+        alarm = AlarmSettings(d.on_delay or base.alarm.on_delay, d.off_delay or base.alarm.off_delay,
+                              base.alarm.deadband if d.deadband is None else d.deadband)
+        return DetectorSettings(d.threshold_method or base.threshold_method, base.bounds, alarm, d.top_k)
+    except ValueError as exc:
+        raise ConfigError(f"detector: {exc} (with the settings of model {path})") from None
+
+
+def load_models(cfg: MonitorConfig) -> ModelSet:
+    """Load every model folder the config names; ArtefactError names the unreadable one."""
+    loaded: dict[str, LoadedModel] = {}
+    for path in cfg.model_paths():
+        det = artefact.load(path)
+        det.settings = _overrides(det.settings, cfg.detector, path)
+        sha = str(det.manifest.get("weights", {}).get("sha256", ""))
+        ident = (os.path.realpath(path), sha, repr(det.settings.to_dict()))
+        loaded[path] = LoadedModel(Path(path).name or path, sha[:12], det, ident)
+    return ModelSet(cfg, loaded)
+
+
+class _Slot:
+    """A model's preallocated row buffer for one batch."""
+
+    def __init__(self, model: LoadedModel, rows: int) -> None:
+        self.decoder = RowDecoder(model.detector.sensors)
+        self.buf = np.zeros((rows, model.detector.n_sensors))
+        self.fill = 0
+
+
+@dataclass(eq=False)
+class _Asset:
+    id: int
+    name: str
+    model: LoadedModel
+    stream: StreamState
+    slot: _Slot
+    stats: AssetStats
+
+
+class Worker(threading.Thread):
+    """Scores the intake queue; ``ack`` and ``publish`` are the MQTT side's, injected."""
+
+    def __init__(self, cfg: MonitorConfig, models: ModelSet, intake: queue.Queue[Item | None], state: State,
+                 ack: Callable[[int, int, int], None], publish: Callable[[str, bytes], None],
+                 tick: Callable[[], None] | None = None) -> None:
+        super().__init__(name="plantwatch-worker", daemon=True)
+        self.queue, self.state, self._ack, self._publish, self._tick = intake, state, ack, publish, tick
+        self.prefix, self.max_assets = cfg.prefix, cfg.max_assets
+        self.batch_max, self.batch_time = cfg.worker.batch_max_size, cfg.worker.batch_max_time
+        self.models = models
+        self.beat = time.monotonic()
+        self._pending: ModelSet | None = None
+        self._assets: dict[str, _Asset] = {}
+        self._by_topic: dict[str, _Asset] = {}
+        self._by_id: dict[int, _Asset] = {}
+        self._slots: dict[tuple[str, str, str], _Slot] = {}
+        self._ids = itertools.count()
+        self._halt = threading.Event()
+        self._sampler = LogSampler()
+
+    # ------------------------------------------------------------ loop
+
+    def run(self) -> None:
+        while True:
+            self.beat = time.monotonic()
+            if self._tick is not None:
+                self._tick()
+            if self._pending is not None:
+                self._apply_models(self._pending)
+            batch = self._take()
+            if batch:
+                try:
+                    self._process(batch)
+                except Exception:                         # a bug must not kill the worker: the batch
+                    with self.state.lock:                 # stays unacknowledged and is redelivered
+                        self.state.worker_errors += 1
+                    if self._sampler.take("batch_failed") is not None:
+                        log.exception("batch_failed", messages=len(batch))
+            elif self._halt.is_set() and self.queue.empty():
+                return
+
+    def stop(self) -> None:
+        """Finish what is queued, then end (intake must be closed first)."""
+        self._halt.set()
+
+    def swap_models(self, models: ModelSet) -> None:
+        """Take ``models`` between two batches (SIGHUP); only assets whose model changed restart."""
+        self._pending = models
+
+    def _take(self) -> list[Item]:
+        q = self.queue
+        try:
+            first = q.get(timeout=_TAKE_TIMEOUT_S)
+        except queue.Empty:
+            return []
+        batch = [first] if first is not None else []
+        deadline = time.monotonic() + self.batch_time
+        while len(batch) < self.batch_max:
+            try:
+                item = q.get_nowait()
+            except queue.Empty:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    item = q.get(timeout=left)
+                except queue.Empty:
+                    break
+            if item is not None:
+                batch.append(item)
+        return batch
+
+    # ------------------------------------------------------------ one batch
+
+    def _process(self, batch: list[Item]) -> None:
+        rows, rejects = self._decode(batch)
+        dup: list[tuple[str, str, str]] = []
+        scored: dict[int, list[tuple[_Asset, np.ndarray, np.ndarray, np.ndarray]]] = {}
+        if rows:
+            arr = np.array(rows)                           # (n, 5): asset id, seq, ts, received, row
+            arr = arr[np.lexsort((arr[:, 1], arr[:, 0]))]  # by asset, then seq
+            ids = arr[:, 0].astype(np.int64)
+            cuts = [0, *(np.flatnonzero(np.diff(ids)) + 1).tolist(), len(arr)]
+            for s, e in zip(cuts[:-1], cuts[1:]):
+                a = self._by_id[int(ids[s])]
+                part = arr[s:e]
+                keep = self._sequence(a, part[:, 1].astype(np.int64), part[:, 2], dup)
+                if keep is not None:
+                    part = part[keep]
+                if len(part):
+                    scored.setdefault(id(a.slot), []).append((a, part[:, 4].astype(np.int64), part[:, 2], part[:, 3]))
+        events = self._score(scored, rejects + dup, len(batch))
+        for topic, payload in events:
+            self._publish(topic, payload)
+        for _, _, _, mid, qos, gen in batch:
+            self._ack(mid, qos, gen)
+
+    def _decode(self, batch: list[Item]) -> tuple[list[tuple[int, int, float, float, int]], list[tuple[str, str, str]]]:
+        rows: list[tuple[int, int, float, float, int]] = []
+        rejects: list[tuple[str, str, str]] = []
+        for slot in self._slots.values():
+            slot.fill = 0
+        by_topic = self._by_topic
+        for topic, payload, received, _mid, _qos, _gen in batch:
+            a = by_topic.get(topic)
+            if a is None:
+                a = self._admit(topic)
+                if type(a) is Rejection:
+                    rejects.append((a.reason, a.detail, topic))
+                    continue
+            slot = a.slot
+            pos = slot.fill
+            r = slot.decoder.decode(payload, slot.buf[pos])
+            if type(r) is Rejection:
+                rejects.append((r.reason, r.detail, a.name))
+                continue
+            slot.fill = pos + 1
+            rows.append((a.id, r[1], r[0], received, pos))
+        return rows, rejects
+
+    def _sequence(self, a: _Asset, seqs: np.ndarray, ts: np.ndarray, dup: list[tuple[str, str, str]]) -> list[int] | None:
+        """Which rows to score (None: all); counts gaps, drops redeliveries, notices a restarted publisher."""
+        st = a.stats                                       # plain ints only this thread writes
+        last = st.last_seq
+        if seqs[0] > last and (len(seqs) == 1 or bool((np.diff(seqs) == 1).all())):
+            if last >= 0:
+                st.gaps += int(seqs[0]) - last - 1
+            if st.first_seq < 0:
+                st.first_seq = int(seqs[0])
+            st.last_seq = int(seqs[-1])
+            return None
+        keep: list[int] = []
+        last_ts = -math.inf if math.isnan(st.last_ts) else st.last_ts
+        for j, (s, t) in enumerate(zip(seqs.tolist(), ts.tolist())):
+            if s <= last:
+                if t <= last_ts or last < 0:
+                    dup.append(("duplicate", f"seq {s} <= {last}", a.name))
+                    continue
+                log.warning("sequence_restarted", asset=a.name, last_seq=last, seq=s)
+                last = s - 1                               # newer data with a lower seq: a new publisher run
+            if last >= 0 and s > last + 1:
+                st.gaps += s - last - 1
+            keep.append(j)
+            if st.first_seq < 0:
+                st.first_seq = s
+            last, last_ts = s, max(last_ts, t)
+        st.last_seq = last                                 # even when nothing is kept this batch
+        return keep
+
+    def _score(self, scored: dict[int, list[Any]], rejects: list[tuple[str, str, str]], n: int) -> list[tuple[str, bytes]]:
+        results = []
+        for group in scored.values():
+            det = group[0][0].model.detector
+            outs = det.score_many([(a.stream, a.slot.buf[rows], ts) for a, rows, ts, _ in group])
+            results.extend(zip(group, outs))
+        done = time.time()
+        events: list[tuple[str, bytes]] = []
+        s = self.state
+        with s.lock:
+            for (a, _rows, ts, received), res in results:
+                self._update(a, ts, res, events)
+                s.lag["receive"].observe_many(done - received)
+                s.lag["source"].observe_many(done - ts)
+            for reason, _, _ in rejects:
+                s.rejected[reason] += 1
+            s.batch.observe_many(np.array([float(n)]))
+        for reason, detail, where in rejects:
+            suppressed = self._sampler.take(reason)
+            if suppressed is not None:
+                log.warning("message_rejected", reason=reason, source=where[:200], detail=detail, suppressed=suppressed)
+        return events
+
+    def _update(self, a: _Asset, ts: np.ndarray, res: Any, events: list[tuple[str, bytes]]) -> None:
+        st, det = a.stats, a.model.detector
+        st.messages += len(res.score)
+        st.score, st.threshold = float(res.score[-1]), float(res.threshold[-1])
+        st.alarm = bool(res.anomaly[-1])
+        st.last_ts = max(float(ts[-1]), st.last_ts) if not math.isnan(st.last_ts) else float(ts[-1])
+        st.warming_up = a.stream.rows < det.window
+        st.top = tuple(int(j) for j in res.top[-1]) if res.top.shape[1] else ()
+        st.contrib = res.contrib.copy()
+        for i, tr in res.transitions:
+            ep = tr.episode
+            if tr.kind == "raised":
+                st.alarms += 1
+            ev = wire.AlarmEvent(asset=a.name, state=tr.kind, ts=float(ts[i]), started=ep.start,
+                                 score=float(res.score[i]), threshold=float(res.threshold[i]), peak=ep.peak,
+                                 top_sensors=tuple(ep.top_sensors), ended=ep.end)
+            events.append((wire.alarm_topic(self.prefix, a.name), ev.encode()))
+            (log.warning if tr.kind == "raised" else log.info)(
+                "alarm_" + tr.kind, asset=a.name, score=round(ev.score, 4), threshold=round(ev.threshold, 4),
+                peak=round(ep.peak, 4), top_sensors=list(ev.top_sensors), started=ep.start)
+
+    # ------------------------------------------------------------ assets and models
+
+    def _slot(self, model: LoadedModel) -> _Slot:
+        slot = self._slots.get(model.identity)
+        if slot is None:
+            slot = self._slots[model.identity] = _Slot(model, self.batch_max)
+        return slot
+
+    def _admit(self, topic: str) -> _Asset | Rejection:
+        name = wire.asset_of(topic, self.prefix)
+        if isinstance(name, Rejection):
+            return name
+        if name in self._assets:                             # known asset, topic cache was reset
+            self._by_topic[topic] = self._assets[name]
+            return self._assets[name]
+        model = self.models.resolve(name)
+        if model is None:
+            return Rejection("unknown_asset", name)
+        if len(self._assets) >= self.max_assets:
+            return Rejection("too_many_assets", name)
+        det = model.detector
+        a = _Asset(next(self._ids), name, model, det.new_stream(), self._slot(model),
+                   AssetStats(name, model.name, model.version, det.sensors))
+        self._assets[name] = self._by_topic[topic] = self._by_id[a.id] = a
+        with self.state.lock:
+            self.state.assets[name] = a.stats
+        log.info("asset_added", asset=name, model=model.name, version=model.version)
+        return a
+
+    def _apply_models(self, new: ModelSet) -> None:
+        self._pending = None
+        changed, dropped = [], []
+        for a in list(self._assets.values()):
+            m = new.resolve(a.name)
+            if m is None:
+                dropped.append(a.name)
+                self._retire(a)
+            elif m.identity != a.model.identity:
+                changed.append(a.name)
+                self._clear_alarm(a)
+                a.model, a.stream, a.slot = m, m.detector.new_stream(), self._slot(m)
+                with self.state.lock:
+                    a.stats = self.state.assets[a.name] = AssetStats(a.name, m.name, m.version, m.detector.sensors,
+                                                                      last_seq=a.stats.last_seq, first_seq=a.stats.first_seq)
+            else:
+                a.model, a.slot = m, self._slot(m)
+        live = {m.identity for m in new.loaded}
+        self._slots = {k: v for k, v in self._slots.items() if k in live}
+        self._by_topic.clear()
+        self.models = new
+        log.info("models_swapped", changed=changed[:50], changed_count=len(changed), dropped=dropped[:50],
+                 models=[m.name for m in new.loaded])
+
+    def _retire(self, a: _Asset) -> None:
+        self._clear_alarm(a)
+        del self._assets[a.name], self._by_id[a.id]
+        with self.state.lock:
+            self.state.assets.pop(a.name, None)
+
+    def _clear_alarm(self, a: _Asset) -> None:
+        """An alarm whose stream is reset would stay raised on the retained topic: clear it."""
+        ep = a.stream.alarm.episode
+        if a.stats.alarm and ep is not None:
+            ev = wire.AlarmEvent(asset=a.name, state="cleared", ts=a.stats.last_ts, started=ep.start,
+                                 score=a.stats.score, threshold=a.stats.threshold, peak=ep.peak,
+                                 top_sensors=tuple(ep.top_sensors), ended=a.stats.last_ts)
+            self._publish(wire.alarm_topic(self.prefix, a.name), ev.encode())
+            log.info("alarm_cleared", asset=a.name, reason="model_changed")
+
+    def final_sequences(self) -> dict[str, tuple[int, int, int]]:
+        """asset -> (first seq, last seq, messages scored) of this run, for the stop log."""
+        return {a.name: (a.stats.first_seq, a.stats.last_seq, a.stats.messages) for a in self._assets.values()}
