@@ -60,7 +60,9 @@ class LatentTrace:
 class AssetProcess:
     """One simulated asset; ``seed`` and ``asset_index`` fix its structure and data."""
 
-    def __init__(self, seed: int, asset_index: int, n_sensors: int | None = None) -> None:
+    def __init__(self, seed: int, asset_index: int, n_sensors: int | None = None, realization: int = 0) -> None:
+        """``realization`` > 0 draws another run of the same plant (same structure,
+        other noise and mode changes): training history that is not the live stream."""
         if asset_index < 1:
             raise ValueError(f"asset_index must be >= 1, got {asset_index}")
         if n_sensors is not None and not MIN_SENSORS <= n_sensors <= MAX_SENSORS:
@@ -70,6 +72,9 @@ class AssetProcess:
         self.name = f"asset{asset_index:02d}"
         structure, innov, noise, modes = (
             np.random.default_rng(s) for s in np.random.SeedSequence([seed, asset_index]).spawn(4))
+        if realization:
+            innov, noise, modes = (np.random.default_rng(s) for s in
+                                   np.random.SeedSequence([seed, asset_index, realization]).spawn(3))
         self._innov_rng, self._noise_rng, self._mode_rng = innov, noise, modes
         lo, hi = DEFAULT_SENSOR_RANGE
         k = int(n_sensors if n_sensors is not None else structure.integers(lo, hi + 1))
