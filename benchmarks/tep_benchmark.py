@@ -45,7 +45,10 @@ def write_csv(a: np.ndarray, path: Path) -> None:
 
 def plantwatch(*args: str) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "monitor", "--log-level", "warning", *args], check=True)
+    r = subprocess.run([sys.executable, "-m", "monitor", "--log-level", "warning", *args],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"plantwatch {' '.join(args)} failed:\n{r.stderr}")
     return time.perf_counter() - started
 
 

@@ -33,7 +33,7 @@ def _train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--folds", type=int, default=None, metavar="K", help="contiguous out-of-fold blocks for calibration (default: 5)")
     p.add_argument("--threshold", default=None, choices=["quantile", "spot", "static"],
                    help="rolling threshold: 'quantile' scales with a tracked quantile of normal scores, 'spot' fits an "
-                   "extreme-value tail, 'static' keeps the calibrated value (default: quantile)")
+                   "extreme-value tail, 'static' keeps the calibrated value (default: spot)")
     p.add_argument("--on-delay", type=int, default=None, metavar="N", help="samples above threshold before an alarm is raised (default: 3)")
     p.add_argument("--off-delay", type=int, default=None, metavar="N", help="samples below the clear level before it clears (default: 5)")
     p.add_argument("--force", action="store_true", help="overwrite MODEL if it exists")
@@ -72,7 +72,15 @@ def _record(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = command(sub, "record", "monitor.record:record_command",
                 "Record live telemetry into per-asset CSV files that 'plantwatch train' reads.",
                 "  plantwatch record --broker mqtt://127.0.0.1:1883 --out history/ --duration 3600\n"
-                "  plantwatch record --broker mqtt://127.0.0.1:1883 --assets boiler,pump --out history/\n")
+                "  plantwatch record --broker mqtt://127.0.0.1:1883 --assets boiler,pump --out history/\n"
+                "\nthe retraining loop:\n"
+                "  1. plantwatch record --broker URL --assets boiler --out history/ --duration 86400\n"
+                "  2. plantwatch train --data history/boiler.csv --out models/boiler-v2\n"
+                "  3. point the monitor at models/boiler-v2 (models.default or [models.assets] in its config)\n"
+                "  4. kill -HUP <monitor pid>   (or systemctl reload plantwatch): the new model is checked, then\n"
+                "     swapped in; only assets whose model changed restart their stream state\n"
+                "\nrows are acknowledged to the broker only once written and flushed; stopping (Ctrl-C, SIGTERM)\n"
+                "writes what was received and leaves the rest queued at the broker for the next run.\n")
     p.add_argument("--broker", required=True, metavar="URL", help="mqtt://HOST:PORT")
     p.add_argument("--prefix", default="plant", metavar="P", help="topic prefix (default: plant)")
     p.add_argument("--assets", default=None, metavar="A,B", help="comma-separated assets to record (default: all)")

@@ -25,10 +25,11 @@ from .windows import causal_windows
 class DetectorSettings:
     """Run-time behaviour that may differ per deployment without retraining."""
 
-    threshold_method: str = "quantile"
+    threshold_method: str = "spot"
     bounds: Bounds = Bounds()
     alarm: AlarmSettings = AlarmSettings()
     top_k: int = 3
+    holdoff: int = 50    # samples after a flagged one before the threshold learns again
 
     def __post_init__(self) -> None:
         if self.threshold_method not in METHODS:
@@ -37,12 +38,12 @@ class DetectorSettings:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"threshold_method": self.threshold_method, "top_k": self.top_k,
+        return {"threshold_method": self.threshold_method, "top_k": self.top_k, "holdoff": self.holdoff,
                 "bounds": self.bounds.__dict__, "alarm": self.alarm.__dict__}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DetectorSettings:
-        return cls(threshold_method=d["threshold_method"], top_k=int(d["top_k"]),
+        return cls(threshold_method=d["threshold_method"], top_k=int(d["top_k"]), holdoff=int(d.get("holdoff", 50)),
                    bounds=Bounds(**d["bounds"]), alarm=AlarmSettings(**d["alarm"]))
 
 
@@ -56,6 +57,7 @@ class StreamState:
     energy: np.ndarray | None = None    # smoothed energy per sensor
     shift: np.ndarray | None = None     # smoothed signed residual per sensor
     rows: int = 0
+    quiet: int = 0                      # samples since the last flagged one
 
 
 @dataclass
@@ -148,6 +150,7 @@ class Detector:
         transitions: list[tuple[int, Transition]] = []
         th, al = state.threshold, state.alarm
         names = self.sensors
+        holdoff = self.settings.holdoff
         for i, s in enumerate(score.tolist()):
             t = th.value
             thresholds[i] = t
@@ -157,7 +160,11 @@ class Detector:
                 transitions.append((i, tr))
             if al.active:
                 anomaly[i] = 1
-            elif not hot and al.above == 0:
-                th.learn(s)
+            if hot or al.active:
+                state.quiet = 0
+            else:
+                state.quiet += 1
+                if state.quiet > holdoff:
+                    th.learn(s)
         state.rows += n
         return StreamResult(score, thresholds, anomaly, top, contrib[-1], transitions)

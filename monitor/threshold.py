@@ -33,6 +33,9 @@ class Threshold(Protocol):
 class Bounds:
     """How far and how fast a rolling threshold may move from its calibrated value."""
 
+    # The calibrated value comes from out-of-fold scores, which run higher than the
+    # deployed model's scores on the same plant: it is already the low end, so by
+    # default thresholds only rise (a plant noisier than its history), never sink.
     low: float = 1.0
     high: float = 1.5
     step: float = 0.002     # fraction of the reference per learned sample
