@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class AlarmSettings:
-    on_delay: int = 3
-    off_delay: int = 5
-    deadband: float = 0.9
+    on_delay: int = 5
+    off_delay: int = 3
+    deadband: float = 0.95
 
     def __post_init__(self) -> None:
         if self.on_delay < 1 or self.off_delay < 1:
@@ -50,9 +50,9 @@ class Transition:
 
 @dataclass
 class AlarmLogic:
-    on_delay: int = 3
-    off_delay: int = 5
-    deadband: float = 0.9
+    on_delay: int = 5
+    off_delay: int = 3
+    deadband: float = 0.95
     active: bool = False
     above: int = 0
     below: int = 0

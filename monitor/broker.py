@@ -84,6 +84,8 @@ def start(port: int | None = None, prefer: str = "auto") -> LocalBroker:
     port = port or free_port()
     workdir = Path(tempfile.mkdtemp(prefix="plantwatch-broker-"))
     mosquitto = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    if prefer == "mosquitto" and not mosquitto:
+        raise BrokerError("mosquitto is not installed (apt-get install mosquitto), or use the embedded broker")
     if prefer != "amqtt" and mosquitto:
         conf = workdir / "mosquitto.conf"
         conf.write_text(MOSQUITTO_CONF.format(port=port))

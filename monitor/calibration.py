@@ -28,7 +28,7 @@ log = logs.get("calibration")
 class CalibrationOptions:
     folds: int = 5
     target_rate: float = 0.005
-    alpha: float = 0.1
+    alpha: float = 0.12
     shrink: float = 0.5
     shrink_resid: float = 0.0
 

@@ -34,8 +34,8 @@ def _train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--threshold", default=None, choices=["quantile", "spot", "static"],
                    help="rolling threshold: 'quantile' scales with a tracked quantile of normal scores, 'spot' fits an "
                    "extreme-value tail, 'static' keeps the calibrated value (default: spot)")
-    p.add_argument("--on-delay", type=int, default=None, metavar="N", help="samples above threshold before an alarm is raised (default: 3)")
-    p.add_argument("--off-delay", type=int, default=None, metavar="N", help="samples below the clear level before it clears (default: 5)")
+    p.add_argument("--on-delay", type=int, default=None, metavar="N", help="samples above threshold before an alarm is raised (default: 5)")
+    p.add_argument("--off-delay", type=int, default=None, metavar="N", help="samples below the clear level before it clears (default: 3)")
     p.add_argument("--force", action="store_true", help="overwrite MODEL if it exists")
 
 

@@ -45,6 +45,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--duration", type=float, default=None, metavar="S", help="exit 0 after S seconds (default: until Ctrl-C)")
     p.add_argument("--metrics-port", type=int, default=9108, metavar="N", help="port of /metrics, /healthz, /readyz (default: 9108)")
     p.add_argument("--broker-port", type=int, default=None, metavar="N", help="port of the embedded broker (default: a free port)")
+    p.add_argument("--broker-kind", default="auto", choices=["auto", "mosquitto", "amqtt"],
+                   help="auto: mosquitto when installed, else the embedded amqtt (default: auto)")
     p.add_argument("--assets", type=int, default=3, metavar="N", help="simulated assets (default: 3)")
     p.add_argument("--rate", type=float, default=2.0, metavar="HZ", help="samples per second per asset (default: 2)")
     p.add_argument("--cache", default=None, metavar="DIR", help="where the demo model is cached (default: ~/.cache/plantwatch/demo)")

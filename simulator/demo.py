@@ -33,7 +33,7 @@ from .view import render
 log = logs.get("demo")
 
 SEED = 7
-HISTORY_SAMPLES = 2000
+HISTORY_SAMPLES = 1500
 FAULT_EVERY_S = 45.0
 DEMO_TRAINING = TrainSettings(seed=0, window=10, folds=3, max_epochs=40)
 
@@ -74,7 +74,7 @@ def demo_command(args: argparse.Namespace) -> int:
         signal.signal(sig, handler)
     assets = make_assets(args.assets, SEED)
     models = ensure_models(assets, args.rate, cache_dir(args.cache))
-    broker = start_broker(args.broker_port)
+    broker = start_broker(args.broker_port, prefer=args.broker_kind)
     print(f"broker: {broker.url} ({broker.kind})", flush=True)
     monitor = publisher = None
     try:

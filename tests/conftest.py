@@ -66,3 +66,9 @@ def tep_dir() -> Path:
     if not (TEP_DIR / "d00.dat").exists():
         pytest.skip(f"TEP data not found at {TEP_DIR}")
     return TEP_DIR
+
+
+@pytest.fixture(scope="session")
+def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache of demo models for every test that runs 'plantwatch demo' (the first run trains them)."""
+    return tmp_path_factory.mktemp("demo-cache")
