@@ -93,22 +93,22 @@ def _check_prefix(prefix: str) -> None:
         raise ValueError(f"invalid topic prefix {prefix!r}: non-empty levels without '+', '#' or NUL")
 
 
-def telemetry_topic(prefix: str, asset: str) -> str:
+def _asset_topic(prefix: str, asset: str, kind: str) -> str:
     _check_prefix(prefix)
     _check_name("asset", asset)
-    return f"{prefix}/{asset}/telemetry"
+    return f"{prefix}/{asset}/{kind}"
+
+
+def telemetry_topic(prefix: str, asset: str) -> str:
+    return _asset_topic(prefix, asset, "telemetry")
 
 
 def alarm_topic(prefix: str, asset: str) -> str:
-    _check_prefix(prefix)
-    _check_name("asset", asset)
-    return f"{prefix}/{asset}/alarm"
+    return _asset_topic(prefix, asset, "alarm")
 
 
 def drill_topic(prefix: str, asset: str) -> str:
-    _check_prefix(prefix)
-    _check_name("asset", asset)
-    return f"{prefix}/{asset}/drill"
+    return _asset_topic(prefix, asset, "drill")
 
 
 def status_topic(prefix: str, instance: str) -> str:
