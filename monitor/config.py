@@ -107,9 +107,9 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    queue_size: int = setting(10000, "messages buffered between the MQTT thread and the worker; when full, "
-                              "intake waits and the backlog stays at the broker", lambda v: 1 <= v <= 10**7,
-                              "must be 1-10000000")
+    queue_size: int = setting(2000, "messages buffered between the MQTT thread and the worker; when full, "
+                              "intake waits and the backlog stays at the broker (not in our memory)",
+                              lambda v: 1 <= v <= 10**7, "must be 1-10000000")
     batch_max_size: int = setting(1000, "most messages scored in one forward pass",
                                   lambda v: 1 <= v <= 100000, "must be 1-100000")
     batch_max_time: float = setting(0.005, "seconds a batch waits to fill once its first message is in",

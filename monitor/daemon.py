@@ -101,7 +101,7 @@ class Monitor:
                                    self.readiness_problems)
             self.http.start()
             self.models = load_models(cfg)
-            self.ingest = ingest = Ingest(cfg, self.queue, self.state)
+            self.ingest = ingest = Ingest.for_monitor(cfg, self.queue, self.state)
             self.state.broker_connected = ingest.connected.is_set
             self.worker = Worker(cfg, self.models, self.queue, self.state, ingest.ack,
                                  ingest.publish, sdnotify.Watchdog().tick)
@@ -128,11 +128,13 @@ class Monitor:
             log.warning("drain_incomplete", queued=self.queue.qsize(), note="left unacknowledged for redelivery")
         self.ingest.close(timeout=max(0.2, min(2.0, deadline - time.monotonic() - 0.5)))
         self._close_http()
-        for asset, (first, last, n) in sorted(self.worker.final_sequences().items()):
-            log.debug("stream_final", asset=asset, first_seq=first, last_seq=last, messages=n)
         with self.state.lock:
-            scored = sum(a.messages for a in self.state.assets.values())
+            assets = list(self.state.assets.values())
             rejected = sum(self.state.rejected.values())
+        for a in assets:                                    # what this run scored, for the journal
+            log.debug("stream_final", asset=a.asset, first_seq=a.first_seq, last_seq=a.last_seq,
+                      messages=a.messages, gaps=a.gaps)
+        scored = sum(a.messages for a in assets)
         log.info("monitor_stopped", scored=scored, rejected=rejected, left_at_broker=self.ingest.withheld)
 
     def _close_http(self) -> None:

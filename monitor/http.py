@@ -72,7 +72,7 @@ class HttpServer:
         try:
             self._server = _Server((bind, port), registry, health, ready)
         except OSError as exc:
-            raise ConfigError(f"metrics.port: cannot listen on {bind}:{port}: {exc.strerror or exc}") from None
+            raise ConfigError(f"metrics.bind/metrics.port: cannot listen on {bind}:{port}: {exc.strerror or exc}") from None
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="plantwatch-http", daemon=True)
 

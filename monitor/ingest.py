@@ -15,12 +15,14 @@ is skipped (the broker redelivers, the worker drops it as a duplicate).
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 import orjson
 
 from . import logs, mqtt, wire
@@ -90,16 +92,64 @@ class RowDecoder:
         return wire.decode_row(payload, self.index, out)
 
 
-class Ingest:
-    """The monitor's MQTT session: persistent, QoS 1, manual acknowledgement, retained status."""
+class Ordered(NamedTuple):
+    """What :func:`order` decided for one asset's rows of a batch."""
 
-    def __init__(self, cfg: MonitorConfig, intake: queue.Queue[Item | None], state: State) -> None:
-        self.settings = cfg.broker_settings()
-        self.client_id = cfg.client_id
-        self.queue, self.state = intake, state
-        self.filter = wire.telemetry_filter(cfg.prefix)
-        self.status_topic = wire.status_topic(cfg.prefix, cfg.instance)
-        self.prefix = cfg.prefix
+    keep: list[int] | None                  # row indices to score in this order; None: all, as they came
+    gaps: int                               # sequence numbers never seen
+    first: int                              # first seq kept (-1 if none)
+    last: int                               # last seq scored, the new baseline
+    duplicates: list[int]                   # seqs dropped as redeliveries
+    restarts: list[tuple[int, int]]         # (last seq, new seq) where the publisher started again
+
+
+def order(seqs: np.ndarray, ts: np.ndarray, last: int, last_ts: float) -> Ordered:
+    """Order one asset's rows (in arrival order), drop redeliveries, count gaps.
+
+    The common case is one consecutive run above ``last``. Otherwise rows go in
+    ``seq`` order; a ``seq`` at or below the last scored one is a redelivery
+    unless its ``ts`` is newer than everything before it, which means the
+    publisher restarted its numbering (a new run, not a duplicate).
+
+    >>> order(np.array([5, 6]), np.array([1.0, 2.0]), 2, 0.0)
+    Ordered(keep=None, gaps=2, first=5, last=6, duplicates=[], restarts=[])
+    >>> order(np.array([7, 5, 8]), np.array([3.0, 1.0, 4.0]), 6, 2.0)
+    Ordered(keep=[0, 2], gaps=0, first=7, last=8, duplicates=[5], restarts=[])
+    """
+    if seqs[0] > last and (len(seqs) == 1 or bool((np.diff(seqs) == 1).all())):
+        return Ordered(None, int(seqs[0]) - last - 1 if last >= 0 else 0, int(seqs[0]), int(seqs[-1]), [], [])
+    s_list, t_list = seqs.tolist(), ts.tolist()
+    runs: list[list[int]] = [[]]
+    newest = -math.inf
+    for j, (s, t) in enumerate(zip(s_list, t_list)):
+        if runs[-1] and s < s_list[j - 1] and t > newest:
+            runs.append([])
+        runs[-1].append(j)
+        newest = max(newest, t)
+    keep, dups, restarts, gaps, first = [], [], [], 0, -1
+    for j in (j for run in runs for j in sorted(run, key=s_list.__getitem__)):
+        s, t = s_list[j], t_list[j]
+        if s <= last:
+            if t <= last_ts or last < 0:
+                dups.append(s)
+                continue
+            restarts.append((last, s))
+            last = s - 1
+        if last >= 0 and s > last + 1:
+            gaps += s - last - 1
+        keep.append(j)
+        first = s if first < 0 else first
+        last, last_ts = s, max(last_ts, t)
+    return Ordered(keep, gaps, first, last, dups, restarts)
+
+
+class Ingest:
+    """A persistent QoS 1 session with manual acknowledgement (the monitor's and the recorder's)."""
+
+    def __init__(self, settings: mqtt.BrokerSettings, client_id: str, filters: Sequence[str],
+                 intake: queue.Queue[Item | None], state: State, status_topic: str | None = None) -> None:
+        self.settings, self.client_id, self.filters = settings, client_id, list(filters)
+        self.queue, self.state, self.status_topic = intake, state, status_topic
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self.generation = 0
@@ -108,13 +158,20 @@ class Ingest:
         self._closing = False
         self._sub_mid: int | None = None
         self._sampler = LogSampler()
-        c = mqtt.make_client(self.settings, client_id=self.client_id, persistent=True, manual_ack=True)
-        c.will_set(self.status_topic, wire.STATUS_OFFLINE, qos=1, retain=True)
+        c = mqtt.make_client(settings, client_id=client_id, persistent=True, manual_ack=True)
+        if status_topic:
+            c.will_set(status_topic, wire.STATUS_OFFLINE, qos=1, retain=True)
         c.on_connect = self._guard("connect", self._on_connect)
         c.on_disconnect = self._guard("disconnect", self._on_disconnect)
         c.on_subscribe = self._guard("subscribe", self._on_subscribe)
         c.on_message = self._guard("message", self._on_message)
         self.client = c
+
+    @classmethod
+    def for_monitor(cls, cfg: MonitorConfig, intake: queue.Queue[Item | None], state: State) -> Ingest:
+        """The monitor's session: all assets' telemetry, retained online/offline status."""
+        return cls(cfg.broker_settings(), cfg.client_id, [wire.telemetry_filter(cfg.prefix)], intake, state,
+                   wire.status_topic(cfg.prefix, cfg.instance))
 
     def _guard(self, name: str, fn: Callable[..., None]) -> Callable[..., None]:
         """An exception escaping a callback would kill paho's thread: log (sampled) and count it."""
@@ -139,8 +196,9 @@ class Ingest:
         with self.state.lock:
             self.state.connects += 1
         self.connected.set()
-        _, self._sub_mid = client.subscribe(self.filter, qos=1)
-        client.publish(self.status_topic, wire.STATUS_ONLINE, qos=1, retain=True)
+        _, self._sub_mid = client.subscribe([(f, 1) for f in self.filters])
+        if self.status_topic:
+            client.publish(self.status_topic, wire.STATUS_ONLINE, qos=1, retain=True)
         log.info("broker_connected", broker=self.settings.url, client_id=self.client_id,
                  session_present=bool(getattr(flags, "session_present", False)))
 
@@ -148,10 +206,10 @@ class Ingest:
         if mid != self._sub_mid:
             return
         if any(r.is_failure for r in reasons):
-            log.error("subscribe_refused", filter=self.filter, reasons=[str(r) for r in reasons])
+            log.error("subscribe_refused", filters=self.filters, reasons=[str(r) for r in reasons])
             return
         self.subscribed.set()
-        log.info("subscribed", filter=self.filter, qos=1)
+        log.info("subscribed", filters=self.filters, qos=1)
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self.connected.clear()
@@ -192,9 +250,12 @@ class Ingest:
         self.client.connect_async(self.settings.host, self.settings.port, **kwargs)
         self.client.loop_start()
 
-    def ack(self, mid: int, qos: int, generation: int) -> None:
-        if qos and generation == self.generation:
-            self.client.ack(mid, qos)
+    def ack(self, items: list[Item]) -> None:
+        """Acknowledge handled messages; those of an earlier connection are left to redelivery."""
+        ack, current = self.client.ack, self.generation
+        for _, _, _, mid, qos, generation in items:
+            if qos and generation == current:
+                ack(mid, qos)
 
     def publish(self, topic: str, payload: bytes, retain: bool = True) -> None:
         """QoS 1 publish from any thread; paho queues it across reconnects."""
@@ -211,7 +272,7 @@ class Ingest:
     def close(self, timeout: float = 2.0) -> None:
         """Publish the retained ``offline`` status, disconnect and stop paho's thread."""
         self._closing = True
-        if self.connected.is_set():
+        if self.status_topic and self.connected.is_set():
             info = self.client.publish(self.status_topic, wire.STATUS_OFFLINE, qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout)

@@ -32,7 +32,7 @@ LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 #: ``stage`` of plantwatch_scoring_lag_seconds: since the message reached us, since its payload ``ts``.
 LAG_STAGES = ("receive", "source")
-CALLBACKS = ("connect", "disconnect", "subscribe", "message", "publish")
+CALLBACKS = ("connect", "disconnect", "subscribe", "message")
 RELOAD_RESULTS = ("ok", "failed")
 
 
@@ -176,29 +176,29 @@ class Collector:
     def _fill(self, f: dict[str, Any]) -> None:
         s = self.state
         for reason, n in s.rejected.items():
-            f["rejected"].add_metric([reason], n)
+            f["rejected"].add_metric([reason], float(n))
         for name, n in s.callback_errors.items():
-            f["cb_errors"].add_metric([name], n)
+            f["cb_errors"].add_metric([name], float(n))
         for result, n in s.reloads.items():
-            f["reloads"].add_metric([result], n)
+            f["reloads"].add_metric([result], float(n))
         for a in s.assets.values():
             self._asset(f, a)
         for stage, h in s.lag.items():
             f["lag"].add_metric([stage], h.buckets(), h.sum)
         f["batch"].add_metric([], s.batch.buckets(), s.batch.sum)
-        f["queue"].add_metric([], s.queue_depth())
-        f["capacity"].add_metric([], s.queue_capacity)
+        f["queue"].add_metric([], float(s.queue_depth()))
+        f["capacity"].add_metric([], float(s.queue_capacity))
         f["connected"].add_metric([], 1.0 if s.broker_connected() else 0.0)
-        f["connects"].add_metric([], s.connects)
-        f["assets"].add_metric([], len(s.assets))
-        f["w_errors"].add_metric([], s.worker_errors)
+        f["connects"].add_metric([], float(s.connects))
+        f["assets"].add_metric([], float(len(s.assets)))
+        f["w_errors"].add_metric([], float(s.worker_errors))
         f["build"].add_metric([__version__, s.instance], 1.0)
 
     def _asset(self, f: dict[str, Any], a: AssetStats) -> None:
         lab = [a.asset]
-        f["messages"].add_metric(lab, a.messages)
-        f["alarms"].add_metric(lab, a.alarms)
-        f["gaps"].add_metric(lab, a.gaps)
+        f["messages"].add_metric(lab, float(a.messages))
+        f["alarms"].add_metric(lab, float(a.alarms))
+        f["gaps"].add_metric(lab, float(a.gaps))
         f["info"].add_metric([a.asset, a.model, a.version], 1.0)
         f["warming"].add_metric(lab, 1.0 if a.warming_up else 0.0)
         if a.messages == 0:

@@ -11,6 +11,7 @@ message of the batch, scored or rejected.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import os
@@ -30,7 +31,7 @@ from .alarms import AlarmSettings
 from .config import DetectorConfig, MonitorConfig
 from .detector import Detector, DetectorSettings, StreamState
 from .errors import ConfigError
-from .ingest import Item, LogSampler, RowDecoder
+from .ingest import Item, LogSampler, RowDecoder, order
 from .metrics import AssetStats, State
 from .wire import Rejection
 
@@ -68,7 +69,8 @@ def _overrides(base: DetectorSettings, d: DetectorConfig, path: str) -> Detector
     try:
         alarm = AlarmSettings(d.on_delay or base.alarm.on_delay, d.off_delay or base.alarm.off_delay,
                               base.alarm.deadband if d.deadband is None else d.deadband)
-        return DetectorSettings(d.threshold_method or base.threshold_method, base.bounds, alarm, d.top_k)
+        return dataclasses.replace(base, threshold_method=d.threshold_method or base.threshold_method,
+                                   alarm=alarm, top_k=d.top_k)
     except ValueError as exc:
         raise ConfigError(f"detector: {exc} (with the settings of model {path})") from None
 
@@ -121,7 +123,7 @@ class Worker(threading.Thread):
     """Scores the intake queue; ``ack`` and ``publish`` are the MQTT side's, injected."""
 
     def __init__(self, cfg: MonitorConfig, models: ModelSet, intake: queue.Queue[Item | None], state: State,
-                 ack: Callable[[int, int, int], None], publish: Callable[[str, bytes], None],
+                 ack: Callable[[list[Item]], None], publish: Callable[[str, bytes], None],
                  tick: Callable[[], None] | None = None) -> None:
         super().__init__(name="plantwatch-worker", daemon=True)
         self.queue, self.state, self._ack, self._publish, self._tick = intake, state, ack, publish, tick
@@ -136,6 +138,7 @@ class Worker(threading.Thread):
         self._slots: dict[tuple[str, str, str], _Slot] = {}
         self._ids = itertools.count()
         self._halt = threading.Event()
+        self._swapped = threading.Event()
         self._sampler = LogSampler()
 
     # ------------------------------------------------------------ loop
@@ -164,9 +167,14 @@ class Worker(threading.Thread):
         """Finish what is queued, then end (intake must be closed first)."""
         self._halt.set()
 
-    def swap_models(self, models: ModelSet) -> None:
-        """Take ``models`` between two batches (SIGHUP); only assets whose model changed restart."""
+    def swap_models(self, models: ModelSet, timeout: float = 5.0) -> bool:
+        """Take ``models`` between two batches (SIGHUP); only assets whose model changed restart.
+
+        Returns once the worker uses them, so a message sent after this is scored by the new ones.
+        """
+        self._swapped.clear()
         self._pending = models
+        return self._swapped.wait(timeout) if self.is_alive() else False
 
     def _take(self) -> list[Item]:
         q = self.queue
@@ -198,14 +206,16 @@ class Worker(threading.Thread):
         dup: list[tuple[str, str, str]] = []
         scored: dict[int, list[tuple[_Asset, np.ndarray, np.ndarray, np.ndarray]]] = {}
         if rows:
-            arr = np.array(rows)                           # (n, 5): asset id, seq, ts, received, row
-            arr = arr[np.lexsort((arr[:, 1], arr[:, 0]))]  # by asset, then seq
+            arr = np.array(rows, dtype=np.float64)         # (n, 5): asset id, (seq), ts, received, row
+            by_asset = np.argsort(arr[:, 0], kind="stable")  # in arrival order within an asset
+            arr = arr[by_asset]
+            seqs = np.array([r[1] for r in rows])[by_asset]  # exact ints (int64, or wider when needed)
             ids = arr[:, 0].astype(np.int64)
             cuts = [0, *(np.flatnonzero(np.diff(ids)) + 1).tolist(), len(arr)]
             for s, e in zip(cuts[:-1], cuts[1:]):
                 a = self._by_id[int(ids[s])]
                 part = arr[s:e]
-                keep = self._sequence(a, part[:, 1].astype(np.int64), part[:, 2], dup)
+                keep = self._sequence(a, seqs[s:e], part[:, 2], dup)
                 if keep is not None:
                     part = part[keep]
                 if len(part):
@@ -213,8 +223,7 @@ class Worker(threading.Thread):
         events = self._score(scored, rejects + dup, len(batch))
         for topic, payload in events:
             self._publish(topic, payload)
-        for _, _, _, mid, qos, gen in batch:
-            self._ack(mid, qos, gen)
+        self._ack(batch)
 
     def _decode(self, batch: list[Item]) -> tuple[list[tuple[int, int, float, float, int]], list[tuple[str, str, str]]]:
         rows: list[tuple[int, int, float, float, int]] = []
@@ -245,33 +254,17 @@ class Worker(threading.Thread):
         return rows, rejects
 
     def _sequence(self, a: _Asset, seqs: np.ndarray, ts: np.ndarray, dup: list[tuple[str, str, str]]) -> list[int] | None:
-        """Which rows to score (None: all); counts gaps, drops redeliveries, notices a restarted publisher."""
+        """Rows of one asset to score, in order (None: all as they came); see :func:`ingest.order`."""
         st = a.stats                                       # plain ints only this thread writes
-        last = st.last_seq
-        if seqs[0] > last and (len(seqs) == 1 or bool((np.diff(seqs) == 1).all())):
-            if last >= 0:
-                st.gaps += int(seqs[0]) - last - 1
-            if st.first_seq < 0:
-                st.first_seq = int(seqs[0])
-            st.last_seq = int(seqs[-1])
-            return None
-        keep: list[int] = []
-        last_ts = -math.inf if math.isnan(st.last_ts) else st.last_ts
-        for j, (s, t) in enumerate(zip(seqs.tolist(), ts.tolist())):
-            if s <= last:
-                if t <= last_ts or last < 0:
-                    dup.append(("duplicate", f"seq {s} <= {last}", a.name))
-                    continue
-                log.warning("sequence_restarted", asset=a.name, last_seq=last, seq=s)
-                last = s - 1                               # newer data with a lower seq: a new publisher run
-            if last >= 0 and s > last + 1:
-                st.gaps += s - last - 1
-            keep.append(j)
-            if st.first_seq < 0:
-                st.first_seq = s
-            last, last_ts = s, max(last_ts, t)
-        st.last_seq = last                                 # even when nothing is kept this batch
-        return keep
+        o = order(seqs, ts, st.last_seq, -math.inf if math.isnan(st.last_ts) else st.last_ts)
+        st.gaps += o.gaps
+        if st.first_seq < 0 and o.first >= 0:
+            st.first_seq = o.first
+        st.last_seq = o.last
+        dup.extend(("duplicate", f"seq {s} <= {o.last}", a.name) for s in o.duplicates)
+        for last, seq in o.restarts:
+            log.warning("sequence_restarted", asset=a.name, last_seq=last, seq=seq)
+        return o.keep
 
     def _score(self, scored: dict[int, list[Any]], rejects: list[tuple[str, str, str]], n: int) -> list[tuple[str, bytes]]:
         results = []
@@ -283,10 +276,11 @@ class Worker(threading.Thread):
         events: list[tuple[str, bytes]] = []
         s = self.state
         with s.lock:
-            for (a, _rows, ts, received), res in results:
+            for (a, _rows, ts, _received), res in results:
                 self._update(a, ts, res, events)
-                s.lag["receive"].observe_many(done - received)
-                s.lag["source"].observe_many(done - ts)
+            if results:
+                s.lag["receive"].observe_many(done - np.concatenate([g[3] for g, _ in results]))
+                s.lag["source"].observe_many(done - np.concatenate([g[2] for g, _ in results]))
             for reason, _, _ in rejects:
                 s.rejected[reason] += 1
             s.batch.observe_many(np.array([float(n)]))
@@ -374,6 +368,7 @@ class Worker(threading.Thread):
         self._slots = {k: v for k, v in self._slots.items() if k in live}
         self._by_topic.clear()
         self.models = new
+        self._swapped.set()
         log.info("models_swapped", changed=changed[:50], changed_count=len(changed), dropped=dropped[:50],
                  models=[m.name for m in new.loaded])
 
@@ -392,7 +387,3 @@ class Worker(threading.Thread):
                                  top_sensors=tuple(ep.top_sensors), ended=a.stats.last_ts)
             self._publish(wire.alarm_topic(self.prefix, a.name), ev.encode())
             log.info("alarm_cleared", asset=a.name, reason="model_changed")
-
-    def final_sequences(self) -> dict[str, tuple[int, int, int]]:
-        """asset -> (first seq, last seq, messages scored) of this run, for the stop log."""
-        return {a.name: (a.stats.first_seq, a.stats.last_seq, a.stats.messages) for a in self._assets.values()}

@@ -1,0 +1,412 @@
+"""Throughput, latency and memory of ``plantwatch monitor`` against two baselines (a script, not a test).
+
+On a private mosquitto (unbounded queue and in-flight window), 100 assets x
+52 sensors at QoS 1, the same pre-published backlog is consumed by:
+
+1. a bare paho subscriber that only counts messages (the ceiling of a Python MQTT client);
+2. a naive monitor written the textbook way: per message ``json.loads``, a
+   batch-of-one forward pass of the same model, ``Gauge.set`` per asset and per sensor;
+3. ``plantwatch monitor`` as a subprocess, its progress read from /metrics.
+
+Then a publisher paces telemetry at half of plantwatch's measured rate for
+``--soak`` seconds: p99 of payload-ts-to-scored (from the histogram, this
+phase only) and the monitor's RSS over time. Prints the rates and ratios
+against the targets (>= 0.8x bare, >= 6x naive, p99 < 50 ms, RSS <= 300 MB, flat).
+
+    python benchmarks/monitor_benchmark.py                 # ~2-3 minutes, 60 s soak
+    python benchmarks/monitor_benchmark.py --soak 600      # the real run
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor import wire
+from monitor.broker import free_port, wait_for_port
+
+ASSETS = 100
+SENSORS = [f"xmeas_{i}" for i in range(1, 42)] + [f"xmv_{i}" for i in range(1, 12)]
+CONF = """listener {port} 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages 0
+max_queued_bytes 0
+max_inflight_messages 0
+log_dest none
+"""
+
+
+def train_model(workdir: Path) -> Path:
+    """A small model on synthetic correlated data with the benchmark's 52 sensors."""
+    rng = np.random.default_rng(0)
+    n = 1000
+    x = rng.normal(size=(n, 6)) @ rng.normal(size=(6, len(SENSORS))) + 0.2 * rng.normal(size=(n, len(SENSORS)))
+    csv = workdir / "history.csv"
+    with open(csv, "w") as f:
+        f.write("timestamp," + ",".join(SENSORS) + "\n")
+        for i, row in enumerate(x):
+            f.write(f"{1.7e9 + i}," + ",".join(f"{v:.5f}" for v in row) + "\n")
+    out = workdir / "model"
+    subprocess.run([sys.executable, "-m", "monitor", "--log-level", "warning", "train", "--data", str(csv),
+                    "--out", str(out), "--epochs", "3", "--folds", "2"], check=True)
+    return out
+
+
+class Backlog:
+    """Payloads for ``per_asset`` samples of every asset, published into a persistent session."""
+
+    def __init__(self, port: int, per_asset: int, seq0: int = 0) -> None:
+        rng = np.random.default_rng(1)
+        mix = rng.normal(size=(6, len(SENSORS)))
+        self.port = port
+        self.items = []
+        now = time.time()
+        for i in range(per_asset):
+            base = rng.normal(size=(ASSETS, 6)) @ mix + 0.2 * rng.normal(size=(ASSETS, len(SENSORS)))
+            for a in range(ASSETS):
+                payload = wire.encode_telemetry(now + i * 1e-3, seq0 + i, dict(zip(SENSORS, base[a])))
+                self.items.append((wire.telemetry_topic("plant", f"asset{a:03d}"), payload))
+
+    def publish(self) -> float:
+        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}")
+        c.max_inflight_messages_set(2000)
+        c.connect("127.0.0.1", self.port)
+        c.loop_start()
+        t0 = time.perf_counter()
+        info = None
+        for topic, payload in self.items:
+            info = c.publish(topic, payload, qos=1)
+        assert info is not None
+        info.wait_for_publish(120)
+        dt = time.perf_counter() - t0
+        c.disconnect()
+        c.loop_stop()
+        return len(self.items) / dt
+
+
+def make_session(port: int, client_id: str) -> None:
+    """Create the persistent session (subscribed at QoS 1) that will hold the backlog."""
+    done = threading.Event()
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    c.on_subscribe = lambda *a: done.set()
+    c.on_connect = lambda cl, *a: cl.subscribe("plant/+/telemetry", qos=1)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    done.wait(10)
+    c.disconnect()
+    c.loop_stop()
+
+
+def drop_session(port: int, client_id: str) -> None:
+    """Connect once with a clean session so the broker stops queueing for ``client_id``."""
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    time.sleep(0.2)
+    c.disconnect()
+    c.loop_stop()
+
+
+def consume(port: int, client_id: str, total: int, on_message: object = None) -> tuple[float, float]:
+    """(messages per second from the first to the last message, CPU microseconds per message)."""
+    count = [0]
+    first = [0.0, 0.0]
+    finished = threading.Event()
+
+    def counted(client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        if count[0] == 0:
+            first[:] = [time.perf_counter(), time.process_time()]
+        if on_message is not None:
+            on_message(client, userdata, msg)  # type: ignore[operator]
+        count[0] += 1
+        if count[0] >= total:
+            finished.set()
+
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    c.on_message = counted
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    finished.wait(600)
+    end, cpu = time.perf_counter(), time.process_time()
+    c.disconnect()
+    c.loop_stop()
+    n = count[0] - 1
+    return n / max(end - first[0], 1e-9), (cpu - first[1]) / max(n, 1) * 1e6
+
+
+class NaiveMonitor:
+    """The textbook way: everything per message, in paho's callback."""
+
+    def __init__(self, model_dir: Path) -> None:
+        import torch
+
+        from monitor import artefact
+
+        torch.set_num_threads(1)
+        self.torch = torch
+        det = artefact.load(model_dir)
+        self.model, self.mean, self.scale, self.window = det.model, det.scaler.mean, det.scaler.scale, det.window
+        reg = CollectorRegistry()
+        self.score = Gauge("naive_anomaly_score", "score", ["asset"], registry=reg)
+        self.residual = Gauge("naive_sensor_residual", "residual", ["asset", "sensor"], registry=reg)
+        self.history: dict[str, collections.deque[np.ndarray]] = {}
+        self.threads_set = False
+
+    def __call__(self, client: object, userdata: object, msg: paho.MQTTMessage) -> None:
+        if not self.threads_set:                     # per OS thread: paho's, not the main one
+            self.torch.set_num_threads(1)
+            self.threads_set = True
+        doc = json.loads(msg.payload)
+        asset = msg.topic.split("/")[1]
+        x = (np.array([doc["values"][s] for s in SENSORS]) - self.mean) / self.scale
+        h = self.history.setdefault(asset, collections.deque(maxlen=self.window))
+        h.append(x)
+        rows = list(h)
+        rows = [rows[0]] * (self.window - len(rows)) + rows
+        w = self.torch.tensor(np.concatenate(rows)[None, :], dtype=self.torch.float32)
+        with self.torch.no_grad():
+            r = (w - self.model(w)).view(self.window, -1).pow(2).mean(0).numpy()
+        self.score.labels(asset).set(float(r.mean()))
+        for s, v in zip(SENSORS, r):
+            self.residual.labels(asset, s).set(float(v))
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def total(m: dict, name: str) -> float:
+    return sum(v for (n, _), v in m.items() if n == name)
+
+
+def p99(before: dict, after: dict, stage: str) -> float:
+    """histogram_quantile(0.99) of the observations between two scrapes."""
+    def buckets(m: dict) -> dict[float, float]:
+        return {float(dict(lab)["le"]): v for (n, lab), v in m.items()
+                if n == "plantwatch_scoring_lag_seconds_bucket" and dict(lab)["stage"] == stage}
+    b0, b1 = buckets(before), buckets(after)
+    les = sorted(b1)
+    counts = [b1[le] - b0.get(le, 0.0) for le in les]
+    n = counts[-1]
+    if n <= 0:
+        return float("nan")
+    rank, prev_le, prev_c = 0.99 * n, 0.0, 0.0
+    for le, c in zip(les, counts):
+        if c >= rank:
+            return prev_le if le == float("inf") else prev_le + (le - prev_le) * (rank - prev_c) / max(c - prev_c, 1e-9)
+        prev_le, prev_c = le, c
+    return float("nan")
+
+
+class Monitor:
+    """``plantwatch monitor`` as a subprocess with a fixed client id."""
+
+    def __init__(self, broker_port: int, model: Path, workdir: Path, client_id: str = "bench-plantwatch") -> None:
+        self.port = free_port()
+        self.cmd = [sys.executable, "-m", "monitor", "--log-level", "warning", "monitor",
+                    "--broker", f"mqtt://127.0.0.1:{broker_port}", "--model", str(model),
+                    "--metrics-port", str(self.port)]
+        self.env = dict(os.environ, PLANTWATCH_BROKER_CLIENT_ID=client_id,
+                        PLANTWATCH_MAX_ASSETS="1000", PLANTWATCH_INSTANCE="bench")
+        self.log = open(workdir / "monitor.log", "ab")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: str = "/readyz") -> None:
+        """Start and wait until ``wait`` answers 200 (/metrics: up, not yet connected)."""
+        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{wait}", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.01)
+        raise RuntimeError(f"plantwatch monitor did not answer {wait}")
+
+    def rss_mb(self) -> float:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(15)
+
+
+def pace(port: int, rate: float, seconds: float, seq0: int) -> int:
+    """Publish every asset at ``rate / ASSETS`` Hz with the current time as payload ts (own process)."""
+    rng = np.random.default_rng(2)
+    mix = rng.normal(size=(6, len(SENSORS)))
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-pacer")
+    c.max_inflight_messages_set(5000)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    topics = [wire.telemetry_topic("plant", f"asset{a:03d}") for a in range(ASSETS)]
+    t0, i, sent = time.monotonic(), 0, 0
+    while time.monotonic() - t0 < seconds:
+        due = t0 + i * ASSETS / rate
+        if due > time.monotonic():
+            time.sleep(due - time.monotonic())
+        base = rng.normal(size=(ASSETS, 6)) @ mix + 0.2 * rng.normal(size=(ASSETS, len(SENSORS)))
+        now = time.time()
+        for a in range(ASSETS):
+            c.publish(topics[a], wire.encode_telemetry(now, seq0 + i, dict(zip(SENSORS, base[a]))), qos=1)
+        sent += ASSETS
+        i += 1
+    c.disconnect()
+    c.loop_stop()
+    return sent
+
+
+def measure_plantwatch(port: int, model: Path, workdir: Path, n: int, client_id: str) -> tuple[float, float, Monitor]:
+    """Rate and CPU per message of a fresh plantwatch session consuming an ``n`` backlog."""
+    mon = Monitor(port, model, workdir, client_id)
+    mon.start()                                  # creates the persistent session
+    mon.stop()
+    Backlog(port, n // ASSETS).publish()
+    mon.start(wait="/metrics")                   # HTTP is up before the broker connection: watch it all
+    samples = []
+    while True:
+        m = scrape(mon.port)
+        done = total(m, "plantwatch_messages_total") + total(m, "plantwatch_messages_rejected_total")
+        samples.append((time.perf_counter(), done, total(m, "process_cpu_seconds_total")))
+        if done >= n:
+            break
+        time.sleep(0.01)
+    t0, d0, c0 = next(x for x in samples if x[1] > 0)
+    t1, d1, c1 = samples[-1]
+    return (d1 - d0) / max(t1 - t0, 1e-9), (c1 - c0) / max(d1 - d0, 1) * 1e6, mon
+
+
+def latency(port: int, mon: Monitor, rate: float, seconds: float, seq0: int) -> tuple[float, int]:
+    """(p99 payload-ts-to-scored in ms, samples per asset sent) under a short paced load."""
+    before = scrape(mon.port)
+    out = subprocess.run([sys.executable, __file__, "--pace", str(port), str(rate), str(seconds), str(seq0)],
+                         stdout=subprocess.PIPE, check=True).stdout
+    time.sleep(1.0)
+    return p99(before, scrape(mon.port), "source") * 1e3, int(out.decode().strip()) // ASSETS
+
+
+def soak(port: int, mon: Monitor, rate: float, seconds: float, seq0: int) -> dict[str, float]:
+    """Paced load from a separate process: p99 latency of this phase only, RSS over time."""
+    before = scrape(mon.port)
+    pacer = subprocess.Popen([sys.executable, __file__, "--pace", str(port), str(rate), str(seconds), str(seq0)],
+                             stdout=subprocess.PIPE)
+    rss = []
+    while pacer.poll() is None:
+        rss.append(mon.rss_mb())
+        time.sleep(min(5.0, max(seconds / 12, 0.5)))
+    out, _ = pacer.communicate()
+    sent = int(out.decode().strip() or 0)
+    time.sleep(1.0)
+    after = scrape(mon.port)
+    lat, rec = p99(before, after, "source"), p99(before, after, "receive")
+    half = len(rss) // 2
+    drift = float(np.mean(rss[half:]) - np.mean(rss[:half])) if half else 0.0
+    print(f"soak {seconds:.0f}s at {sent / seconds:.0f} msg/s (asked {rate:.0f}): p99 payload-ts->scored = "
+          f"{lat * 1e3:.1f} ms (target < 50), p99 receive->scored = {rec * 1e3:.1f} ms", flush=True)
+    print(f"RSS: start {rss[0]:.0f} MB, max {max(rss):.0f} MB, end {rss[-1]:.0f} MB, "
+          f"second half - first half = {drift:+.1f} MB (target <= 300 MB and flat)", flush=True)
+    return {"soak_rate": round(sent / seconds), "p99_source_ms": round(lat * 1e3, 2),
+            "p99_receive_ms": round(rec * 1e3, 2), "rss_max_mb": round(max(rss), 1), "rss_drift_mb": round(drift, 1)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, default=50000, help="backlog for bare paho and plantwatch (default 50000)")
+    ap.add_argument("--naive-messages", type=int, default=5000, help="backlog for the naive monitor (default 5000)")
+    ap.add_argument("--rounds", type=int, default=2, help="bare/plantwatch rounds, best of each reported (default 2)")
+    ap.add_argument("--soak", type=float, default=60.0, help="seconds of paced load for latency and RSS (default 60)")
+    ap.add_argument("--model", type=Path, default=None, help="model folder with the 52 sensors (default: train one)")
+    ap.add_argument("--pace", nargs=4, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.pace:
+        port, rate, seconds, seq0 = args.pace
+        print(pace(int(port), float(rate), float(seconds), int(seq0)))
+        return 0
+    workdir = Path(tempfile.mkdtemp(prefix="pw-bench-"))
+    port = free_port()
+    (workdir / "mosquitto.conf").write_text(CONF.format(port=port))
+    broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(workdir / "mosquitto.conf")])
+    mon: Monitor | None = None
+    try:
+        wait_for_port(port, proc=broker)  # type: ignore[arg-type]
+        model = args.model or train_model(workdir)
+        n = (args.messages // ASSETS) * ASSETS
+        print(f"backlog: {n} messages ({ASSETS} assets x {len(SENSORS)} sensors, QoS 1); "
+              f"rates from the first to the last message; CPU per message in microseconds", flush=True)
+        bare, pw = [], []
+        for r in range(args.rounds):
+            make_session(port, "bench-bare")
+            Backlog(port, n // ASSETS).publish()
+            bare.append(consume(port, "bench-bare", n))
+            drop_session(port, "bench-bare")
+            if mon is not None:
+                mon.stop()
+            rate, cpu, mon = measure_plantwatch(port, model, workdir, n, f"bench-plantwatch-{r}")
+            pw.append((rate, cpu))
+            print(f"  round {r + 1}: bare paho {bare[-1][0]:7.0f} msg/s ({bare[-1][1]:.0f} us CPU), "
+                  f"plantwatch {rate:7.0f} msg/s ({cpu:.0f} us CPU)", flush=True)
+        nn = (args.naive_messages // ASSETS) * ASSETS
+        make_session(port, "bench-naive")
+        Backlog(port, nn // ASSETS).publish()
+        naive = consume(port, "bench-naive", nn, NaiveMonitor(model))
+        drop_session(port, "bench-naive")
+        b, p = max(bare), max(pw)
+        print(f"(1) bare paho subscriber : {b[0]:8.0f} msg/s  {b[1]:5.0f} us CPU/msg", flush=True)
+        print(f"(2) naive monitor        : {naive[0]:8.0f} msg/s  {naive[1]:5.0f} us CPU/msg", flush=True)
+        print(f"(3) plantwatch monitor   : {p[0]:8.0f} msg/s  {p[1]:5.0f} us CPU/msg", flush=True)
+        print(f"ratios (best of {args.rounds}): plantwatch/bare = {p[0] / b[0]:.2f} (target >= 0.8; CPU-based "
+              f"{b[1] / p[1]:.2f}), plantwatch/naive = {p[0] / naive[0]:.1f} (target >= 6)", flush=True)
+        assert mon is not None
+        result: dict[str, object] = {"bare": round(b[0]), "naive": round(naive[0]), "plantwatch": round(p[0]),
+                  "cpu_us": {"bare": round(b[1], 1), "naive": round(naive[1], 1), "plantwatch": round(p[1], 1)},
+                  "ratio_bare": round(p[0] / b[0], 3), "ratio_naive": round(p[0] / naive[0], 2)}
+        seq0 = n // ASSETS
+        for frac in (8, 4):
+            ms, ticks = latency(port, mon, p[0] / frac, 10.0, seq0)
+            seq0 += ticks
+            print(f"p99 payload-ts->scored at 1/{frac} of plantwatch's rate ({p[0] / frac:.0f} msg/s, 10 s): {ms:.1f} ms",
+                  flush=True)
+            result[f"p99_ms_at_1/{frac}"] = round(ms, 1)
+        result.update(soak(port, mon, p[0] / 2, args.soak, seq0))
+        print(json.dumps(result))
+    finally:
+        if mon is not None:
+            mon.stop()
+        broker.terminate()
+        broker.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
