@@ -16,7 +16,7 @@ import numpy as np
 
 from .alarms import AlarmLogic, AlarmSettings, Transition
 from .model import DenoisingAE, Scaler
-from .scoring import Calibration, combine, raw_components, smooth, top_k
+from .scoring import Calibration, Smoothed, combine, raw_components, smooth, top_k
 from .threshold import METHODS, Bounds, QuantileThreshold, SpotThreshold, StaticThreshold, Threshold
 from .windows import causal_windows
 
@@ -100,10 +100,10 @@ class Detector:
     def new_stream(self) -> StreamState:
         return StreamState(self.new_threshold(), AlarmLogic.from_settings(self.settings.alarm))
 
-    def _windows(self, state: StreamState, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        z = self.scaler.transform(values)
+    def _windows(self, state: StreamState, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Windows ending at each new (standardised) row; remembers the tail for the next batch."""
         w = causal_windows(z, self.window, state.history)
-        seen = state.rows + 1 + np.arange(len(values))  # rows of this stream up to each one
+        seen = state.rows + 1 + np.arange(len(z))  # rows of this stream up to each one
         if self.window > 1:
             tail = np.concatenate([state.history, z]) if state.history is not None else z
             state.history = tail[-(self.window - 1):].copy()
@@ -113,36 +113,70 @@ class Detector:
         return self.score_many([(state, values, ts)])[0]
 
     def score_many(self, items: Sequence[tuple[StreamState, np.ndarray, np.ndarray | None]]) -> list[StreamResult]:
-        """Score several streams' new rows with one forward pass; updates each state."""
+        """Score several streams' new rows with one forward pass; updates each state.
+
+        The daemon calls this with ~1 row for each of many assets, the offline
+        scorer with many rows of one stream; both are vectorised over rows, and
+        only the threshold and alarm logic runs per row in Python.
+        """
         sizes = [len(v) for _, v, _ in items]
-        prepared = [self._windows(st, v) for st, v, _ in items if len(v)]
-        if not prepared:
+        active = [k for k, n in enumerate(sizes) if n]
+        if not active:
             return [self._empty() for _ in items]
-        valid = np.concatenate([s for _, s in prepared])
-        wins = np.concatenate([w for w, _ in prepared])
-        energy, shift = raw_components(self.model, wins, self.n_sensors,
+        z_all = self.scaler.transform(np.concatenate([items[k][1] for k in active]))
+        prepared, start = [], 0
+        for k in active:
+            prepared.append(self._windows(items[k][0], z_all[start:start + sizes[k]]))
+            start += sizes[k]
+        valid = np.concatenate([v for _, v in prepared])
+        energy, shift = raw_components(self.model, np.concatenate([w for w, _ in prepared]), self.n_sensors,
                                        valid if valid.min() < self.window else None)
-        out: list[StreamResult] = []
+        c = self.calib
+        states = [items[k][0] for k in active]
+        if len(active) == 1:
+            sm = smooth(energy, shift, c.resid_scale, c.alpha, states[0].energy, states[0].shift)
+            states[0].energy, states[0].shift = sm.last_energy, sm.last_shift
+        else:
+            sm = self._smooth_rounds(states, [sizes[k] for k in active], energy, shift)
+        score, contrib = combine(sm, c.shift_scale, c.energy_norm, c.shift_norm)
+        top = top_k(contrib, self.settings.top_k)
+        out: list[StreamResult | None] = [None] * len(items)
         start = 0
-        for (state, _, ts), n in zip(items, sizes):
-            if n == 0:
-                out.append(self._empty())
-                continue
-            out.append(self._finish(state, energy[start:start + n], shift[start:start + n], ts))
-            start += n
-        return out
+        for k in active:
+            sl = slice(start, start + sizes[k])
+            out[k] = self._decide(items[k][0], score[sl], contrib[sl], top[sl], items[k][2])
+            start += sizes[k]
+        return [r if r is not None else self._empty() for r in out]
+
+    def _smooth_rounds(self, states: list[StreamState], sizes: list[int],
+                       energy: np.ndarray, shift: np.ndarray) -> Smoothed:
+        """Smooth many short streams at once: round r updates the r-th new row of every stream."""
+        c, d = self.calib, self.n_sensors
+        e = energy / (c.resid_scale * c.resid_scale)
+        s = shift / c.resid_scale
+        pe = np.stack([st.energy if st.energy is not None else np.ones(d) for st in states])
+        ps = np.stack([st.shift if st.shift is not None else np.zeros(d) for st in states])
+        ns = np.asarray(sizes)
+        starts = np.concatenate([[0], np.cumsum(ns)[:-1]])
+        keep, a = 1.0 - c.alpha, c.alpha
+        for r in range(int(ns.max())):
+            sel = np.flatnonzero(ns > r) if r else slice(None)
+            rows = starts[sel] + r
+            pe[sel] = keep * pe[sel] + a * e[rows]
+            ps[sel] = keep * ps[sel] + a * s[rows]
+            e[rows], s[rows] = pe[sel], ps[sel]
+        for i, st in enumerate(states):
+            st.energy, st.shift = pe[i].copy(), ps[i].copy()
+        return Smoothed(e, s, pe[-1], ps[-1])
 
     def _empty(self) -> StreamResult:
         k = min(self.settings.top_k, self.n_sensors)
         return StreamResult(np.zeros(0), np.zeros(0), np.zeros(0, np.uint8), np.zeros((0, k), np.int64),
                             np.zeros(self.n_sensors))
 
-    def _finish(self, state: StreamState, energy: np.ndarray, shift: np.ndarray, ts: np.ndarray | None) -> StreamResult:
-        c = self.calib
-        sm = smooth(energy, shift, c.resid_scale, c.alpha, state.energy, state.shift)
-        state.energy, state.shift = sm.last_energy, sm.last_shift
-        score, contrib = combine(sm, c.shift_scale, c.energy_norm, c.shift_norm)
-        top = top_k(contrib, self.settings.top_k)
+    def _decide(self, state: StreamState, score: np.ndarray, contrib: np.ndarray, top: np.ndarray,
+                ts: np.ndarray | None) -> StreamResult:
+        """Threshold and alarm logic, row by row: each row's threshold depends on the rows before."""
         n = len(score)
         times = ts if ts is not None else np.arange(state.rows, state.rows + n, dtype=np.float64)
         thresholds = np.empty(n)

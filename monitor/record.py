@@ -158,8 +158,9 @@ class Recorder:
         except queue.Empty:
             pass
         touched = {self._write(topic, payload) for topic, payload, *_ in items}
-        for f in touched - {None}:
-            f.flush()                                        # type: ignore[union-attr]
+        for f in touched:
+            if f is not None:
+                f.flush()                                    # written and flushed, then acknowledged
         self.ingest.ack(items)
         return len(items)
 
@@ -171,7 +172,8 @@ class Recorder:
             f = self.files.get(asset)
             if f is None:
                 f = self.files[asset] = AssetFile(self.out / f"{asset}.csv")
-            t = f.write(t) or t
+            rejected = f.write(t)
+            t = rejected if rejected is not None else t
         if isinstance(t, Rejection):
             self.rejected[t.reason] += 1
             suppressed = self._sampler.take(t.reason)

@@ -21,6 +21,8 @@ def causal_windows(z: np.ndarray, window: int, history: np.ndarray | None = None
     if len(prev) < need:
         prev = np.concatenate([np.repeat(prev[:1], need - len(prev), axis=0), prev])
     full = np.concatenate([prev[-need:], z])
+    if n == 1:                     # the daemon's common case: one new row of one asset
+        return full.reshape(1, window * d)
     win = sliding_window_view(full, (window, d))[:, 0]  # (n, window, d)
     return np.ascontiguousarray(win.reshape(n, window * d))
 
