@@ -165,8 +165,8 @@ class Collector:
             "w_errors": _family(CounterMetricFamily, "plantwatch_worker_errors",
                                 "Batches that failed to score (logged, left unacknowledged)"),
             "reloads": _family(CounterMetricFamily, "plantwatch_config_reloads", "SIGHUP reloads by result", ["result"]),
-            "build": _family(GaugeMetricFamily, "plantwatch_build_info", "Version and instance (value 1)",
-                             ["version", "instance"]),
+            "build": _family(GaugeMetricFamily, "plantwatch_build_info", "Version and monitor instance name (value 1)",
+                             ["version", "monitor"]),
         }
         if sample:
             with s.lock:

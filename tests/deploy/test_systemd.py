@@ -1,0 +1,272 @@
+"""deploy/systemd and deploy/plantwatch.toml: the units verify, are hardened, and the monitor speaks sd_notify."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor import config
+
+from . import (DEPLOY, SHIPPED_MODELS, Process, Publisher, by_asset, free_port, install_config, model_store,
+               short_tmpdir, tiny_model, wait_ready, wait_until)
+
+UNIT = DEPLOY / "systemd" / "plantwatch.service"
+TEMPLATE = DEPLOY / "systemd" / "plantwatch@.service"
+SHIPPED_CONFIG = DEPLOY / "plantwatch.toml"
+SHIPPED_BIN = "/opt/plantwatch/bin/plantwatch"
+MAX_EXPOSURE = 2.5          # systemd-analyze security: 0 = fully locked down, 10 = unprotected
+
+
+def parse_unit(path: Path) -> dict[str, list[tuple[str, str]]]:
+    """A unit file as section -> [(key, value)] in file order (keys repeat in systemd units)."""
+    sections: dict[str, list[tuple[str, str]]] = {}
+    current = None
+    for n, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        assert not line.endswith("\\"), f"{path}:{n}: keep directives on one line"
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), [])
+            continue
+        assert current is not None and "=" in line, f"{path}:{n}: not a directive: {raw!r}"
+        key, value = line.split("=", 1)
+        current.append((key.strip(), value.strip()))
+    return sections
+
+
+def values(unit: dict[str, list[tuple[str, str]]], key: str, section: str = "Service") -> list[str]:
+    return [v for k, v in unit.get(section, []) if k == key]
+
+
+def plantwatch_script() -> str:
+    """The real ``plantwatch`` console script pip installed (not a pyenv shim)."""
+    beside = Path(sys.executable).parent / "plantwatch"
+    found = str(beside) if beside.exists() else shutil.which("plantwatch")
+    assert found, "the plantwatch console script is not installed (pip install -e .)"
+    return found
+
+
+def verify(units: list[Path]) -> tuple[int, str]:
+    proc = subprocess.run(["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True,
+                          timeout=60, cwd=units[0].parent)
+    return proc.returncode, (proc.stdout + proc.stderr).strip()
+
+
+@pytest.fixture(scope="module")
+def analyze(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Skip (with the reason) when systemd-analyze is missing or cannot verify even a trivial unit here."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed (Debian package systemd)")
+    d = tmp_path_factory.mktemp("sd-probe")
+    probe = d / "probe.service"
+    probe.write_text("[Service]\nType=oneshot\nExecStart=/bin/true\n")
+    code, out = verify([probe])
+    if code != 0 or out:
+        pytest.skip(f"systemd-analyze verify cannot run in this environment: {out[:300]}")
+
+
+def runnable_copies(d: Path) -> list[Path]:
+    """The units with ExecStart pointing at the real script (verify checks it exists); the template
+    instantiated as it would be enabled."""
+    script = plantwatch_script()
+    out = []
+    for src, name in ((UNIT, "plantwatch.service"), (TEMPLATE, "plantwatch@line1.service")):
+        text = src.read_text()
+        assert text.count(SHIPPED_BIN) == 1, f"{src}: expected one ExecStart with {SHIPPED_BIN}"
+        (d / name).write_text(text.replace(SHIPPED_BIN, script))
+        out.append(d / name)
+    return out
+
+
+def test_units_pass_systemd_analyze_verify(analyze: None, tmp_path: Path) -> None:
+    """Both units verify with no warning at all, and the same check flags a misspelt directive."""
+    units = runnable_copies(tmp_path)
+    code, out = verify(units)
+    assert code == 0 and out == "", out
+    broken = tmp_path / "broken.service"
+    broken.write_text(units[0].read_text().replace("WatchdogSec=", "WatchdogSecs="))
+    code, out = verify([broken])
+    assert "WatchdogSecs" in out, f"verify did not flag an unknown key: {code} {out}"
+
+
+def test_units_security_exposure_is_low(analyze: None, tmp_path: Path) -> None:
+    """systemd-analyze security --offline rates both units at most MAX_EXPOSURE (of 10)."""
+    for unit in runnable_copies(tmp_path):
+        proc = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        m = re.search(r"Overall exposure level for \S+: ([\d.]+)", proc.stdout + proc.stderr)
+        if m is None:
+            pytest.skip(f"systemd-analyze security --offline gave no rating here: {proc.stderr[:300]}")
+        assert float(m.group(1)) <= MAX_EXPOSURE, proc.stdout[-3000:]
+
+
+def test_unit_declares_the_service_contract() -> None:
+    """Type=notify with a watchdog, restart on failure, reload by SIGHUP, its own user and directories,
+    the hardening asked for and nothing that breaks PyTorch."""
+    unit = parse_unit(UNIT)
+    one = {k: v for k, v in unit["Service"]}
+    assert one["Type"] == "notify"
+    assert 10 <= int(one["WatchdogSec"].rstrip("s")) <= 120
+    assert one["Restart"] == "on-failure"
+    assert one["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert one["ExecStart"] == f"{SHIPPED_BIN} monitor --config /etc/plantwatch/plantwatch.toml"
+    assert one.get("DynamicUser") == "yes" or one.get("User") not in (None, "root")
+    assert one["StateDirectory"] == "plantwatch" and one["ConfigurationDirectory"] == "plantwatch"
+    for key, want in (("NoNewPrivileges", "yes"), ("ProtectSystem", "strict"), ("ProtectHome", "yes"),
+                      ("PrivateTmp", "yes")):
+        assert one[key] == want, key
+    assert one["RestrictAddressFamilies"].split() == ["AF_UNIX", "AF_INET", "AF_INET6"]
+    assert "MemoryDenyWriteExecute" not in one, "W^X memory breaks PyTorch's JIT-generated CPU kernels"
+    assert "PLANTWATCH_BROKER_PASSWORD_FILE=%d/mqtt-password" in values(unit, "Environment")
+    assert values(unit, "LoadCredential") == ["mqtt-password:/etc/plantwatch/mqtt-password"]
+    assert values(unit, "WantedBy", "Install") == ["multi-user.target"]
+
+
+def test_template_differs_from_the_unit_only_in_its_shard() -> None:
+    """plantwatch@.service reads /etc/plantwatch/%i.toml, names the instance %i, and is otherwise the same."""
+    unit, tmpl = parse_unit(UNIT), parse_unit(TEMPLATE)
+    assert values(tmpl, "ExecStart") == [f"{SHIPPED_BIN} monitor --config /etc/plantwatch/%i.toml"]
+    assert "PLANTWATCH_INSTANCE=%i" in values(tmpl, "Environment")
+    def common(u: dict[str, list[tuple[str, str]]]) -> dict[str, list[tuple[str, str]]]:
+        return {s: [(k, v) for k, v in kv if k not in ("ExecStart", "Description")
+                    and (k, v) != ("Environment", "PLANTWATCH_INSTANCE=%i")] for s, kv in u.items()}
+
+    assert common(unit) == common(tmpl)
+
+
+def test_shipped_config_schema_is_valid() -> None:
+    """deploy/plantwatch.toml parses under the monitor's schema with the credential the unit provides."""
+    d = short_tmpdir("pw-cred-")
+    try:
+        (d / "mqtt-password").write_text("secret\n")
+        cfg = config.load(str(SHIPPED_CONFIG), environ={"PLANTWATCH_BROKER_PASSWORD_FILE": str(d / "mqtt-password")})
+    finally:
+        shutil.rmtree(d)
+    assert cfg.broker.username and cfg.broker.password_file and cfg.broker.protocol == 5
+    assert cfg.metrics.port == 9108 and cfg.client_id == "plantwatch-monitor-main"
+    assert all(p.startswith(SHIPPED_MODELS) for p in cfg.model_paths())
+
+
+def test_shipped_config_passes_check_config_once_models_exist(tmp_path: Path) -> None:
+    """``plantwatch check-config`` refuses the example model paths, and accepts the file as installed
+    with real model folders there."""
+    env = {"PLANTWATCH_BROKER_PASSWORD_FILE": str(tmp_path / "mqtt-password")}
+    (tmp_path / "mqtt-password").write_text("secret\n")
+
+    def run(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([plantwatch_script(), "check-config", str(path)], capture_output=True, text=True,
+                              timeout=120, env={**_env(), **env})
+
+    refused = run(SHIPPED_CONFIG)
+    assert refused.returncode == 2 and f"{SHIPPED_MODELS}default" in refused.stderr, refused.stderr
+    store = model_store(tmp_path, tiny_model(tmp_path), ["default", "boiler"])
+    ok = run(install_config(SHIPPED_CONFIG, tmp_path / "plantwatch.toml", store))
+    assert ok.returncode == 0, ok.stderr
+    assert "ok" in ok.stdout and "2 model(s)" in ok.stdout, ok.stdout
+
+
+def _env() -> dict[str, str]:
+    """This environment without the variables the tests set themselves."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("PLANTWATCH_", "NOTIFY_", "WATCHDOG_"))}
+
+
+class NotifySocket:
+    """The service manager's end of sd_notify: a datagram socket collecting (time, message)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            self.messages.append((time.monotonic(), data.decode()))
+
+    def times(self, prefix: str) -> list[float]:
+        return [t for t, m in list(self.messages) if m.startswith(prefix)]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+@pytest.fixture
+def notify_socket() -> Iterator[NotifySocket]:
+    d = short_tmpdir("pw-notify-")
+    s = NotifySocket(d / "notify")
+    yield s
+    s.close()
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_monitor_speaks_sd_notify_as_the_unit_runs_it(mosquitto: Any, notify_socket: NotifySocket,
+                                                       tmp_path: Path) -> None:
+    """Run ExecStart with the unit's environment, NOTIFY_SOCKET and WATCHDOG_USEC=2 s against a real broker:
+    READY=1 once subscribed, WATCHDOG=1 at least every second, RELOADING=1 then READY=1 on SIGHUP,
+    STOPPING=1 and exit 0 on SIGTERM."""
+    unit = parse_unit(UNIT)
+    store = model_store(tmp_path, tiny_model(tmp_path), ["default", "boiler"])
+    cfg_path = install_config(SHIPPED_CONFIG, tmp_path / "plantwatch.toml", store)
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "mqtt-password").write_text("secret\n")
+    argv = shlex.split(values(unit, "ExecStart")[0])
+    argv = [plantwatch_script(), *(str(cfg_path) if a == "/etc/plantwatch/plantwatch.toml" else a for a in argv[1:])]
+    env = dict(_env())
+    for assignment in values(unit, "Environment"):
+        key, value = assignment.split("=", 1)
+        env[key] = value.replace("%d", str(creds))
+    port = free_port()
+    env.update(CREDENTIALS_DIRECTORY=str(creds), NOTIFY_SOCKET=str(notify_socket.path), WATCHDOG_USEC="2000000",
+               PLANTWATCH_BROKER_URL=mosquitto.url, PLANTWATCH_METRICS_PORT=str(port))
+    proc = Process(argv, tmp_path / "monitor.log", env)
+    try:
+        wait_until(lambda: notify_socket.times("READY=1"), 60, "READY=1")
+        wait_ready(port, proc, 10)
+        gw = Publisher(mosquitto.port)
+        gw.send("boiler-1", range(30))
+        gw.close()
+        wait_until(lambda: by_asset(port, "plantwatch_messages_total").get("boiler-1") == 30, 20, "30 scored")
+        time.sleep(3.5)
+        beats = [t for t in notify_socket.times("WATCHDOG=1") if t >= notify_socket.times("READY=1")[0]]
+        assert len(beats) >= 3, notify_socket.messages
+        assert max(b - a for a, b in zip(beats, beats[1:])) < 2.0, "a gap longer than WATCHDOG_USEC"
+
+        proc.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: len(notify_socket.times("READY=1")) >= 2, 30, "READY=1 after the reload")
+        reloading = [m for _, m in notify_socket.messages if m.startswith("RELOADING=1")]
+        assert reloading and re.search(r"MONOTONIC_USEC=\d+", reloading[0]), notify_socket.messages
+        assert notify_socket.times("RELOADING=1")[0] < notify_socket.times("READY=1")[1]
+
+        t0 = time.monotonic()
+        code = proc.stop(timeout=20)
+        assert code == 0, proc.tail()
+        assert time.monotonic() - t0 < 10, "stop took longer than the monitor's own deadline"
+        stopping = notify_socket.times("STOPPING=1")
+        assert stopping and stopping[0] > notify_socket.times("READY=1")[-1]
+    finally:
+        proc.close()
