@@ -13,7 +13,7 @@ read the file, overlay the environment, overlay the flags, then
 >>> parse({"brokr": {}})
 Traceback (most recent call last):
 ...
-monitor.errors.ConfigError: brokr: unknown key (known: instance, prefix, max_assets, broker, metrics, models, detector, worker)
+monitor.errors.ConfigError: brokr: unknown key (known: instance, prefix, assets, max_assets, broker, metrics, models, detector, worker)
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ def setting(default: Any, description: str, check: Callable[[Any], bool] | None 
     meta = {"description": description, "check": check, "rule": rule}
     if isinstance(default, dict):
         return field(default_factory=lambda: dict(default), metadata=meta)
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -122,6 +124,10 @@ class MonitorConfig:
                             "must be a valid topic level (no '/', '+', '#')")
     prefix: str = setting(wire.DEFAULT_PREFIX, "topic prefix: telemetry is <prefix>/<asset>/telemetry", _prefix_ok,
                           "must be topic levels without '+', '#'")
+    assets: list[str] = setting([], "assets this monitor subscribes to (one shard of a plant, e.g. with the "
+                                "plantwatch@.service template); empty = every asset under the prefix",
+                                lambda v: all(wire.valid_name(a) for a in v) and len(set(v)) == len(v),
+                                "must be distinct valid topic levels (no '/', '+', '#')")
     max_assets: int = setting(1000, "assets tracked at most; later ones are rejected as too_many_assets "
                               "(protects memory and metric cardinality)", lambda v: 1 <= v <= 10**6,
                               "must be 1-1000000")
@@ -159,6 +165,10 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
         if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             raise ConfigError(f"{key}: must be a table of strings")
         return dict(value)
+    if typing.get_origin(tp) is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: must be a list of strings")
+        return list(value)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
@@ -269,6 +279,8 @@ def env_keys(cls: type = MonitorConfig, path: str = "") -> dict[str, tuple[str, 
 
 
 def _from_text(name: str, key: str, tp: Any, text: str) -> Any:
+    if typing.get_origin(tp) is list:              # PLANTWATCH_ASSETS=boiler,pump
+        return [a.strip() for a in text.split(",") if a.strip()]
     base = next((a for a in typing.get_args(tp) if a is not type(None)), tp)
     try:
         if base is bool:

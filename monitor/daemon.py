@@ -41,7 +41,7 @@ log = logs.get("daemon")
 STOP_TIMEOUT_S = 8.0          # systemd's default TimeoutStopSec is 90 s; the issue asks for 10 s
 STUCK_WORKER_S = 30.0         # /healthz fails when the worker loop has not turned for this long
 #: Settings that need a restart; everything else (models, detector, policies) is swapped on SIGHUP.
-RESTART_KEYS = ("instance", "prefix", "broker.", "metrics.bind", "metrics.port", "worker.")
+RESTART_KEYS = ("instance", "prefix", "assets", "broker.", "metrics.bind", "metrics.port", "worker.")
 
 
 @dataclass(frozen=True)

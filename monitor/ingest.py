@@ -170,7 +170,7 @@ class Ingest:
     @classmethod
     def for_monitor(cls, cfg: MonitorConfig, intake: queue.Queue[Item | None], state: State) -> Ingest:
         """The monitor's session: all assets' telemetry, retained online/offline status."""
-        return cls(cfg.broker_settings(), cfg.client_id, [wire.telemetry_filter(cfg.prefix)], intake, state,
+        return cls(cfg.broker_settings(), cfg.client_id, [wire.telemetry_filter(cfg.prefix, a) for a in cfg.assets] or [wire.telemetry_filter(cfg.prefix)], intake, state,
                    wire.status_topic(cfg.prefix, cfg.instance))
 
     def _guard(self, name: str, fn: Callable[..., None]) -> Callable[..., None]:

@@ -140,3 +140,18 @@ def test_the_docstring_examples_run(module: str) -> None:
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_assets_list_selects_a_shard_from_file_or_environment(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """'assets' lists the assets one shard subscribes to; the environment takes a comma list."""
+    from monitor import config
+    from monitor.errors import ConfigError
+
+    cfg = config.parse({"assets": ["line1-a", "line1-b"], "models": {"default": "m"}})
+    assert cfg.assets == ["line1-a", "line1-b"]
+    env = config.load(None, {"model": "m"}, {"PLANTWATCH_ASSETS": "p1, p2"})
+    assert env.assets == ["p1", "p2"]
+    import pytest
+
+    with pytest.raises(ConfigError, match="assets"):
+        config.parse({"assets": ["bad/name"], "models": {"default": "m"}})
