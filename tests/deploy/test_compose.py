@@ -65,11 +65,11 @@ def test_secrets_come_from_an_ignored_folder_and_are_documented() -> None:
     """Secrets are read from deploy/secrets/ (git-ignored, never shipped) and the README says how to make
     each one."""
     c = compose()
-    readme = (DEPLOY / "README-production.md").read_text()
+    readme = (DEPLOY.parent / "README.md").read_text()
     assert "secrets/" in (DEPLOY / ".gitignore").read_text().split()
     for name, secret in c["secrets"].items():
         assert secret["file"].startswith("./secrets/"), name
-        assert secret["file"].removeprefix("./") in readme, f"README-production.md does not explain {secret['file']}"
+        assert secret["file"].removeprefix("./") in readme, f"README.md (Run it in production) does not explain {secret['file']}"
     used = {src for s in c["services"].values() for src in secret_targets(s).values()}
     assert used == set(c["secrets"])
 

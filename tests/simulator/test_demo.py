@@ -27,11 +27,11 @@ def _get(url: str) -> tuple[int, str]:
 @pytest.mark.parametrize("kind", ["mosquitto", "amqtt"])
 def test_demo_runs_end_to_end(kind: str, demo_cache: Path, tmp_path: Path) -> None:
     metrics, broker = free_port(), free_port()
-    log = open(tmp_path / "demo.log", "w+")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "monitor", "demo", "--duration", "25", "--metrics-port", str(metrics),
-         "--broker-port", str(broker), "--broker-kind", kind, "--no-view", "--cache", str(demo_cache)],
-        stdout=log, stderr=subprocess.STDOUT, text=True)
+    with open(tmp_path / "demo.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "monitor", "demo", "--duration", "25", "--metrics-port", str(metrics),
+             "--broker-port", str(broker), "--broker-kind", kind, "--no-view", "--cache", str(demo_cache)],
+            stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 240          # first run trains the demo models
         while time.monotonic() < deadline and _get(f"http://127.0.0.1:{metrics}/readyz")[0] != 200:
