@@ -1,4 +1,4 @@
-"""Arguments of the simulator-side commands: simulate, demo (drill and gan join later)."""
+"""Arguments of the simulator-side commands: simulate, demo, gan (train, sample, evaluate), drill."""
 
 from __future__ import annotations
 
@@ -15,10 +15,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                 "  plantwatch simulate --broker mqtt://127.0.0.1:1883 --replay d00.csv --rate 50\n"
                 "  plantwatch simulate --broker mqtt://127.0.0.1:1883 --assets 2 --rate 5 \\\n"
                 "      --fault 'bias@30+60:asset=asset01,sensors=FI103,magnitude=4'\n"
-                "\nfault kinds: bias drift stuck noise spikes intermittent coefficient decorrelate\n"
+                "  plantwatch simulate --broker mqtt://127.0.0.1:1883 --replay d00_te.csv --gan gans/tep \\\n"
+                "      --fault 'gan:4@100+200'\n"
+                "\nfault kinds: bias drift stuck noise spikes intermittent coefficient decorrelate, and gan:<class>\n"
                 "fault spec:  KIND@START+DURATION[:asset=A,sensors=S1;S2,magnitude=M]  (START and DURATION in samples)\n"
                 "             defaults: the first asset, 1-3 sensors picked from --seed, a magnitude per kind;\n"
                 "             magnitudes are in standard deviations of the sensor's normal data\n"
+                "gan:<class>: a pattern of that fault class drawn from the GAN given with --gan, added to the sensors\n"
+                "             of the same names (the asset needs every sensor of the GAN); magnitude scales it (default 1)\n"
                 "ground truth: published on <prefix>/<asset>/drill when a fault starts and ends;\n"
                 "             with --to-csv it is written to FILE.truth.jsonl (one JSON object per line)\n")
     p.add_argument("--broker", metavar="URL", help="mqtt://HOST:PORT to publish to")
@@ -37,6 +41,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--loop", action="store_true", help="with --replay, start again at the end of the file")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC", help="inject a fault (repeatable); see the spec above")
     p.add_argument("--start-time", type=float, default=None, metavar="TS", help="unix time of sample 0 for --to-csv (default: 2026-01-01)")
+    p.add_argument("--gan", default=None, metavar="GAN", help="GAN folder ('plantwatch gan train') for gan:<class> faults")
 
     p = command(sub, "demo", "simulator.demo:demo_command",
                 "Run the whole chain on this machine: broker, simulator with injected faults, monitor, /metrics.",
@@ -51,3 +56,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--rate", type=float, default=2.0, metavar="HZ", help="samples per second per asset (default: 2)")
     p.add_argument("--cache", default=None, metavar="DIR", help="where the demo model is cached (default: ~/.cache/plantwatch/demo)")
     p.add_argument("--no-view", action="store_true", help="no live terminal view, log lines only")
+    _gan(sub)
+
+
+def _gan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """gan train | sample | evaluate, and drill: arguments live beside their packages."""
+    from simulator.drill.cli import register as register_drill
+    from simulator.gan.cli import register as register_gan
+
+    register_gan(sub)
+    register_drill(sub)

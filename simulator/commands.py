@@ -82,7 +82,7 @@ def _to_csv(args: argparse.Namespace) -> int:
     if not (math.isfinite(start) and start >= 0):
         raise InputError(f"--start-time must be a unix time >= 0, got {start:g}")
     process = AssetProcess(args.seed, args.asset_index, args.sensors)
-    injections = _injections(args.fault, [process], args.seed)
+    injections = _injections(args.fault, [process], args.seed, args.gan)
     late = [inj.injection_id for inj in injections if inj.start >= args.samples]
     if late:
         raise InputError(f"fault {late[0]} starts after the last of the {args.samples} rows")
@@ -101,16 +101,24 @@ def _replay(args: argparse.Namespace) -> int:
     return _publish(args, [source], [source])
 
 
-def _injections(specs: Sequence[str], sources: Sequence[Any], seed: int) -> list[Injection]:
+def _injections(specs: Sequence[str], sources: Sequence[Any], seed: int, gan: str | None = None) -> list[Injection]:
     parsed = [parse_fault(text) for text in specs]
-    return bind_faults(parsed, [FaultTarget.of(s) for s in sources], seed) if parsed else []
+    wants_gan = any(p.gan_class is not None for p in parsed)
+    if gan is not None and not wants_gan:
+        raise InputError("--gan only applies to gan:<class> faults, e.g. --fault 'gan:4@100+200'")
+    patterns = None
+    if wants_gan and gan is not None:
+        from .gan.inject import load_patterns     # torch only when a GAN pattern is wanted
+
+        patterns = load_patterns(gan)
+    return bind_faults(parsed, [FaultTarget.of(s) for s in sources], seed, patterns) if parsed else []
 
 
 def _publish(args: argparse.Namespace, sources: list[Any], targets: Sequence[Any]) -> int:
     from .publish import Publisher
 
     publisher = Publisher(settings_from_url(args.broker), sources, rate=args.rate, prefix=args.prefix,
-                          qos=args.qos, injections=_injections(args.fault, targets, args.seed),
+                          qos=args.qos, injections=_injections(args.fault, targets, args.seed, args.gan),
                           duration=args.duration)
     with _stop_on_signals(publisher.request_stop):
         publisher.run()

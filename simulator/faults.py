@@ -10,9 +10,12 @@ are in units of each sensor's normal standard deviation. Every injection can
 state its ground truth as a :class:`monitor.wire.DrillTruth`.
 
 The ``gan:<class>`` injections of the GAN plug in as an :class:`AdditivePattern`
-(any (duration, n_sensors) array of deviations). Specs from the command line
-(:data:`SPEC_FORMAT`) are parsed by :func:`parse_fault` and turned into
-injections by :func:`bind_faults`.
+(any (duration, n_sensors) array of deviations): :func:`bind_faults` asks a
+:class:`PatternSource` (:class:`simulator.gan.inject.GanPatterns`, which holds
+the torch model; this module never imports it) for a pattern of the fault's
+duration and adds it to the sensors of the asset with the same names. Specs
+from the command line (:data:`SPEC_FORMAT`) are parsed by :func:`parse_fault`
+and turned into injections by :func:`bind_faults`.
 
 >>> str(parse_fault("bias@30+60:sensors=TI101,magnitude=4"))
 'bias@30+60:sensors=TI101,magnitude=4'
@@ -23,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -39,6 +42,7 @@ KINDS = SENSOR_FAULT_KINDS + PROCESS_KINDS
 DEFAULT_MAGNITUDE = {"bias": 4.0, "drift": 6.0, "stuck": 0.0, "noise": 3.0, "spikes": 8.0,
                      "intermittent": 4.0, "coefficient": 3.0, "decorrelate": 1.0}
 SPEC_FORMAT = "KIND@START+DURATION[:asset=A,sensors=S1;S2,magnitude=M]"
+GAN_PREFIX = "gan:"
 SPIKE_FRACTION = 0.1
 _CHUNK = 1024
 
@@ -56,6 +60,14 @@ class FaultSpec:
 
     def __post_init__(self) -> None:
         me = repr(str(self))
+        if self.gan_class is not None:
+            if not self.gan_class or not all(c.isalnum() or c in "_.-" for c in self.gan_class):
+                raise InputError(f"fault {me}: gan:<class> needs a class name (letters, digits, '_', '.', '-')")
+            if self.magnitude is not None and not (math.isfinite(self.magnitude) and self.magnitude > 0):
+                raise InputError(f"fault {me}: the magnitude of a gan pattern scales it and must be > 0")
+            if self.start < 0 or self.duration < 1:
+                raise InputError(f"fault {me}: START must be >= 0 and DURATION >= 1 (samples)")
+            return
         if self.kind not in KINDS:
             raise InputError(f"fault {me}: unknown kind {self.kind!r}; kinds: {', '.join(KINDS)}")
         if self.start < 0 or self.duration < 1:
@@ -69,6 +81,11 @@ class FaultSpec:
             raise InputError(f"fault {me}: {self.kind} magnitude must be > 0")
         if self.kind not in ("stuck", "noise") + PROCESS_KINDS and m == 0:
             raise InputError(f"fault {me}: a {self.kind} of magnitude 0 changes nothing")
+
+    @property
+    def gan_class(self) -> str | None:
+        """The class of a ``gan:<class>`` spec, None for a parametric one."""
+        return self.kind[len(GAN_PREFIX):] if self.kind.startswith(GAN_PREFIX) else None
 
     def __str__(self) -> str:
         """The spec in :data:`SPEC_FORMAT`; :func:`parse_fault` reads it back unchanged."""
@@ -91,15 +108,17 @@ def _whole(spec: str, what: str, text: str, least: int) -> int:
 
 
 def parse_fault(text: str) -> FaultSpec:
-    """Parse ``KIND@START+DURATION[:asset=A,sensors=S1;S2,magnitude=M]`` (START, DURATION in samples)."""
+    """Parse ``KIND@START+DURATION[:asset=A,sensors=S1;S2,magnitude=M]`` (START, DURATION in samples).
+
+    KIND is a parametric kind or ``gan:<class>``, a pattern drawn from a GAN
+    (whose magnitude, default 1, scales the pattern).
+    """
     head, at, rest = text.strip().partition("@")
     if not at:
         raise InputError(f"fault {text!r}: expected {SPEC_FORMAT}")
     kind = head.strip()
-    if kind.startswith("gan:"):
-        raise InputError(f"fault {text!r}: gan:<class> injections come from a trained GAN, not a spec")
-    if kind not in KINDS:
-        raise InputError(f"fault {text!r}: unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
+    if kind not in KINDS and not kind.startswith(GAN_PREFIX):
+        raise InputError(f"fault {text!r}: unknown kind {kind!r}; kinds: {', '.join(KINDS)}, gan:<class>")
     window, colon, options = rest.partition(":")
     start, plus, duration = window.partition("+")
     if not plus:
@@ -312,8 +331,25 @@ class AdditivePattern(Injection):
         rows[:, self.columns] += self._deviation[offset: offset + len(rows)]
 
 
-def bind_faults(specs: Sequence[FaultSpec], targets: Sequence[FaultTarget], seed: int) -> list[Injection]:
-    """Turn parsed specs into injections, filling defaults; InputError names the bad spec."""
+class PatternSource(Protocol):
+    """Where ``gan:<class>`` patterns come from (:class:`simulator.gan.inject.GanPatterns`)."""
+
+    name: str                  # for messages and the ground truth (e.g. the GAN folder)
+    sensors: list[str]         # the pattern's columns, matched to an asset's sensors by name
+    classes: list[str]
+
+    def pattern(self, label: str, length: int, seed: int) -> np.ndarray:
+        """(length, len(sensors)) deviation in standard deviations of each sensor, from the fault's onset."""
+        ...
+
+
+def bind_faults(specs: Sequence[FaultSpec], targets: Sequence[FaultTarget], seed: int,
+                patterns: PatternSource | None = None) -> list[Injection]:
+    """Turn parsed specs into injections, filling defaults; InputError names the bad spec.
+
+    ``gan:<class>`` specs need ``patterns``; their pattern is drawn with a seed
+    made from ``seed`` and the spec's position, so a run is reproducible.
+    """
     by_name = {t.name: t for t in targets}
     out: list[Injection] = []
     for k, spec in enumerate(specs):
@@ -322,6 +358,9 @@ def bind_faults(specs: Sequence[FaultSpec], targets: Sequence[FaultTarget], seed
         if target is None:
             raise InputError(f"fault {str(spec)!r}: unknown asset {name!r}; assets: {', '.join(by_name)}")
         key = (seed, k, 7919)
+        if spec.gan_class is not None:
+            out.append(_bind_pattern(spec, target, k, patterns, int(np.random.default_rng(key).integers(2**31))))
+            continue
         sensors = spec.sensors or _pick_sensors(target.sensors, np.random.default_rng(key))
         unknown = [s for s in sensors if s not in target.sensors]
         if unknown:
@@ -339,6 +378,35 @@ def bind_faults(specs: Sequence[FaultSpec], targets: Sequence[FaultTarget], seed
         else:
             out.append(SensorFault(*args, std=target.std, key=key))
     return out
+
+
+def _bind_pattern(spec: FaultSpec, target: FaultTarget, k: int, patterns: PatternSource | None,
+                  seed: int) -> AdditivePattern:
+    """A ``gan:<class>`` spec as an AdditivePattern on the asset's sensors of the same names."""
+    me, label = repr(str(spec)), spec.gan_class
+    assert label is not None
+    if patterns is None:
+        raise InputError(f"fault {me}: gan:<class> patterns come from a trained GAN; give --gan PATH")
+    if label not in patterns.classes:
+        raise InputError(f"fault {me}: the GAN {patterns.name} has no class {label!r}; "
+                         f"its classes: {', '.join(patterns.classes)}")
+    missing = [s for s in patterns.sensors if s not in target.sensors]
+    if missing:
+        raise InputError(f"fault {me}: {target.name} lacks {len(missing)} of the GAN's {len(patterns.sensors)} "
+                         f"sensors (first: {missing[0]!r}); a GAN pattern is applied by sensor name and needs "
+                         f"every sensor it was trained on (extra sensors of the asset are left alone)")
+    chosen = list(spec.sensors) if spec.sensors is not None else list(patterns.sensors)
+    unknown = [s for s in chosen if s not in patterns.sensors]
+    if unknown:
+        raise InputError(f"fault {me}: {unknown[0]!r} is not one of the GAN's sensors")
+    pattern = patterns.pattern(label, spec.duration, seed) * (1.0 if spec.magnitude is None else spec.magnitude)
+    pattern = pattern[:, [patterns.sensors.index(s) for s in chosen]]
+    strongest = np.argsort(-np.abs(pattern).mean(axis=0))[:5]
+    params = {"gan": patterns.name, "class": label, "seed": seed,
+              "scale": 1.0 if spec.magnitude is None else spec.magnitude,
+              "top_sensors": [chosen[j] for j in strongest]}
+    return AdditivePattern(target.name, f"{k + 1:03d}-gan{label}-{target.name}", spec.kind, spec.start, chosen,
+                           [target.sensors.index(s) for s in chosen], pattern, target.std, params)
 
 
 def _pick_sensors(sensors: Sequence[str], rng: np.random.Generator) -> tuple[str, ...]:

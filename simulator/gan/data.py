@@ -132,6 +132,45 @@ def normal_psd(z: np.ndarray, segment: int = PSD_SEGMENT) -> np.ndarray:
     return psd
 
 
+def hold_periods(normal: np.ndarray, max_period: int = 60) -> np.ndarray:
+    """Per sensor, how many samples a value is held (1 = a new value every sample).
+
+    Analysers that report less often than the others show up as runs of
+    identical values; the period is the median run length when at least 30%
+    of consecutive values are identical.
+    """
+    periods = np.ones(normal.shape[1], dtype=np.int64)
+    same = np.abs(np.diff(normal, axis=0)) <= 1e-12 * np.maximum(np.abs(normal[1:]), 1.0)
+    for j in np.flatnonzero(same.mean(axis=0) >= 0.3):
+        changes = np.flatnonzero(~same[:, j])
+        runs = np.diff(changes)
+        if runs.size:
+            periods[j] = int(min(max_period, max(1, round(float(np.median(runs))))))
+    return periods
+
+
+def resolutions(normal: np.ndarray, normaliser: Normaliser, least: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+    """Per sensor, the step between recorded values and where the steps fall, in standard deviations.
+
+    A sensor recorded with few decimals (TEP's reactor temperature: steps of
+    half a standard deviation) only takes values on a lattice; generated
+    values are put on the same lattice. 0 = continuous (steps below ``least``).
+    """
+    res = np.zeros(normal.shape[1])
+    offset = np.zeros(normal.shape[1])
+    for j in range(normal.shape[1]):
+        values = np.unique(normal[:, j])
+        gaps = np.diff(values)
+        if gaps.size == 0:
+            continue
+        q = float(gaps[gaps > 0].min())
+        on_lattice = np.abs((values - values[0]) / q - np.round((values - values[0]) / q)) < 1e-3
+        if q / normaliser.std[j] >= least and on_lattice.mean() > 0.99:
+            res[j] = q / normaliser.std[j]
+            offset[j] = ((values[0] - normaliser.mean[j]) / normaliser.std[j]) % res[j]
+    return res, offset
+
+
 # ---------------------------------------------------------------- loading
 
 def load(path: str | Path, split: str = "train") -> FaultData:

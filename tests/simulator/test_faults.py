@@ -174,7 +174,7 @@ def test_defaults_are_the_first_asset_a_seeded_choice_of_sensors_and_the_kind_ma
     ("", "expected KIND@START"),
     ("bias", "expected KIND@START"),
     ("wobble@1+2", "unknown kind 'wobble'"),
-    ("gan:3@1+2", "trained GAN"),
+    ("gan:@1+2", "needs a class name"),
     ("bias@1", "expected START\\+DURATION"),
     ("bias@-1+2", "START must be a whole number"),
     ("bias@x+2", "START must be a whole number"),

@@ -1,0 +1,62 @@
+"""``plantwatch drill``: run a scenario against a live monitor, write the report, exit 0 (pass) or 1 (fail)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from monitor import logs
+from monitor.errors import ConfigError
+
+from . import report, scenario
+from .run import run
+
+log = logs.get("drill")
+
+
+def drill_command(args: argparse.Namespace) -> int:
+    s = scenario.load(args.scenario).with_overrides(broker_url=args.broker, metrics_url=args.metrics_url,
+                                                    prometheus_url=args.prometheus_url, gan=args.gan)
+    scenario.check(s)
+    if s.broker_url is None:
+        raise ConfigError("broker.url: no broker; give --broker mqtt://HOST:PORT or set [broker] url")
+    if s.metrics_url is None:
+        raise ConfigError("monitor.metrics_url: no metrics URL; give --metrics-url http://HOST:PORT/metrics")
+    patterns = None
+    if any(inj.kind.startswith("gan:") for inj in s.injections):
+        if s.gan is None:
+            raise ConfigError("gan: the scenario has gan:<class> injections but names no GAN; set gan = PATH or --gan")
+        from ..gan.inject import load_patterns
+
+        patterns = load_patterns(s.gan)
+    stop = threading.Event()
+    asked = False
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal asked
+        if asked:
+            raise KeyboardInterrupt
+        asked = True
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        record = run(s, patterns, stop)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    result = report.evaluate(record)
+    paths = report.write(result, record, Path(args.report))
+    log.info("drill_report", path=str(paths[0]), passed=result["pass"], detection_rate=result["detection_rate"],
+             false_alarms_per_hour=result["false_alarms_per_hour"])
+    failed = [k for k, v in result["criteria"].items() if not v["pass"]]
+    print(f"drill {'PASSED' if result['pass'] else 'FAILED'}: detection rate {result['detection_rate']:.0%}, "
+          f"{result['false_alarms_per_hour']:.3g} false alarms/h"
+          + (f"; failed: {', '.join(failed)}" if failed else "")
+          + (f"; {'; '.join(result['problems'])}" if result["problems"] else "")
+          + f"; report in {paths[0].parent}/", file=sys.stderr)
+    return 0 if result["pass"] else 1

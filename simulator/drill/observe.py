@@ -1,0 +1,179 @@
+"""What the drill watches: the monitor's alarm topic, its /metrics, and optionally Prometheus' ALERTS.
+
+Each follower only records (MQTT callbacks append and return; the scraper
+sleeps between scrapes); :mod:`.report` interprets the records afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor import logs, wire
+from monitor.errors import BrokerError
+from monitor.mqtt import BrokerSettings, connect, make_client
+
+log = logs.get("drill")
+
+HTTP_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class AlarmRecord:
+    event: wire.AlarmEvent
+    received: float            # wall clock when it arrived
+
+
+@dataclass(frozen=True)
+class Scrape:
+    """One asset's series in one scrape of /metrics (NaN when absent)."""
+
+    t: float
+    asset: str
+    score: float
+    threshold: float
+    alarm: float
+    messages: float
+
+
+class AlarmFollower:
+    """Subscribes to the alarm and drill topics of the drill assets and keeps what arrives.
+
+    Retained alarm states (left by an earlier run) are ignored: only events
+    the monitor publishes while the drill runs count.
+    """
+
+    def __init__(self, settings: BrokerSettings, prefix: str, assets: list[str]) -> None:
+        self.settings, self.assets = settings, assets
+        self.filters = [(wire.alarm_topic(prefix, a), 1) for a in assets] + [(wire.drill_topic(prefix, a), 1) for a in assets]
+        self.alarms: list[AlarmRecord] = []
+        self.truths: list[wire.DrillTruth] = []
+        self.undecodable = 0
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self._prefix = prefix
+        self._client = make_client(settings)
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = lambda c, u, mid, rcs, p: self._subscribed.set()
+        self._client.on_message = self._on_message
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if not reason.is_failure:
+            client.subscribe(self.filters)
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        try:
+            if msg.retain:
+                return
+            if msg.topic.endswith("/alarm"):
+                event = wire.decode_alarm(msg.payload)
+                if isinstance(event, wire.AlarmEvent):
+                    with self._lock:
+                        self.alarms.append(AlarmRecord(event, time.time()))
+                    return
+            else:
+                truth = wire.decode_drill(msg.payload)
+                if isinstance(truth, wire.DrillTruth):
+                    with self._lock:
+                        self.truths.append(truth)
+                    return
+            self.undecodable += 1
+        except Exception:        # never let an exception kill paho's network thread
+            self.undecodable += 1
+
+    def start(self, timeout: float = 10.0) -> None:
+        connect(self._client, self.settings, timeout=timeout)
+        self._client.loop_start()
+        if not self._subscribed.wait(timeout):
+            self.stop()
+            raise BrokerError(f"no SUBACK from broker {self.settings.url} within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def snapshot(self) -> tuple[list[AlarmRecord], list[wire.DrillTruth]]:
+        with self._lock:
+            return list(self.alarms), list(self.truths)
+
+
+class MetricsScraper(threading.Thread):
+    """Scrapes /metrics every ``interval`` seconds for each drill asset's score, threshold and alarm."""
+
+    FAMILIES = {"plantwatch_anomaly_score": "score", "plantwatch_threshold": "threshold",
+                "plantwatch_alarm": "alarm", "plantwatch_messages": "messages"}
+
+    def __init__(self, url: str, assets: list[str], interval: float) -> None:
+        super().__init__(name="drill-scraper", daemon=True)
+        self.url, self.assets, self.interval = url, set(assets), interval
+        self.scrapes: list[Scrape] = []
+        self.failures = 0
+        self.last_error = ""
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            began = time.monotonic()
+            try:
+                self.scrapes += parse_metrics(fetch(self.url), self.assets, time.time())
+            except (OSError, ValueError) as exc:
+                self.failures += 1
+                if self.failures == 1:
+                    log.warning("metrics_scrape_failed", url=self.url, error=str(exc)[:200])
+                self.last_error = str(exc)[:200]
+            self._halt.wait(max(0.0, self.interval - (time.monotonic() - began)))
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(5)
+
+
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as r:   # noqa: S310 - operator-given URL
+        return r.read().decode("utf-8")  # type: ignore[no-any-return]
+
+
+def parse_metrics(text: str, assets: set[str], t: float) -> list[Scrape]:
+    values: dict[str, dict[str, float]] = {a: {} for a in assets}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            field = MetricsScraper.FAMILIES.get(sample.name) or MetricsScraper.FAMILIES.get(family.name)
+            asset = sample.labels.get("asset")
+            if field and asset in values and not sample.name.endswith("_created"):
+                values[asset][field] = float(sample.value)
+    return [Scrape(t, a, v.get("score", math.nan), v.get("threshold", math.nan), v.get("alarm", math.nan),
+                   v.get("messages", math.nan)) for a, v in values.items() if v]
+
+
+def alert_spans(prometheus_url: str, alert: str, assets: list[str], start: float, end: float,
+                step: float = 1.0) -> dict[str, list[tuple[float, float]]]:
+    """Firing spans of ``ALERTS{alertname=alert}`` per asset between start and end (Prometheus query_range)."""
+    selector = f'ALERTS{{alertname="{alert}",alertstate="firing",asset=~"{"|".join(assets)}"}}'
+    query = urllib.parse.urlencode({"query": selector, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"})
+    url = prometheus_url.rstrip("/") + "/api/v1/query_range?" + query
+    doc = json.loads(fetch(url))
+    if doc.get("status") != "success":
+        raise ValueError(f"Prometheus answered {doc.get('status')}: {doc.get('error', '')}")
+    spans: dict[str, list[tuple[float, float]]] = {a: [] for a in assets}
+    for series in doc["data"]["result"]:
+        asset = series["metric"].get("asset")
+        if asset not in spans:
+            continue
+        times = [float(t) for t, _ in series["values"]]
+        first = prev = times[0]
+        for t in times[1:]:
+            if t - prev > 2.5 * step:
+                spans[asset].append((first, prev))
+                first = t
+            prev = t
+        spans[asset].append((first, prev))
+    return spans

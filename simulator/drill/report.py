@@ -1,0 +1,264 @@
+"""Judging a drill from its records, and writing report.json, report.md and a timeline per asset.
+
+All times are payload timestamps (the wall clock at which each sample was
+due), the clock of both the ground truth and the monitor's alarm events.
+
+- An injection is **detected** when the monitor raises an alarm on its
+  asset between its first sample and ``grace`` seconds after its last one;
+  ``time_to_detect_s`` runs from the first faulty sample to the raise.
+- A **false alarm** is an alarm raised on a drill asset outside every such
+  window. ``false_alarms`` of an injection counts those raised on its asset
+  in the clean stretch before it (since the previous window closed);
+  ``false_alarms_per_hour`` divides all of them by the clean time.
+- The drill **passes** when the detection rate, the slowest detection and
+  the false-alarm rate meet the criteria, the monitor scored every drill
+  asset and (with Prometheus) the alert fired for every detected injection.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from monitor import wire
+
+from .run import DrillRecord
+
+
+@dataclass
+class Episode:
+    """One alarm of the monitor on one asset, assembled from its raise and clear events."""
+
+    asset: str
+    started: float
+    raised: float
+    ended: float | None = None
+    peak: float = math.nan
+    top_sensors: tuple[str, ...] = ()
+    claimed: bool = field(default=False, compare=False)
+
+
+def episodes(record: DrillRecord) -> list[Episode]:
+    out: dict[tuple[str, float], Episode] = {}
+    for r in sorted(record.alarms, key=lambda r: r.event.ts):
+        e = r.event
+        ep = out.setdefault((e.asset, e.started), Episode(e.asset, e.started, e.ts))
+        if e.state == "raised":
+            ep.raised = min(ep.raised, e.ts)
+        else:
+            ep.ended = e.ended if e.ended is not None else e.ts
+        ep.peak = e.peak if math.isnan(ep.peak) else max(ep.peak, e.peak)
+        ep.top_sensors = e.top_sensors or ep.top_sensors
+    return sorted(out.values(), key=lambda ep: ep.raised)
+
+
+def _truths(record: DrillRecord) -> list[wire.DrillTruth]:
+    """One truth per injection that started: its final ("end") version when there is one."""
+    best: dict[str, wire.DrillTruth] = {}
+    for t in record.truths:
+        if t.phase == "end" or t.injection_id not in best:
+            best[t.injection_id] = t
+    return sorted(best.values(), key=lambda t: t.start)
+
+
+def evaluate(record: DrillRecord) -> dict[str, Any]:
+    s = record.scenario
+    grace = s.grace
+    eps = episodes(record)
+    truths = _truths(record)
+    t0 = record.started
+    rows = []
+    window_of: dict[str, list[tuple[float, float]]] = {}
+    for t in truths:
+        window_of.setdefault(t.asset, []).append((t.start, t.end + grace))
+    previous_close: dict[str, float] = {}
+    for t in truths:
+        lo, hi = t.start, t.end + grace
+        mine = [e for e in eps if e.asset == t.asset]
+        hit = next((e for e in mine if lo <= e.raised <= hi and not e.claimed), None)
+        if hit is not None:
+            hit.claimed = True
+        before = previous_close.get(t.asset, -math.inf)
+        false_before = [e for e in mine if before < e.raised < lo and not _inside(e.raised, window_of[t.asset])]
+        previous_close[t.asset] = hi
+        scores = [x.score for x in record.scrapes if x.asset == t.asset and lo <= x.t <= hi and math.isfinite(x.score)]
+        peak = max([*scores, *([hit.peak] if hit is not None and math.isfinite(hit.peak) else [])], default=None)
+        injected = list(t.params.get("top_sensors", t.sensors))[:5]
+        ttd = None if hit is None else round(hit.raised - t.start, 3)
+        row: dict[str, Any] = {
+            "injection_id": t.injection_id, "asset": t.asset, "kind": t.kind,
+            "start": round(t.start - t0, 3), "end": round(t.end - t0, 3), "start_ts": t.start,
+            "magnitude": t.magnitude, "detected": hit is not None, "time_to_detect_s": ttd,
+            "false_alarms": len(false_before), "peak_score": peak,
+            "monitor_top_sensors": list(hit.top_sensors) if hit is not None else [],
+            "injected_sensors": injected,
+            "sensor_match": hit is not None and bool(set(hit.top_sensors) & set(injected)),
+            "truncated": bool(t.params.get("truncated", False)),
+        }
+        row["pass"] = bool(row["detected"] and ttd is not None and ttd <= s.criteria.max_time_to_detect_s)
+        if record.alerts is not None:
+            fired = [a for a, b in record.alerts.get(t.asset, []) if b >= lo and a <= hi + 300]
+            row["alert_fired"] = bool(fired)
+            row["alert_latency_s"] = round(min(fired) - t.start, 3) if fired else None
+        rows.append(row)
+    false_all = [e for e in eps if not _inside(e.raised, window_of.get(e.asset, []))]
+    clean_s = _clean_seconds(record, window_of)
+    fa_per_hour = len(false_all) / (clean_s / 3600.0) if clean_s > 0 else 0.0
+    detected = [r for r in rows if r["detected"]]
+    rate = len(detected) / len(rows) if rows else 0.0
+    slowest = max((r["time_to_detect_s"] for r in detected), default=None)
+    c = s.criteria
+    scored = _scored(record)
+    verdicts: dict[str, dict[str, Any]] = {
+        "min_detection_rate": {"limit": c.min_detection_rate, "value": rate, "pass": bool(rows) and rate >= c.min_detection_rate},
+        "max_time_to_detect_s": {"limit": c.max_time_to_detect_s, "value": slowest,
+                                 "pass": slowest is None or slowest <= c.max_time_to_detect_s},
+        "max_false_alarms_per_hour": {"limit": c.max_false_alarms_per_hour, "value": round(fa_per_hour, 3),
+                                      "pass": fa_per_hour <= c.max_false_alarms_per_hour},
+        "monitor_scored_every_asset": {"value": scored, "pass": all(scored.values())},
+    }
+    if record.alerts is not None:
+        fired = [r for r in detected if r.get("alert_fired")]
+        verdicts["alert_fired"] = {"alert": s.alert, "value": f"{len(fired)}/{len(detected)}",
+                                   "pass": len(fired) == len(detected)}
+    problems = list(record.problems)
+    for asset, ok in scored.items():
+        if not ok:
+            problems.append(f"the monitor never scored {asset}: map it to the model of the asset it copies in the "
+                            f"monitor's [models.assets] (e.g. \"{asset.removesuffix('-drill')}*\" = MODEL)")
+    if record.interrupted:
+        problems.append("the drill was interrupted before its end")
+    if len(truths) < len(record.injections):
+        problems.append(f"{len(record.injections) - len(truths)} injection(s) never started")
+    passed = all(v["pass"] for v in verdicts.values()) and not record.interrupted and len(truths) == len(record.injections)
+    return {
+        "scenario": s.name, "pass": passed, "detection_rate": rate,
+        "false_alarms_per_hour": round(fa_per_hour, 3), "false_alarms": len(false_all),
+        "clean_hours": round(clean_s / 3600.0, 4), "criteria": verdicts, "injections": rows,
+        "alarms": [{"asset": e.asset, "raised": round(e.raised - t0, 3),
+                    "ended": None if e.ended is None else round(e.ended - t0, 3), "peak": e.peak,
+                    "top_sensors": list(e.top_sensors), "false": not _inside(e.raised, window_of.get(e.asset, []))}
+                   for e in eps],
+        "started": t0, "duration_s": round(record.ended - t0, 3), "rate": s.rate,
+        "assets": {a: {"sensors": len(sens)} for a, sens in record.sensors.items()},
+        "messages": dict(record.summary.messages), "scrapes": len(record.scrapes),
+        "scrape_failures": record.scrape_failures, "problems": problems,
+        "prometheus": None if record.alerts is None else {"url": s.prometheus_url, "alert": s.alert},
+    }
+
+
+def _inside(t: float, windows: list[tuple[float, float]]) -> bool:
+    return any(lo <= t <= hi for lo, hi in windows)
+
+
+def _clean_seconds(record: DrillRecord, windows: dict[str, list[tuple[float, float]]]) -> float:
+    total = 0.0
+    for asset, n in record.summary.messages.items():
+        span = n / record.scenario.rate
+        busy = sum(min(hi, record.started + span) - max(lo, record.started)
+                   for lo, hi in windows.get(asset, []) if hi > record.started and lo < record.started + span)
+        total += max(0.0, span - busy)
+    return total
+
+
+def _scored(record: DrillRecord) -> dict[str, bool]:
+    seen = {x.asset for x in record.scrapes if math.isfinite(x.messages) and x.messages > 0}
+    seen |= {r.event.asset for r in record.alarms}
+    return {a: a in seen for a in record.sensors}
+
+
+# ---------------------------------------------------------------- writing
+
+def write(report: dict[str, Any], record: DrillRecord, folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    figures = [timeline(record, report, asset, folder / f"timeline-{asset}.png") for asset in record.sensors]
+    report["figures"] = [p.name for p in figures]
+    _atomic(folder / "report.json", json.dumps(report, indent=1, default=_plain) + "\n")
+    _atomic(folder / "report.md", markdown(report))
+    return [folder / "report.json", folder / "report.md", *figures]
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    raise TypeError(f"not JSON: {type(v).__name__}")
+
+
+def _atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _v(x: Any) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, float):
+        return f"{x:.3g}"
+    return str(x)
+
+
+def markdown(r: dict[str, Any]) -> str:
+    lines = [f"# Drill report: {r['scenario']}", "",
+             f"**{'PASS' if r['pass'] else 'FAIL'}**: detection rate {r['detection_rate']:.0%}, "
+             f"{r['false_alarms']} false alarm(s) in {r['clean_hours'] * 60:.1f} clean minutes "
+             f"({r['false_alarms_per_hour']:.3g}/h), {r['duration_s']:.0f}s at {r['rate']:g} samples/s.", "",
+             "| criterion | limit | value | pass |", "|---|---|---|---|"]
+    for name, v in r["criteria"].items():
+        lines.append(f"| {name} | {_v(v.get('limit', v.get('alert')))} | {_v(v['value'])} | {_v(v['pass'])} |")
+    alerts = r["prometheus"] is not None
+    lines += ["", "| injection | asset | kind | start (s) | detected | time to detect (s) | false alarms before | "
+              "peak score | monitor's top sensors | injected sensors |" + (" alert latency (s) |" if alerts else ""),
+              "|---" * (10 + alerts) + "|"]
+    for i in r["injections"]:
+        lines.append(f"| {i['injection_id']} | {i['asset']} | {i['kind']} | {i['start']:.1f} | {_v(i['detected'])} | "
+                     f"{_v(i['time_to_detect_s'])} | {i['false_alarms']} | {_v(i['peak_score'])} | "
+                     f"{', '.join(i['monitor_top_sensors']) or '-'} | {', '.join(i['injected_sensors'])} |"
+                     + (f" {_v(i.get('alert_latency_s'))} |" if alerts else ""))
+    if r["problems"]:
+        lines += ["", "Problems:", *[f"- {p}" for p in r["problems"]]]
+    lines += ["", *[f"![{f}]({f})" for f in r.get("figures", [])]]
+    return "\n".join(lines) + "\n"
+
+
+def timeline(record: DrillRecord, report: dict[str, Any], asset: str, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t0 = record.started
+    xs = [x for x in record.scrapes if x.asset == asset]
+    fig, ax = plt.subplots(figsize=(10, 3.2))
+    for i in (i for i in report["injections"] if i["asset"] == asset):
+        ax.axvspan(i["start"], i["end"], color="tab:blue", alpha=0.15)
+        ax.text(i["start"], 1.0, i["kind"], transform=ax.get_xaxis_transform(), fontsize=7, va="top")
+    for a in (a for a in report["alarms"] if a["asset"] == asset):
+        end = a["ended"] if a["ended"] is not None else report["duration_s"]
+        ax.axvspan(a["raised"], end, ymin=0, ymax=0.06, color="tab:red" if a["false"] else "tab:green")
+    if record.alerts:
+        for lo, hi in record.alerts.get(asset, []):
+            ax.axvspan(lo - t0, hi - t0, ymin=0.07, ymax=0.12, color="tab:orange")
+    if xs:
+        ax.plot([x.t - t0 for x in xs], [x.score for x in xs], lw=1, color="k", label="score (/metrics)")
+        ax.plot([x.t - t0 for x in xs], [x.threshold for x in xs], lw=1, ls="--", color="tab:red", label="threshold")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7, loc="upper right")
+    ax.set_xlim(0, max(report["duration_s"], 1))
+    ax.set_xlabel("seconds since the drill started (blue: injections; bottom bars: alarms, green = detection, "
+                  "red = false; orange: alert firing)", fontsize=7)
+    ax.set_title(f"{asset}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path

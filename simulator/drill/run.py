@@ -1,0 +1,128 @@
+"""Running a drill: publish the drill copies with their injections, record what the monitoring chain does.
+
+Order: follow the alarm and drill topics (so nothing is missed), start
+scraping /metrics, publish the scenario in real time (the
+:class:`simulator.publish.Publisher` sends the ground truth on the drill
+topic as each injection starts and ends), wait a moment for the last alarms,
+then ask Prometheus for the alert's firing spans. Nothing here judges; the
+records go to :mod:`.report`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from monitor import logs, wire
+from monitor.errors import InputError
+from monitor.mqtt import settings_from_url
+
+from ..faults import FaultTarget, Injection, PatternSource, bind_faults
+from ..process import AssetProcess
+from ..publish import Publisher, PublishSummary
+from .observe import AlarmFollower, AlarmRecord, MetricsScraper, Scrape, alert_spans, fetch
+from .scenario import AssetSpec, Scenario
+
+log = logs.get("drill")
+
+SETTLE_S = 3.0          # after the last sample, for the monitor's last alarm events to arrive
+
+
+class DrillCopy:
+    """A source published under the drill asset's name (a :class:`simulator.publish.Source`)."""
+
+    def __init__(self, inner: Any, name: str) -> None:
+        if not wire.valid_name(name):
+            raise InputError(f"drill asset name {name!r} cannot be an MQTT topic level")
+        self.inner, self.name = inner, name
+        self.sensors = list(inner.sensors)
+
+    @property
+    def sensor_std(self) -> np.ndarray:
+        return np.asarray(self.inner.sensor_std, dtype=np.float64)
+
+    def read(self, n: int) -> np.ndarray:
+        return self.inner.read(n)  # type: ignore[no-any-return]
+
+    def target(self) -> FaultTarget:
+        process = self.inner if isinstance(self.inner, AssetProcess) else None
+        return FaultTarget(self.name, self.sensors, self.sensor_std, process)
+
+
+def make_source(a: AssetSpec) -> DrillCopy:
+    if a.source == "demo":
+        return DrillCopy(AssetProcess(a.seed, int(a.name[5:]), realization=a.realization), a.drill_name)
+    from ..replay import load_replay
+
+    assert a.replay is not None
+    return DrillCopy(load_replay(a.replay, a.drill_name, loop=True), a.drill_name)
+
+
+@dataclass
+class DrillRecord:
+    """Everything observed during one drill, for :mod:`.report`."""
+
+    scenario: Scenario
+    started: float                       # wall clock when publishing began (sample 0 is due then)
+    ended: float
+    injections: list[Injection]
+    truths: list[wire.DrillTruth]
+    alarms: list[AlarmRecord]
+    scrapes: list[Scrape]
+    sensors: dict[str, list[str]]        # drill asset -> its sensors
+    summary: PublishSummary
+    interrupted: bool = False
+    scrape_failures: int = 0
+    alerts: dict[str, list[tuple[float, float]]] | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def injections_for(s: Scenario, sources: list[DrillCopy], patterns: PatternSource | None) -> list[Injection]:
+    specs = [s.fault_spec(inj) for inj in s.injections]
+    return bind_faults(specs, [src.target() for src in sources], s.seed, patterns)
+
+
+def run(s: Scenario, patterns: PatternSource | None, stop: threading.Event) -> DrillRecord:
+    """Publish the scenario against the live monitor and record its reaction; blocks for the drill's duration."""
+    assert s.broker_url is not None and s.metrics_url is not None, "broker and metrics URL are resolved by the caller"
+    sources = [make_source(a) for a in s.assets]
+    injections = injections_for(s, sources, patterns)
+    try:
+        fetch(s.metrics_url)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot scrape the monitor's metrics at {s.metrics_url}: {exc}") from None
+    drill_assets = [src.name for src in sources]
+    settings = settings_from_url(s.broker_url)
+    follower = AlarmFollower(settings, s.prefix, drill_assets)
+    follower.start()
+    scraper = MetricsScraper(s.metrics_url, drill_assets, s.scrape_interval_s)
+    publisher = Publisher(settings, sources, rate=s.rate, prefix=s.prefix, qos=1, injections=injections,
+                          duration=s.duration_s, stop_event=stop, client_id=f"plantwatch-drill-{uuid.uuid4().hex[:8]}")
+    log.info("drill_started", scenario=s.name, assets=drill_assets, injections=len(injections),
+             duration_s=round(s.duration_s, 1), broker=s.broker_url, metrics=s.metrics_url)
+    scraper.start()
+    started = time.time()
+    try:
+        summary = publisher.run()
+        stop.wait(SETTLE_S)
+    finally:
+        scraper.stop()
+        follower.stop()
+    ended = time.time()
+    alarms, truths = follower.snapshot()
+    record = DrillRecord(s, started, ended, injections, truths, alarms, scraper.scrapes,
+                         {src.name: src.sensors for src in sources}, summary, interrupted=stop.is_set(),
+                         scrape_failures=scraper.failures)
+    if s.prometheus_url:
+        try:
+            record.alerts = alert_spans(s.prometheus_url, s.alert, drill_assets, started - 60, ended + 1)
+        except (OSError, ValueError, KeyError) as exc:
+            record.problems.append(f"Prometheus query at {s.prometheus_url} failed: {exc}")
+    log.info("drill_finished", alarms=len(alarms), truths=len(truths), scrapes=len(scraper.scrapes),
+             messages=sum(summary.messages.values()), interrupted=record.interrupted)
+    return record

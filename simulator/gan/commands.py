@@ -1,0 +1,123 @@
+"""``plantwatch gan train`` and ``plantwatch gan evaluate`` (``gan sample`` lives in :mod:`.sample`)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from monitor import logs
+from monitor.errors import InputError
+
+from . import artefact
+from .data import load
+from .train import Progress, TrainOptions, checkpoint_dir, prune_checkpoints, train, training_record
+
+log = logs.get("gan")
+
+
+def _threads() -> None:
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def _classes(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    classes = tuple(c.strip() for c in text.split(",") if c.strip())
+    if not classes:
+        raise InputError("--classes needs at least one class, e.g. --classes 1,2,4")
+    return classes
+
+
+def train_command(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise InputError(f"{out}: already exists (use --force to overwrite)")
+    base = TrainOptions()
+    opts = TrainOptions(epochs=base.epochs if args.epochs is None else args.epochs, seed=args.seed,
+                        window=base.window if args.window is None else args.window,
+                        checkpoint_every=base.checkpoint_every if args.checkpoint_every is None else args.checkpoint_every,
+                        classes=_classes(args.classes))
+    data = load(args.data, "train")
+    _threads()
+    ckpt = checkpoint_dir(out)
+    extra = {"training": {"data": data.source, "partial": True}, "data_files": _file_hashes(data.source)}
+
+    def checkpoint(gan: artefact.GAN, epoch: int, step: int) -> None:
+        artefact.save(ckpt / f"epoch-{epoch:05d}", gan, {**extra, "checkpoint": {"epoch": epoch, "step": step}},
+                      force=True)
+        prune_checkpoints(ckpt)
+        log.info("gan_checkpoint", path=str(ckpt / f"epoch-{epoch:05d}"), epoch=epoch)
+
+    progress = Progress(opts.epochs)
+    started = time.perf_counter()
+    try:
+        result = train(data, opts, progress=progress, checkpoint=checkpoint)
+    finally:
+        progress.close()
+    record = training_record(data, result.gan.classes, opts, result)
+    artefact.save(out, result.gan, {**record, "data_files": extra["data_files"]}, force=args.force)
+    if not args.keep_checkpoints:
+        shutil.rmtree(ckpt, ignore_errors=True)
+    log.info("gan_written", path=str(out), seconds=round(result.seconds, 1), steps=result.steps)
+    print(f"GAN written to {out}: {len(result.gan.classes)} classes ({', '.join(result.gan.classes)}), "
+          f"{len(result.gan.sensors)} sensors, window {opts.window}, {opts.epochs} epochs ({result.steps} steps) "
+          f"in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    return 0
+
+
+def _file_hashes(source: str) -> dict[str, str]:
+    """SHA-256 of every data file, so evaluation can refuse the files the GAN was trained on."""
+    path = Path(source)
+    files = sorted(path.glob("*.csv")) + sorted(path.glob("d[0-9][0-9].dat")) if path.is_dir() else [path]
+    out = {}
+    for f in files:
+        h = hashlib.sha256()
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        out[f.name] = h.hexdigest()
+    return out
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+    from .report import write
+
+    out = Path(args.out)
+    if out.suffix != ".json":
+        raise InputError(f"--out {out}: must end in .json (REPORT.md and REPORT_figures/ are written beside it)")
+    gan = artefact.load(args.gan)
+    test = load(args.data, "test")
+    trained_on = set(gan.manifest.get("data_files", {}).values())
+    if test.layout == "csv":
+        reused = [name for name, digest in _file_hashes(test.source).items() if digest in trained_on]
+        if reused:
+            raise InputError(f"{args.data}: {reused[0]} is a file the GAN was trained on; evaluate on held-out "
+                             f"episodes only")
+    train_source = args.train_data or (args.data if test.layout == "tep" else gan.manifest.get("training", {}).get("data"))
+    train_data = load(train_source, "train") if train_source and Path(train_source).exists() else None
+    if train_data is None:
+        log.warning("no_training_data", note="trtr_macro_recall is null; give --train-data for the TRTR reference")
+    exclude = _classes(args.exclude) if args.exclude is not None else None
+    torch.set_num_threads(1)
+    report = evaluate(gan, test, train_data, seed=args.seed, exclude=exclude)
+    paths = write(report, out, gan, test)
+    met = report["meets_targets"]
+    print(f"discriminative accuracy {report['discriminative_accuracy']:.3f} (target <= 0.75: "
+          f"{'met' if met['discriminative_accuracy'] else 'NOT met'}), TSTR macro recall "
+          f"{report['tstr_macro_recall']:.3f} (target >= 0.7: {'met' if met['tstr_macro_recall'] else 'NOT met'}), "
+          f"TRTR {report['trtr_macro_recall'] if report['trtr_macro_recall'] is None else round(report['trtr_macro_recall'], 3)}, "
+          f"diversity {report['diversity']['ratio']:.3f}; wrote {paths[0]}, {paths[1]} and {len(paths) - 2} figures",
+          file=sys.stderr)
+    return 0
+
+
+def usage_command(args: argparse.Namespace) -> int:
+    raise InputError("choose what to do: plantwatch gan train | sample | evaluate (plantwatch gan --help)")

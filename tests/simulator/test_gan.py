@@ -1,0 +1,202 @@
+"""The GAN on a tiny labelled CSV: data conventions, a few training steps, the folder round trip, sampling, evaluation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from monitor.cli import main
+from monitor.errors import ArtefactError, InputError
+from simulator.gan import artefact
+from simulator.gan.data import TEP_SENSORS, Normaliser, load, normal_psd
+from simulator.gan.sample import denoise, generate, noise_psd_at
+
+SENSORS = ["T1", "T2", "P1", "P2", "F1", "F2"]
+LEVELS = np.array([50.0, 80.0, 5.0, 7.0, 300.0, 120.0])
+SPREAD = np.array([1.0, 2.0, 0.1, 0.2, 10.0, 4.0])
+EPISODE = 80
+WINDOW = 16
+
+
+def normal_rows(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Autocorrelated normal operation around fixed levels."""
+    z = np.zeros((n, len(SENSORS)))
+    for t in range(1, n):
+        z[t] = 0.6 * z[t - 1] + rng.normal(0, 0.8, len(SENSORS))
+    return LEVELS + SPREAD * z
+
+
+def fault(label: int, n: int) -> np.ndarray:
+    """Class 1: T1 steps up 4 std; class 2: P1 drifts down to -6 std (deviations, std units)."""
+    dev = np.zeros((n, len(SENSORS)))
+    if label == 1:
+        dev[:, 0] = 4.0
+    else:
+        dev[:, 2] = -6.0 * np.arange(1, n + 1) / n
+    return dev * SPREAD
+
+
+def labelled_csv(path: Path, seed: int, episodes: tuple[int, ...] = (1, 2, 1, 2)) -> Path:
+    """Normal stretches with fault episodes between them, a ``fault`` column labelling every row."""
+    rng = np.random.default_rng(seed)
+    blocks, labels = [normal_rows(rng, 120)], [np.zeros(120, int)]
+    for k in episodes:
+        blocks += [normal_rows(rng, EPISODE) + fault(k, EPISODE), normal_rows(rng, 60)]
+        labels += [np.full(EPISODE, k), np.zeros(60, int)]
+    values, label = np.concatenate(blocks), np.concatenate(labels)
+    with open(path, "w") as f:
+        f.write("timestamp," + ",".join(SENSORS) + ",fault\n")
+        for i, (row, k) in enumerate(zip(values, label)):
+            f.write(f"{1.7e9 + i}," + ",".join(f"{v:.6f}" for v in row) + f",{k}\n")
+    return path
+
+
+def train_tiny(data: Path, out: Path, epochs: int = 3) -> Path:
+    assert main(["gan", "train", "--data", str(data), "--out", str(out), "--epochs", str(epochs),
+                 "--window", str(WINDOW), "--checkpoint-every", "1", "--keep-checkpoints"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return labelled_csv(tmp_path_factory.mktemp("gan-data") / "episodes.csv", seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_gan(tmp_path_factory: pytest.TempPathFactory, tiny_data: Path) -> Path:
+    """A GAN trained for a few steps on the tiny CSV (seconds): for plumbing, not quality."""
+    return train_tiny(tiny_data, tmp_path_factory.mktemp("gan") / "tiny")
+
+
+def test_csv_episodes_are_the_runs_of_rows_with_the_same_nonzero_fault_label(tiny_data: Path) -> None:
+    data = load(tiny_data)
+    assert data.sensors == SENSORS and data.layout == "csv" and data.classes == ["1", "2"]
+    assert [len(e) for e in data.episodes] == [EPISODE] * 4
+    assert data.episodes[0].source == "episodes.csv rows 122-201"
+    assert len(data.normal) == 120 + 4 * 60
+    dev = Normaliser.fit(data.normal).deviation(data.episodes[0].values)
+    assert dev[:, 0].mean() == pytest.approx(4.0, abs=0.6) and abs(dev[:, 1].mean()) < 0.6
+
+
+def test_truth_files_written_by_the_simulator_label_the_rows_of_a_history_csv(tmp_path: Path) -> None:
+    out = tmp_path / "hist.csv"
+    assert main(["simulate", "--to-csv", str(out), "--samples", "400", "--sensors", "10",
+                 "--fault", "drift@100+80", "--fault", "bias@250+60"]) == 0
+    data = load(out)
+    assert data.classes == ["bias", "drift"]
+    assert [len(e) for e in data.episodes] == [80, 60] and len(data.normal) == 400 - 140
+
+
+@pytest.mark.parametrize("content, message", [
+    ("a,b\n1,2\n3,4\n", "no 'fault' column"),
+    ("a,b,fault\n1,2,0\n3,4,1.5\n", "whole number"),
+    ("a,b,fault\n" + "1,2,0\n" * 3 + "1,2,1\n" * 20, "at least 8 are needed"),
+    ("a,b,fault\n" + "1,2,0\n" * 20, "no fault episodes"),
+])
+def test_unusable_csvs_are_refused_with_the_reason(tmp_path: Path, content: str, message: str) -> None:
+    (tmp_path / "x.csv").write_text(content)
+    with pytest.raises(InputError, match=message):
+        load(tmp_path / "x.csv")
+
+
+def test_tep_folder_reads_training_runs_from_row_1_and_test_runs_from_row_161(tep_dir: Path) -> None:
+    train, test = load(tep_dir, "train"), load(tep_dir, "test")
+    assert train.sensors == TEP_SENSORS and train.normal.shape == (500, 52)
+    assert train.classes == [str(k) for k in range(1, 22)] == test.classes
+    assert len(train.of_class("4")[0]) == 480 and len(test.of_class("4")[0]) == 800
+
+
+def test_a_few_training_steps_write_a_folder_that_loads_and_samples_reproducibly(tiny_gan: Path) -> None:
+    gan = artefact.load(tiny_gan)
+    assert gan.sensors == SENSORS and gan.classes == ["1", "2"] and gan.config.window == WINDOW
+    manifest = json.loads((tiny_gan / "manifest.json").read_text())
+    assert manifest["format"] == "plantwatch-gan" and manifest["training"]["episodes"] == {"1": 2, "2": 2}
+    a, b = generate(gan, "1", 3, 40, seed=5), generate(gan, "1", 3, 40, seed=5)
+    assert a.shape == (3, 40, 6) and np.isfinite(a).all() and np.array_equal(a, b)
+    assert not np.array_equal(a, generate(gan, "1", 3, 40, seed=6))
+    checkpoints = sorted((tiny_gan.parent / "tiny.checkpoints").iterdir())
+    assert [c.name for c in checkpoints] == ["epoch-00001", "epoch-00002"]
+    assert artefact.load(checkpoints[-1]).classes == ["1", "2"]
+
+
+def test_a_tampered_truncated_or_foreign_folder_is_refused(tiny_gan: Path, tmp_path: Path) -> None:
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_gan, bad)
+    weights = bad / "weights.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-1] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(ArtefactError, match="SHA-256"):
+        artefact.load(bad)
+    weights.unlink()
+    with pytest.raises(ArtefactError, match="missing"):
+        artefact.load(bad)
+    manifest = json.loads((tiny_gan / "manifest.json").read_text())
+    (bad / "manifest.json").write_text(json.dumps({**manifest, "format": "plantwatch-model"}))
+    with pytest.raises(ArtefactError, match="not a plantwatch GAN"):
+        artefact.load(bad)
+    (bad / "manifest.json").write_text("{")
+    with pytest.raises(ArtefactError, match="corrupted manifest"):
+        artefact.load(bad)
+    assert main(["gan", "sample", "--gan", str(bad), "--class", "1", "--out", str(tmp_path / "x.csv")]) == 2
+
+
+def test_training_refuses_to_overwrite_and_windows_longer_than_every_episode(tiny_data: Path, tiny_gan: Path,
+                                                                              tmp_path: Path) -> None:
+    assert main(["gan", "train", "--data", str(tiny_data), "--out", str(tiny_gan)]) == 2
+    assert main(["gan", "train", "--data", str(tiny_data), "--out", str(tmp_path / "g"), "--window", "96"]) == 2
+    assert not (tmp_path / "g").exists()
+
+
+def test_sample_writes_csv_and_npy_of_the_requested_shape(tiny_gan: Path, tmp_path: Path) -> None:
+    assert main(["gan", "sample", "--gan", str(tiny_gan), "--class", "2", "--n", "3", "--length", "24",
+                 "--out", str(tmp_path / "p.npy")]) == 0
+    assert np.load(tmp_path / "p.npy").shape == (3, 24, 6)
+    assert main(["gan", "sample", "--gan", str(tiny_gan), "--class", "2", "--n", "2", "--denoise",
+                 "--units", "sensor", "--out", str(tmp_path / "p.csv")]) == 0
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0] == "pattern,step," + ",".join(SENSORS) and len(lines) == 1 + 2 * WINDOW
+    assert main(["gan", "sample", "--gan", str(tiny_gan), "--class", "7", "--out", str(tmp_path / "q.csv")]) == 2
+
+
+def test_denoising_removes_normal_noise_and_keeps_a_fault_shift() -> None:
+    rng = np.random.default_rng(3)
+    normal = rng.normal(0, 1, (4000, 3))
+    psd = normal_psd(normal)
+    ref = np.fft.rfftfreq(2 * (len(psd) - 1))
+    at = np.stack([np.interp(np.fft.rfftfreq(400), ref, psd[:, j]) for j in range(3)], axis=1)
+    noise = rng.normal(0, 1, (400, 3))
+    assert (denoise(noise, at) ** 2).mean() < 0.1 * (noise ** 2).mean()
+    step = noise + np.r_[np.zeros(100), np.full(300, 5.0)][:, None]
+    out = denoise(step, at)
+    assert out[150:, :].mean() == pytest.approx(5.0, abs=0.5) and abs(out[:80].mean()) < 1.0
+
+
+def test_evaluate_writes_the_report_keys_markdown_and_figures(tiny_gan: Path, tiny_data: Path, tmp_path: Path) -> None:
+    held_out = labelled_csv(tmp_path / "held_out.csv", seed=2, episodes=(2, 1, 2, 1))
+    out = tmp_path / "report" / "REPORT.json"
+    assert main(["gan", "evaluate", "--gan", str(tiny_gan), "--data", str(held_out), "--train-data", str(tiny_data),
+                 "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    for key in ("discriminative_accuracy", "tstr_macro_recall", "trtr_macro_recall", "diversity"):
+        assert key in report
+    assert 0 <= report["discriminative_accuracy"] <= 1 and report["trtr_macro_recall"] > 0.9
+    assert set(report["per_class"]) == {"1", "2"} and report["diversity"]["ratio"] > 0
+    assert "TSTR macro recall" in out.with_suffix(".md").read_text()
+    assert all((out.parent / f).is_file() for f in report["figures"]) and len(report["figures"]) == 3
+
+
+def test_evaluate_refuses_the_files_the_gan_was_trained_on(tiny_gan: Path, tiny_data: Path, tmp_path: Path) -> None:
+    assert main(["gan", "evaluate", "--gan", str(tiny_gan), "--data", str(tiny_data),
+                 "--out", str(tmp_path / "r.json")]) == 2
+
+
+def test_noise_spectrum_is_stored_on_a_fixed_grid_and_read_at_any_length(tiny_gan: Path) -> None:
+    gan = artefact.load(tiny_gan)
+    assert gan.noise_psd.shape == (65, 6)
+    assert noise_psd_at(gan, 37).shape == (19, 6)
