@@ -13,6 +13,7 @@ asset keeps being watched undisturbed. The ground truth goes to the drill
 topic of the copy (``<prefix>/<asset>-drill/drill``).
 
 Modules: :mod:`.scenario` (the TOML file), :mod:`.run` (publish and observe),
-:mod:`.observe` (alarm topic, /metrics and Prometheus followers),
-:mod:`.report` (verdicts, report.json/.md, timelines), :mod:`.commands`.
+:mod:`.observe` (alarm topic and /metrics followers), :mod:`.alerts` (the
+alert rule's firing and resolution in Prometheus), :mod:`.report` (verdicts,
+report.json/.md, timelines), :mod:`.commands`.
 """

@@ -1,4 +1,4 @@
-"""What the drill watches: the monitor's alarm topic, its /metrics, and optionally Prometheus' ALERTS.
+"""What the drill watches: the monitor's alarm topic and its /metrics (Prometheus' ALERTS: :mod:`.alerts`).
 
 Each follower only records (MQTT callbacks append and return; the scraper
 sleeps between scrapes); :mod:`.report` interprets the records afterwards.
@@ -6,12 +6,9 @@ sleeps between scrapes); :mod:`.report` interprets the records afterwards.
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
-import urllib.error
-import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
@@ -153,27 +150,3 @@ def parse_metrics(text: str, assets: set[str], t: float) -> list[Scrape]:
     return [Scrape(t, a, v.get("score", math.nan), v.get("threshold", math.nan), v.get("alarm", math.nan),
                    v.get("messages", math.nan)) for a, v in values.items() if v]
 
-
-def alert_spans(prometheus_url: str, alert: str, assets: list[str], start: float, end: float,
-                step: float = 1.0) -> dict[str, list[tuple[float, float]]]:
-    """Firing spans of ``ALERTS{alertname=alert}`` per asset between start and end (Prometheus query_range)."""
-    selector = f'ALERTS{{alertname="{alert}",alertstate="firing",asset=~"{"|".join(assets)}"}}'
-    query = urllib.parse.urlencode({"query": selector, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"})
-    url = prometheus_url.rstrip("/") + "/api/v1/query_range?" + query
-    doc = json.loads(fetch(url))
-    if doc.get("status") != "success":
-        raise ValueError(f"Prometheus answered {doc.get('status')}: {doc.get('error', '')}")
-    spans: dict[str, list[tuple[float, float]]] = {a: [] for a in assets}
-    for series in doc["data"]["result"]:
-        asset = series["metric"].get("asset")
-        if asset not in spans:
-            continue
-        times = [float(t) for t, _ in series["values"]]
-        first = prev = times[0]
-        for t in times[1:]:
-            if t - prev > 2.5 * step:
-                spans[asset].append((first, prev))
-                first = t
-            prev = t
-        spans[asset].append((first, prev))
-    return spans

@@ -10,9 +10,17 @@ due), the clock of both the ground truth and the monitor's alarm events.
   window. ``false_alarms`` of an injection counts those raised on its asset
   in the clean stretch before it (since the previous window closed);
   ``false_alarms_per_hour`` divides all of them by the clean time.
+- With Prometheus, an injection's **alert** is the first firing span of the
+  alert rule on its asset that began after its first faulty sample, before
+  the next injection on that asset and before the end of its detection
+  window plus the longest the rule takes to fire; ``alert_latency_s`` (when
+  it began firing) and ``alert_resolved_s`` (when it last fired) are counted,
+  like ``time_to_detect_s``, from the first faulty sample, to Prometheus'
+  query step (1 s).
 - The drill **passes** when the detection rate, the slowest detection and
   the false-alarm rate meet the criteria, the monitor scored every drill
-  asset and (with Prometheus) the alert fired for every detected injection.
+  asset and (with Prometheus) the alert fired for every detected injection
+  and resolved before the drill ended.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import numpy as np
 
 from monitor import wire
 
+from .alerts import AlertOutcome, outcome
 from .run import DrillRecord
 
 
@@ -95,6 +104,7 @@ def evaluate(record: DrillRecord) -> dict[str, Any]:
             "injection_id": t.injection_id, "asset": t.asset, "kind": t.kind,
             "start": round(t.start - t0, 3), "end": round(t.end - t0, 3), "start_ts": t.start,
             "magnitude": t.magnitude, "detected": hit is not None, "time_to_detect_s": ttd,
+            **_alert_fields(record, t, hi, truths),
             "false_alarms": len(false_before), "peak_score": peak,
             "monitor_top_sensors": list(hit.top_sensors) if hit is not None else [],
             "injected_sensors": injected,
@@ -102,10 +112,6 @@ def evaluate(record: DrillRecord) -> dict[str, Any]:
             "truncated": bool(t.params.get("truncated", False)),
         }
         row["pass"] = bool(row["detected"] and ttd is not None and ttd <= s.criteria.max_time_to_detect_s)
-        if record.alerts is not None:
-            fired = [a for a, b in record.alerts.get(t.asset, []) if b >= lo and a <= hi + 300]
-            row["alert_fired"] = bool(fired)
-            row["alert_latency_s"] = round(min(fired) - t.start, 3) if fired else None
         rows.append(row)
     false_all = [e for e in eps if not _inside(e.raised, window_of.get(e.asset, []))]
     clean_s = _clean_seconds(record, window_of)
@@ -123,10 +129,16 @@ def evaluate(record: DrillRecord) -> dict[str, Any]:
                                       "pass": fa_per_hour <= c.max_false_alarms_per_hour},
         "monitor_scored_every_asset": {"value": scored, "pass": all(scored.values())},
     }
-    if record.alerts is not None:
+    if s.prometheus_url is not None:
+        # Without an answer from Prometheus the check failed: a drill asked to check the alert never
+        # passes without having checked it.
+        answered = record.alerts is not None
         fired = [r for r in detected if r.get("alert_fired")]
-        verdicts["alert_fired"] = {"alert": s.alert, "value": f"{len(fired)}/{len(detected)}",
-                                   "pass": len(fired) == len(detected)}
+        resolved = [r for r in fired if r.get("alert_resolved_s") is not None]
+        verdicts["alert_fired"] = {"alert": s.alert, "value": f"{len(fired)}/{len(detected)}" if answered else None,
+                                   "pass": answered and len(fired) == len(detected)}
+        verdicts["alert_resolved"] = {"alert": s.alert, "value": f"{len(resolved)}/{len(fired)}" if answered else None,
+                                      "pass": answered and len(resolved) == len(fired)}
     problems = list(record.problems)
     for asset, ok in scored.items():
         if not ok:
@@ -149,8 +161,27 @@ def evaluate(record: DrillRecord) -> dict[str, Any]:
         "assets": {a: {"sensors": len(sens)} for a, sens in record.sensors.items()},
         "messages": dict(record.summary.messages), "scrapes": len(record.scrapes),
         "scrape_failures": record.scrape_failures, "problems": problems,
-        "prometheus": None if record.alerts is None else {"url": s.prometheus_url, "alert": s.alert},
+        "prometheus": None if s.prometheus_url is None else {
+            "url": s.prometheus_url, "alert": s.alert, "answered": record.alerts is not None,
+            **({} if (rule := record.alert_rule) is None else
+               {"for_s": rule.for_s, "keep_firing_for_s": rule.keep_firing_for_s, "interval_s": rule.interval_s})},
     }
+
+
+def _alert_fields(record: DrillRecord, t: wire.DrillTruth, hi: float, truths: list[wire.DrillTruth]) -> dict[str, Any]:
+    """The alert's answer to injection ``t`` (empty without Prometheus): spans that began from its first
+    faulty sample until the next injection on the asset starts or, if sooner, until its detection window
+    ``hi`` plus the longest the rule can take to fire."""
+    if record.scenario.prometheus_url is None:
+        return {}
+    if record.alerts is None or record.alert_rule is None:
+        o = AlertOutcome(False, note="Prometheus did not answer")
+    else:
+        following = [u.start for u in truths if u.asset == t.asset and u.start > t.start]
+        until = min([hi + record.alert_rule.fire_slack_s, *following])
+        o = outcome(record.alerts.get(t.asset, []), t.start, until)
+    return {"alert_latency_s": o.latency_s, "alert_resolved_s": o.resolved_s, "alert_fired": o.fired,
+            **({"alert_note": o.note} if o.note else {})}
 
 
 def _inside(t: float, windows: list[tuple[float, float]]) -> bool:
@@ -216,19 +247,32 @@ def markdown(r: dict[str, Any]) -> str:
              "| criterion | limit | value | pass |", "|---|---|---|---|"]
     for name, v in r["criteria"].items():
         lines.append(f"| {name} | {_v(v.get('limit', v.get('alert')))} | {_v(v['value'])} | {_v(v['pass'])} |")
-    alerts = r["prometheus"] is not None
-    lines += ["", "| injection | asset | kind | start (s) | detected | time to detect (s) | false alarms before | "
-              "peak score | monitor's top sensors | injected sensors |" + (" alert latency (s) |" if alerts else ""),
-              "|---" * (10 + alerts) + "|"]
+    prom = r["prometheus"]
+    if prom is not None:
+        rule = (f" (for {prom['for_s']:g}s, keep_firing_for {prom['keep_firing_for_s']:g}s, evaluated every "
+                f"{prom['interval_s']:g}s)" if "for_s" in prom else "")
+        lines += ["", f"Alert `{prom['alert']}`{rule} from Prometheus at {prom['url']}: its latency and resolution "
+                  "are from the injection's first faulty sample, like the monitor's time to detect."]
+    alerts = prom is not None
+    lines += ["", "| injection | asset | kind | start (s) | detected | time to detect (s) | "
+              + ("alert latency (s) | alert resolved (s) | " if alerts else "")
+              + "false alarms before | peak score | monitor's top sensors | injected sensors |",
+              "|---" * (10 + 2 * alerts) + "|"]
     for i in r["injections"]:
+        alert = _alert_cells(i) if alerts else ""
         lines.append(f"| {i['injection_id']} | {i['asset']} | {i['kind']} | {i['start']:.1f} | {_v(i['detected'])} | "
-                     f"{_v(i['time_to_detect_s'])} | {i['false_alarms']} | {_v(i['peak_score'])} | "
-                     f"{', '.join(i['monitor_top_sensors']) or '-'} | {', '.join(i['injected_sensors'])} |"
-                     + (f" {_v(i.get('alert_latency_s'))} |" if alerts else ""))
+                     f"{_v(i['time_to_detect_s'])} | {alert}{i['false_alarms']} | {_v(i['peak_score'])} | "
+                     f"{', '.join(i['monitor_top_sensors']) or '-'} | {', '.join(i['injected_sensors'])} |")
     if r["problems"]:
         lines += ["", "Problems:", *[f"- {p}" for p in r["problems"]]]
     lines += ["", *[f"![{f}]({f})" for f in r.get("figures", [])]]
     return "\n".join(lines) + "\n"
+
+
+def _alert_cells(row: dict[str, Any]) -> str:
+    """The alert latency and resolution cells of an injection's row."""
+    held = row["alert_fired"] and row["alert_latency_s"] is None
+    return f"{'already firing' if held else _v(row['alert_latency_s'])} | {_v(row['alert_resolved_s'])} | "
 
 
 def timeline(record: DrillRecord, report: dict[str, Any], asset: str, path: Path) -> Path:
@@ -248,13 +292,15 @@ def timeline(record: DrillRecord, report: dict[str, Any], asset: str, path: Path
         ax.axvspan(a["raised"], end, ymin=0, ymax=0.06, color="tab:red" if a["false"] else "tab:green")
     if record.alerts:
         for lo, hi in record.alerts.get(asset, []):
-            ax.axvspan(lo - t0, hi - t0, ymin=0.07, ymax=0.12, color="tab:orange")
+            end = report["duration_s"] if hi is None else hi - t0
+            ax.axvspan(lo - t0, end, ymin=0.07, ymax=0.12, color="tab:orange")
     if xs:
         ax.plot([x.t - t0 for x in xs], [x.score for x in xs], lw=1, color="k", label="score (/metrics)")
         ax.plot([x.t - t0 for x in xs], [x.threshold for x in xs], lw=1, ls="--", color="tab:red", label="threshold")
         ax.set_yscale("log")
         ax.legend(fontsize=7, loc="upper right")
-    ax.set_xlim(0, max(report["duration_s"], 1))
+    alert_ends = [hi - t0 for lo, hi in (record.alerts or {}).get(asset, []) if hi is not None]
+    ax.set_xlim(0, max(report["duration_s"], *alert_ends, 1))
     ax.set_xlabel("seconds since the drill started (blue: injections; bottom bars: alarms, green = detection, "
                   "red = false; orange: alert firing)", fontsize=7)
     ax.set_title(f"{asset}", fontsize=9)

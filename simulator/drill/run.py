@@ -1,11 +1,13 @@
 """Running a drill: publish the drill copies with their injections, record what the monitoring chain does.
 
-Order: follow the alarm and drill topics (so nothing is missed), start
-scraping /metrics, publish the scenario in real time (the
-:class:`simulator.publish.Publisher` sends the ground truth on the drill
-topic as each injection starts and ends), wait a moment for the last alarms,
-then ask Prometheus for the alert's firing spans. Nothing here judges; the
-records go to :mod:`.report`.
+Order: with Prometheus, check that it has the alert rule loaded (a drill
+that could not have seen the alert fails at once, not after its run); follow
+the alarm and drill topics (so nothing is missed), start scraping /metrics,
+publish the scenario in real time (the :class:`simulator.publish.Publisher`
+sends the ground truth on the drill topic as each injection starts and ends),
+wait a moment for the last alarms; with Prometheus, wait (bounded by the
+rule's keep_firing_for) for the alerts to resolve, then read the alert's
+firing spans. Nothing here judges; the records go to :mod:`.report`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from monitor.mqtt import settings_from_url
 from ..faults import FaultTarget, Injection, PatternSource, bind_faults
 from ..process import AssetProcess
 from ..publish import Publisher, PublishSummary
-from .observe import AlarmFollower, AlarmRecord, MetricsScraper, Scrape, alert_spans, fetch
+from .alerts import AlertRule, Span, alert_rule, firing_spans, wait_resolved
+from .observe import AlarmFollower, AlarmRecord, MetricsScraper, Scrape, fetch
 from .scenario import AssetSpec, Scenario
 
 log = logs.get("drill")
@@ -78,7 +81,8 @@ class DrillRecord:
     summary: PublishSummary
     interrupted: bool = False
     scrape_failures: int = 0
-    alerts: dict[str, list[tuple[float, float]]] | None = None
+    alerts: dict[str, list[Span]] | None = None      # firing spans per drill asset, with Prometheus
+    alert_rule: AlertRule | None = None
     problems: list[str] = field(default_factory=list)
 
 
@@ -96,6 +100,12 @@ def run(s: Scenario, patterns: PatternSource | None, stop: threading.Event) -> D
         fetch(s.metrics_url)
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot scrape the monitor's metrics at {s.metrics_url}: {exc}") from None
+    rule = None
+    if s.prometheus_url:
+        try:
+            rule = alert_rule(s.prometheus_url, s.alert)
+        except (OSError, ValueError, KeyError) as exc:
+            raise InputError(f"cannot check alert {s.alert} at Prometheus {s.prometheus_url}: {exc}") from None
     drill_assets = [src.name for src in sources]
     settings = settings_from_url(s.broker_url)
     follower = AlarmFollower(settings, s.prefix, drill_assets)
@@ -104,7 +114,8 @@ def run(s: Scenario, patterns: PatternSource | None, stop: threading.Event) -> D
     publisher = Publisher(settings, sources, rate=s.rate, prefix=s.prefix, qos=1, injections=injections,
                           duration=s.duration_s, stop_event=stop, client_id=f"plantwatch-drill-{uuid.uuid4().hex[:8]}")
     log.info("drill_started", scenario=s.name, assets=drill_assets, injections=len(injections),
-             duration_s=round(s.duration_s, 1), broker=s.broker_url, metrics=s.metrics_url)
+             duration_s=round(s.duration_s, 1), broker=s.broker_url, metrics=s.metrics_url,
+             prometheus=s.prometheus_url)
     scraper.start()
     started = time.time()
     try:
@@ -118,11 +129,18 @@ def run(s: Scenario, patterns: PatternSource | None, stop: threading.Event) -> D
     record = DrillRecord(s, started, ended, injections, truths, alarms, scraper.scrapes,
                          {src.name: src.sensors for src in sources}, summary, interrupted=stop.is_set(),
                          scrape_failures=scraper.failures)
-    if s.prometheus_url:
+    if s.prometheus_url and rule is not None:
+        record.alert_rule = rule
         try:
-            record.alerts = alert_spans(s.prometheus_url, s.alert, drill_assets, started - 60, ended + 1)
+            still = wait_resolved(s.prometheus_url, rule, drill_assets, stop)
+            record.alerts = firing_spans(s.prometheus_url, s.alert, drill_assets, started - 60, time.time(), still)
         except (OSError, ValueError, KeyError) as exc:
             record.problems.append(f"Prometheus query at {s.prometheus_url} failed: {exc}")
+        else:
+            if still:
+                record.problems.append(f"alert {s.alert} still firing for {', '.join(sorted(still))} "
+                                       f"{rule.resolve_wait_s:.0f}s after the drill (keep_firing_for "
+                                       f"{rule.keep_firing_for_s:g}s): has the monitor's alarm cleared?")
     log.info("drill_finished", alarms=len(alarms), truths=len(truths), scrapes=len(scraper.scrapes),
              messages=sum(summary.messages.values()), interrupted=record.interrupted)
     return record
