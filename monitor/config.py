@@ -142,12 +142,7 @@ class MonitorConfig:
         return self.broker.client_id or f"plantwatch-monitor-{self.instance}"
 
     def broker_settings(self) -> BrokerSettings:
-        host, port, tls = parse_url(self.broker.url)
-        b = self.broker
-        return BrokerSettings(host=host, port=port, tls=tls, ca_file=b.ca_file, cert_file=b.cert_file,
-                              key_file=b.key_file, username=b.username, password_env=b.password_env,
-                              password_file=b.password_file, client_id=self.client_id, protocol=b.protocol,
-                              keepalive=b.keepalive, session_expiry=b.session_expiry)
+        return broker_settings(self.broker, self.client_id)
 
     def model_paths(self) -> list[str]:
         """Every distinct model folder named, default first."""
@@ -202,8 +197,17 @@ def _build(cls: type, data: Any, path: str) -> Any:
     return cls(**kwargs)
 
 
-def _cross_check(cfg: MonitorConfig) -> None:
-    b, m = cfg.broker, cfg.models
+def broker_settings(b: BrokerConfig, client_id: str | None = None) -> BrokerSettings:
+    """How to connect as ``b`` says; every command that connects to the broker goes through here."""
+    host, port, tls = parse_url(b.url)
+    return BrokerSettings(host=host, port=port, tls=tls, ca_file=b.ca_file, cert_file=b.cert_file,
+                          key_file=b.key_file, username=b.username, password_env=b.password_env,
+                          password_file=b.password_file, client_id=client_id, protocol=b.protocol,
+                          keepalive=b.keepalive, session_expiry=b.session_expiry)
+
+
+def check_broker(b: BrokerConfig) -> None:
+    """Rules across the [broker] keys, and the password readable now (not at the first reconnect)."""
     try:
         _, _, tls = parse_url(b.url)
     except ConfigError as exc:
@@ -220,7 +224,25 @@ def _cross_check(cfg: MonitorConfig) -> None:
         raise ConfigError("broker.username: a password is configured but no username")
     if b.client_id is not None and not (0 < len(b.client_id) <= 256):
         raise ConfigError("broker.client_id: must be 1-256 characters")
-    cfg.broker_settings().password()             # names the key when the env var or file is missing
+    broker_settings(b).password()                # names the key when the env var or file is missing
+
+
+def build_broker(data: Mapping[str, Any]) -> BrokerConfig:
+    """A [broker] table alone, its keys' names and types checked (for commands that connect but are not
+    the monitor); :func:`check_broker` checks the rest."""
+    return _build(BrokerConfig, dict(data), "broker")  # type: ignore[no-any-return]
+
+
+def parse_broker(data: Mapping[str, Any]) -> BrokerConfig:
+    """:func:`build_broker` and :func:`check_broker`."""
+    b = build_broker(data)
+    check_broker(b)
+    return b
+
+
+def _cross_check(cfg: MonitorConfig) -> None:
+    m = cfg.models
+    check_broker(cfg.broker)
     if not m.default and not m.assets:
         raise ConfigError("models.default: no model configured (give --model, models.default or [models.assets])")
     if m.unknown_asset == "default" and not m.default:
@@ -248,21 +270,26 @@ def read_file(path: str | Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     base = path.resolve().parent
-
-    def rel(v: Any) -> Any:
-        return str(base / v) if isinstance(v, str) and v and not Path(v).is_absolute() else v
-
     models, broker = data.get("models"), data.get("broker")
     if isinstance(models, dict):
         if "default" in models:
-            models["default"] = rel(models["default"])
+            models["default"] = _relative(base, models["default"])
         if isinstance(models.get("assets"), dict):
-            models["assets"] = {k: rel(v) for k, v in models["assets"].items()}
+            models["assets"] = {k: _relative(base, v) for k, v in models["assets"].items()}
     if isinstance(broker, dict):
-        for k in ("ca_file", "cert_file", "key_file", "password_file"):
-            if k in broker:
-                broker[k] = rel(broker[k])
+        broker_paths_relative_to(broker, base)
     return data
+
+
+def _relative(base: Path, v: Any) -> Any:
+    return str(base / v) if isinstance(v, str) and v and not Path(v).is_absolute() else v
+
+
+def broker_paths_relative_to(broker: dict[str, Any], base: Path) -> None:
+    """Make a [broker] table's file paths relative to the folder of the file it was read from (in place)."""
+    for k in ("ca_file", "cert_file", "key_file", "password_file"):
+        if k in broker:
+            broker[k] = _relative(base, broker[k])
 
 
 def env_keys(cls: type = MonitorConfig, path: str = "") -> dict[str, tuple[str, Any]]:
@@ -315,25 +342,37 @@ class Sources:
 
     def load(self, environ: Mapping[str, str] | None = None) -> MonitorConfig:
         data = read_file(self.path) if self.path else {}
-        known = env_keys()
-        environ = os.environ if environ is None else environ
-        origin: dict[str, str] = {}
-        for name, text in environ.items():
-            if name in known:
-                key, tp = known[name]
-                _put(data, key, _from_text(name, key, tp, text))
-                origin[key] = name
-        for attr, key in FLAG_KEYS.items():
-            if self.flags.get(attr) is not None:
-                _put(data, key, self.flags[attr])
-                origin[key] = "--" + attr.replace("_", "-")
+        flags = {key: ("--" + attr.replace("_", "-"), self.flags[attr])
+                 for attr, key in FLAG_KEYS.items() if self.flags.get(attr) is not None}
+        origin = overlay(data, os.environ if environ is None else environ, env_keys(), flags)
         try:
             return parse(data)
         except ConfigError as exc:
-            key = str(exc).split(":", 1)[0]
-            if key in origin:
-                raise ConfigError(f"{key} (from {origin[key]}):{str(exc).split(':', 1)[1]}") from None
-            raise ConfigError(f"{self.path}: {exc}" if self.path else str(exc)) from None
+            raise blame(exc, origin, self.path) from None
+
+
+def overlay(data: dict[str, Any], environ: Mapping[str, str], known: Mapping[str, tuple[str, Any]],
+            flags: Mapping[str, tuple[str, Any]]) -> dict[str, str]:
+    """Put the ``known`` environment variables, then ``flags`` (dotted key -> (flag, value)), over ``data``
+    in place; returns dotted key -> the variable or flag it came from, for :func:`blame`."""
+    origin: dict[str, str] = {}
+    for name, text in environ.items():
+        if name in known:
+            key, tp = known[name]
+            _put(data, key, _from_text(name, key, tp, text))
+            origin[key] = name
+    for key, (flag, value) in flags.items():
+        _put(data, key, value)
+        origin[key] = flag
+    return origin
+
+
+def blame(exc: ConfigError, origin: Mapping[str, str], path: str | None = None) -> ConfigError:
+    """``exc`` naming where its key was set: the variable or flag from :func:`overlay`, else the file."""
+    key = str(exc).split(":", 1)[0]
+    if key in origin:
+        return ConfigError(f"{key} (from {origin[key]}):{str(exc).split(':', 1)[1]}")
+    return ConfigError(f"{path}: {exc}" if path else str(exc))
 
 
 def load(path: str | None = None, flags: Mapping[str, Any] | None = None,

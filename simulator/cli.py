@@ -6,6 +6,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from monitor import broker_options
     from monitor.cli import command
 
     p = command(sub, "simulate", "simulator.commands:simulate_command",
@@ -17,6 +18,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                 "      --fault 'bias@30+60:asset=asset01,sensors=FI103,magnitude=4'\n"
                 "  plantwatch simulate --broker mqtt://127.0.0.1:1883 --replay d00_te.csv --gan gans/tep \\\n"
                 "      --fault 'gan:4@100+200'\n"
+                "  plantwatch simulate --broker mqtts://broker:8883 --ca-file ca.crt --username plantwatch-gateway \\\n"
+                "      --password-file /etc/plantwatch/gateway-password --assets 2\n"
                 "\nfault kinds: bias drift stuck noise spikes intermittent coefficient decorrelate, and gan:<class>\n"
                 "fault spec:  KIND@START+DURATION[:asset=A,sensors=S1;S2,magnitude=M]  (START and DURATION in samples)\n"
                 "             defaults: the first asset, 1-3 sensors picked from --seed, a magnitude per kind;\n"
@@ -26,6 +29,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                 "ground truth: published on <prefix>/<asset>/drill when a fault starts and ends;\n"
                 "             with --to-csv it is written to FILE.truth.jsonl (one JSON object per line)\n")
     p.add_argument("--broker", metavar="URL", help="mqtt://HOST:PORT to publish to")
+    broker_options.add_arguments(p)
     p.add_argument("--assets", type=int, default=3, metavar="N", help="number of simulated assets asset01..assetNN (default: 3)")
     p.add_argument("--sensors", type=int, default=None, metavar="K", help="sensors per asset, 8-60 (default: 12-40, drawn per asset from the seed)")
     p.add_argument("--rate", type=float, default=1.0, metavar="HZ", help="samples per second per asset (default: 1)")

@@ -14,9 +14,8 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-from monitor import logs, wire
+from monitor import broker_options, logs, wire
 from monitor.errors import InputError
-from monitor.mqtt import settings_from_url
 
 from .faults import FaultTarget, Injection, bind_faults, parse_fault
 from .process import MAX_SENSORS, MIN_SENSORS, AssetProcess, make_assets
@@ -70,7 +69,7 @@ def _to_csv(args: argparse.Namespace) -> int:
 
     for option, given in (("--broker", args.broker), ("--replay", args.replay),
                           ("--duration", args.duration is not None), ("--loop", args.loop),
-                          ("--asset", args.asset is not None)):
+                          ("--asset", args.asset is not None), *((f, True) for f in broker_options.given(args))):
         _refuse(args, option, bool(given), "does not apply to --to-csv (it writes a file and publishes nothing)")
     if args.samples is None:
         raise InputError("--to-csv needs --samples N (how many rows to write)")
@@ -117,7 +116,7 @@ def _injections(specs: Sequence[str], sources: Sequence[Any], seed: int, gan: st
 def _publish(args: argparse.Namespace, sources: list[Any], targets: Sequence[Any]) -> int:
     from .publish import Publisher
 
-    publisher = Publisher(settings_from_url(args.broker), sources, rate=args.rate, prefix=args.prefix,
+    publisher = Publisher(broker_options.settings({}, args), sources, rate=args.rate, prefix=args.prefix,
                           qos=args.qos, injections=_injections(args.fault, targets, args.seed, args.gan),
                           duration=args.duration)
     with _stop_on_signals(publisher.request_stop):

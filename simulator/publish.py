@@ -61,6 +61,9 @@ class PublishSummary:
     messages: dict[str, int]
     faults: list[str] = field(default_factory=list)
     truths: int = 0
+    #: The truths published, as a reader of the drill topics decodes them: a drill judges from these, as
+    #: its broker login may write the drill topics but not read them (deploy/mosquitto/plantwatch.acl).
+    sent_truths: list[wire.DrillTruth] = field(default_factory=list)
     unconfirmed: int = 0
     dropped: int = 0
     reanchored: int = 0
@@ -223,8 +226,12 @@ class Publisher:
         return len(block) == n
 
     def _truth(self, client: Any, a: int, truth: wire.DrillTruth) -> None:
-        if self._publish(client, self._topics[a][1], truth.encode(), qos=1):
+        payload = truth.encode()
+        if self._publish(client, self._topics[a][1], payload, qos=1):
             self.summary.truths += 1
+            decoded = wire.decode_drill(payload)
+            if isinstance(decoded, wire.DrillTruth):
+                self.summary.sent_truths.append(decoded)
 
     def _publish(self, client: Any, topic: str, payload: bytes, qos: int | None = None) -> bool:
         """Publish once fewer than max_inflight are unacknowledged; False if stopped while waiting."""

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from monitor import logs
+from monitor import broker_options, logs
 from monitor.errors import ConfigError
 
 from . import report, scenario
@@ -19,11 +19,12 @@ log = logs.get("drill")
 
 
 def drill_command(args: argparse.Namespace) -> int:
-    s = scenario.load(args.scenario).with_overrides(broker_url=args.broker, metrics_url=args.metrics_url,
+    s = scenario.load(args.scenario).with_overrides(metrics_url=args.metrics_url,
                                                     prometheus_url=args.prometheus_url, gan=args.gan)
+    # The scenario's [broker] table < PLANTWATCH_BROKER_* < flags, checked as the monitor's own.
+    settings = broker_options.settings(s.broker_table(), args, where=str(args.scenario))
+    s = s.with_overrides(broker_url=settings.url)
     scenario.check(s)
-    if s.broker_url is None:
-        raise ConfigError("broker.url: no broker; give --broker mqtt://HOST:PORT or set [broker] url")
     if s.metrics_url is None:
         raise ConfigError("monitor.metrics_url: no metrics URL; give --metrics-url http://HOST:PORT/metrics")
     patterns = None
@@ -45,7 +46,7 @@ def drill_command(args: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        record = run(s, patterns, stop)
+        record = run(s, settings, patterns, stop)
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)

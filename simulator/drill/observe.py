@@ -43,46 +43,50 @@ class Scrape:
 
 
 class AlarmFollower:
-    """Subscribes to the alarm and drill topics of the drill assets and keeps what arrives.
+    """Subscribes to the alarm topics of the drill assets and keeps what arrives.
 
-    Retained alarm states (left by an earlier run) are ignored: only events
-    the monitor publishes while the drill runs count.
+    Only alarms: the drill knows its ground truth from its own publisher, and
+    a drill's broker login may read alarms but not the drill topics it writes
+    (deploy/mosquitto/plantwatch.acl). Retained alarm states (left by an
+    earlier run) are ignored: only events the monitor publishes while the
+    drill runs count.
     """
 
     def __init__(self, settings: BrokerSettings, prefix: str, assets: list[str]) -> None:
         self.settings, self.assets = settings, assets
-        self.filters = [(wire.alarm_topic(prefix, a), 1) for a in assets] + [(wire.drill_topic(prefix, a), 1) for a in assets]
+        self.filters = [(wire.alarm_topic(prefix, a), 1) for a in assets]
         self.alarms: list[AlarmRecord] = []
-        self.truths: list[wire.DrillTruth] = []
         self.undecodable = 0
         self._lock = threading.Lock()
-        self._subscribed = threading.Event()
-        self._prefix = prefix
+        self._answered = threading.Event()
+        self._refused: str | None = None
         self._client = make_client(settings)
         self._client.on_connect = self._on_connect
-        self._client.on_subscribe = lambda c, u, mid, rcs, p: self._subscribed.set()
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if not reason.is_failure:
+        if reason.is_failure:
+            self._refused = f"refused the connection: {reason}"
+            self._answered.set()
+        else:
             client.subscribe(self.filters)
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        failed = [topic for (topic, _), r in zip(self.filters, reasons) if r.is_failure]
+        if failed:
+            self._refused = f"refused the subscription to {', '.join(failed)} (does its ACL let this user read alarms?)"
+        self._answered.set()
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         try:
             if msg.retain:
                 return
-            if msg.topic.endswith("/alarm"):
-                event = wire.decode_alarm(msg.payload)
-                if isinstance(event, wire.AlarmEvent):
-                    with self._lock:
-                        self.alarms.append(AlarmRecord(event, time.time()))
-                    return
-            else:
-                truth = wire.decode_drill(msg.payload)
-                if isinstance(truth, wire.DrillTruth):
-                    with self._lock:
-                        self.truths.append(truth)
-                    return
+            event = wire.decode_alarm(msg.payload)
+            if isinstance(event, wire.AlarmEvent):
+                with self._lock:
+                    self.alarms.append(AlarmRecord(event, time.time()))
+                return
             self.undecodable += 1
         except Exception:        # never let an exception kill paho's network thread
             self.undecodable += 1
@@ -90,17 +94,17 @@ class AlarmFollower:
     def start(self, timeout: float = 10.0) -> None:
         connect(self._client, self.settings, timeout=timeout)
         self._client.loop_start()
-        if not self._subscribed.wait(timeout):
+        if not self._answered.wait(timeout) or self._refused is not None:
             self.stop()
-            raise BrokerError(f"no SUBACK from broker {self.settings.url} within {timeout:.0f}s")
+            raise BrokerError(f"broker {self.settings.url} {self._refused or f'sent no SUBACK within {timeout:.0f}s'}")
 
     def stop(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
 
-    def snapshot(self) -> tuple[list[AlarmRecord], list[wire.DrillTruth]]:
+    def snapshot(self) -> list[AlarmRecord]:
         with self._lock:
-            return list(self.alarms), list(self.truths)
+            return list(self.alarms)
 
 
 class MetricsScraper(threading.Thread):

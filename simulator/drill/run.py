@@ -2,10 +2,10 @@
 
 Order: with Prometheus, check that it has the alert rule loaded (a drill
 that could not have seen the alert fails at once, not after its run); follow
-the alarm and drill topics (so nothing is missed), start scraping /metrics,
-publish the scenario in real time (the :class:`simulator.publish.Publisher`
-sends the ground truth on the drill topic as each injection starts and ends),
-wait a moment for the last alarms; with Prometheus, wait (bounded by the
+the alarm topics (so nothing is missed), start scraping /metrics, publish the
+scenario in real time (the :class:`simulator.publish.Publisher` sends the
+ground truth on the drill topic as each injection starts and ends, and keeps
+what it sent for the report), wait a moment for the last alarms; with Prometheus, wait (bounded by the
 rule's keep_firing_for) for the alerts to resolve, then read the alert's
 firing spans. Nothing here judges; the records go to :mod:`.report`.
 """
@@ -22,7 +22,7 @@ import numpy as np
 
 from monitor import logs, wire
 from monitor.errors import InputError
-from monitor.mqtt import settings_from_url
+from monitor.mqtt import BrokerSettings
 
 from ..faults import FaultTarget, Injection, PatternSource, bind_faults
 from ..process import AssetProcess
@@ -91,9 +91,11 @@ def injections_for(s: Scenario, sources: list[DrillCopy], patterns: PatternSourc
     return bind_faults(specs, [src.target() for src in sources], s.seed, patterns)
 
 
-def run(s: Scenario, patterns: PatternSource | None, stop: threading.Event) -> DrillRecord:
-    """Publish the scenario against the live monitor and record its reaction; blocks for the drill's duration."""
-    assert s.broker_url is not None and s.metrics_url is not None, "broker and metrics URL are resolved by the caller"
+def run(s: Scenario, settings: BrokerSettings, patterns: PatternSource | None, stop: threading.Event) -> DrillRecord:
+    """Publish the scenario against the live monitor and record its reaction; blocks for the drill's duration.
+
+    ``settings`` is how to reach and log in to the broker (:func:`monitor.broker_options.settings`)."""
+    assert s.metrics_url is not None, "the metrics URL is resolved by the caller"
     sources = [make_source(a) for a in s.assets]
     injections = injections_for(s, sources, patterns)
     try:
@@ -107,14 +109,13 @@ def run(s: Scenario, patterns: PatternSource | None, stop: threading.Event) -> D
         except (OSError, ValueError, KeyError) as exc:
             raise InputError(f"cannot check alert {s.alert} at Prometheus {s.prometheus_url}: {exc}") from None
     drill_assets = [src.name for src in sources]
-    settings = settings_from_url(s.broker_url)
     follower = AlarmFollower(settings, s.prefix, drill_assets)
     follower.start()
     scraper = MetricsScraper(s.metrics_url, drill_assets, s.scrape_interval_s)
     publisher = Publisher(settings, sources, rate=s.rate, prefix=s.prefix, qos=1, injections=injections,
                           duration=s.duration_s, stop_event=stop, client_id=f"plantwatch-drill-{uuid.uuid4().hex[:8]}")
     log.info("drill_started", scenario=s.name, assets=drill_assets, injections=len(injections),
-             duration_s=round(s.duration_s, 1), broker=s.broker_url, metrics=s.metrics_url,
+             duration_s=round(s.duration_s, 1), broker=settings.url, user=settings.username, metrics=s.metrics_url,
              prometheus=s.prometheus_url)
     scraper.start()
     started = time.time()
@@ -125,7 +126,7 @@ def run(s: Scenario, patterns: PatternSource | None, stop: threading.Event) -> D
         scraper.stop()
         follower.stop()
     ended = time.time()
-    alarms, truths = follower.snapshot()
+    alarms, truths = follower.snapshot(), summary.sent_truths
     record = DrillRecord(s, started, ended, injections, truths, alarms, scraper.scrapes,
                          {src.name: src.sensors for src in sources}, summary, interrupted=stop.is_set(),
                          scrape_failures=scraper.failures)

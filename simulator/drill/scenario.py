@@ -9,6 +9,8 @@
     cooldown_s = 30                  # clean stream after the last injection
     [broker]
     url = "mqtt://127.0.0.1:1883"    # --broker overrides
+    username = "plantwatch-drill"    # optional login, as the monitor's [broker] keys (--username overrides)
+    password_file = "drill-password" # or password_env = "VAR"; never the password itself
     [monitor]
     metrics_url = "http://127.0.0.1:9108/metrics"      # --metrics-url overrides
     prometheus_url = "http://127.0.0.1:9090"           # optional; --prometheus-url overrides
@@ -28,7 +30,9 @@
     max_false_alarms_per_hour = 60
     min_detection_rate = 1.0
 
-Relative paths (``gan``, ``replay``) are relative to the scenario file.
+Relative paths (``gan``, ``replay``, the broker's ``password_file`` and TLS
+files) are relative to the scenario file. The [broker] table takes the
+login keys of the monitor's (:mod:`monitor.broker_options`).
 :func:`load` reads and :func:`parse` validates into frozen objects.
 """
 
@@ -41,7 +45,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from monitor import wire
+from monitor import broker_options, wire
+from monitor.config import broker_paths_relative_to
 from monitor.errors import ConfigError, InputError
 from monitor.mqtt import parse_url
 
@@ -96,6 +101,7 @@ class Scenario:
     grace_s: float | None = None              # after an injection's end an alarm still counts (default: max TTD)
     scrape_interval_s: float = 1.0
     broker_url: str | None = None
+    broker: Mapping[str, Any] = field(default_factory=dict)   # [broker] login keys but url, paths absolute
     metrics_url: str | None = None
     prometheus_url: str | None = None
     alert: str = DEFAULT_ALERT
@@ -121,6 +127,10 @@ class Scenario:
         return parse_fault(str(FaultSpec(inj.kind, start, duration, self.asset(inj.asset).drill_name,
                                          inj.sensors, inj.magnitude)))
 
+    def broker_table(self) -> dict[str, Any]:
+        """The [broker] table as :func:`monitor.broker_options.settings` takes it."""
+        return {**self.broker, **({"url": self.broker_url} if self.broker_url is not None else {})}
+
     def with_overrides(self, **kw: Any) -> Scenario:
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
 
@@ -144,14 +154,17 @@ def load(path: str | Path) -> Scenario:
 def parse(doc: Mapping[str, Any], base: Path = Path(".")) -> Scenario:
     """Validate a scenario mapping; ConfigError names the first bad key."""
     _known("", doc, TOP_KEYS)
-    broker, monitor = _table(doc, "broker", {"url"}), _table(doc, "monitor", {"metrics_url", "prometheus_url", "alert"})
+    broker, monitor = _table(doc, "broker", set(broker_options.KEYS)), _table(doc, "monitor", {"metrics_url", "prometheus_url", "alert"})
+    broker_options.check_table(broker)
+    login = {k: v for k, v in broker.items() if k != "url"}
+    broker_paths_relative_to(login, base)
     s = Scenario(
         name=_get(doc, "name", str, "drill"), prefix=_get(doc, "prefix", str, wire.DEFAULT_PREFIX),
         rate=_get(doc, "rate", float, 2.0, _positive), gan=_path(base, _get(doc, "gan", str, None)),
         seed=_get(doc, "seed", int, 0, lambda v: v >= 0), cooldown_s=_get(doc, "cooldown_s", float, 30.0, _non_negative),
         grace_s=_get(doc, "grace_s", float, None, _non_negative),
         scrape_interval_s=_get(doc, "scrape_interval_s", float, 1.0, lambda v: 0.05 <= v <= 60),
-        broker_url=_get(broker, "url", str, None, key="broker.url"),
+        broker_url=_get(broker, "url", str, None, key="broker.url"), broker=login,
         metrics_url=_get(monitor, "metrics_url", str, None, key="monitor.metrics_url"),
         prometheus_url=_get(monitor, "prometheus_url", str, None, key="monitor.prometheus_url"),
         alert=_get(monitor, "alert", str, DEFAULT_ALERT, key="monitor.alert"),
