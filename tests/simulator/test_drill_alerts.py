@@ -120,8 +120,6 @@ def monitor_process(tmp_path: Path, mosquitto: Mosquitto, models: dict[str, Path
 
 @pytest.fixture
 def prometheus(tmp_path: Path, monitor_process: int) -> Iterator[Prometheus]:
-    if exe("prometheus") is None:
-        pytest.skip("Debian's prometheus is not installed")
     prom = Prometheus(tmp_path / "prometheus", f"127.0.0.1:{monitor_process}", interval="1s",
                       rules=[short_rules(tmp_path / "plantwatch.rules.yml")])
     try:
@@ -133,6 +131,7 @@ def prometheus(tmp_path: Path, monitor_process: int) -> Iterator[Prometheus]:
         prom.close()
 
 
+@pytest.mark.skipif(exe("prometheus") is None, reason="Debian's prometheus is not installed")
 def test_a_drill_reports_the_alert_firing_and_resolving_beside_the_monitors_detection(
         tmp_path: Path, mosquitto: Mosquitto, monitor_process: int, prometheus: Prometheus) -> None:
     """A bias on asset01's drill copy raises the monitor's alarm, which Prometheus (scraping /metrics every
