@@ -144,6 +144,11 @@ def evaluate(record: DrillRecord) -> dict[str, Any]:
         if not ok:
             problems.append(f"the monitor never scored {asset}: map it to the model of the asset it copies in the "
                             f"monitor's [models.assets] (e.g. \"{asset.removesuffix('-drill')}*\" = MODEL)")
+    unheard = _alarms_unheard(record)
+    if unheard:
+        # mosquitto grants a subscription its ACL will never deliver to: say so instead of a bare miss.
+        problems.append(f"the monitor's /metrics showed alarms on {', '.join(unheard)} but no alarm event reached "
+                        f"the drill: may its broker login read {s.prefix}/+/alarm (the broker's ACL)?")
     if record.interrupted:
         problems.append("the drill was interrupted before its end")
     if len(truths) < len(record.injections):
@@ -196,6 +201,12 @@ def _clean_seconds(record: DrillRecord, windows: dict[str, list[tuple[float, flo
                    for lo, hi in windows.get(asset, []) if hi > record.started and lo < record.started + span)
         total += max(0.0, span - busy)
     return total
+
+
+def _alarms_unheard(record: DrillRecord) -> list[str]:
+    """Drill assets in alarm on /metrics of which not one alarm event arrived on MQTT."""
+    heard = {r.event.asset for r in record.alarms}
+    return sorted({x.asset for x in record.scrapes if x.alarm == 1} - heard)
 
 
 def _scored(record: DrillRecord) -> dict[str, bool]:

@@ -15,6 +15,7 @@ from monitor import wire
 from monitor.cli import main
 from simulator.drill import report, scenario
 from simulator.drill.alerts import AlertOutcome, AlertRule, _spans, outcome
+from simulator.drill.observe import Scrape
 from simulator.drill.run import DrillRecord
 from simulator.publish import PublishSummary
 from tests.conftest import Mosquitto
@@ -75,6 +76,15 @@ def test_the_report_puts_alert_latency_beside_the_time_to_detect() -> None:
     md = report.markdown(r)
     assert "| time to detect (s) | alert latency (s) | alert resolved (s) |" in md
     assert "| 2 | 5 | 10 |" in md and "| 1 | 4 | - |" in md
+
+
+def test_alarms_seen_on_metrics_but_never_on_mqtt_are_pointed_at_the_acl() -> None:
+    record = _record(None)
+    record.alarms = []
+    record.scrapes = [Scrape(1012.0 + k, "asset01-drill", 9.0, 1.0, 1.0, 100.0 + k) for k in range(5)]
+    r = report.evaluate(record)
+    assert not r["pass"] and any("no alarm event reached the drill" in p and "plant/+/alarm" in p
+                                 for p in r["problems"]), r["problems"]
 
 
 def test_a_drill_whose_prometheus_did_not_answer_fails_the_alert_check() -> None:
