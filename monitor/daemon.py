@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import queue
 import signal
 import time
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from .config import MonitorConfig
 from .errors import PlantwatchError
 from .http import HttpServer
 from .ingest import Ingest, Item
+from .intake import Intake
 from .worker import ModelSet, Worker, load_models
 
 log = logs.get("daemon")
@@ -80,7 +80,7 @@ class Monitor:
         self.registry = registry if registry is not None else metrics.build_registry()
         self.state = metrics.State(contributions=settings.metrics.contributions, instance=settings.instance,
                                    queue_capacity=settings.worker.queue_size)
-        self.queue: queue.Queue[Item | None] = queue.Queue(settings.worker.queue_size)
+        self.queue: Intake[Item] = Intake(settings.worker.queue_size)
         self.state.queue_depth = self.queue.qsize
         self._collector = metrics.Collector(self.state)
         self.http: HttpServer | None = None

@@ -109,6 +109,38 @@ class Detector:
             state.history = tail[-(self.window - 1):].copy()
         return w, seen
 
+    def _windows_many(self, states: list[StreamState], sizes: list[int],
+                      z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_windows` for many streams with one gather instead of one call per stream.
+
+        The daemon's batches hold a few rows of each of many assets; per-stream
+        numpy calls cost more there than the rows themselves. Each stream's
+        block in ``ext`` is its remembered tail (padded as in
+        :func:`causal_windows` while shorter than window-1) followed by its new rows.
+        """
+        need, n = self.window - 1, len(z)
+        ns = np.asarray(sizes)
+        starts = np.concatenate([[0], np.cumsum(ns)[:-1]])
+        rows_before = np.array([st.rows for st in states])
+        seen = np.repeat(rows_before + 1 - starts, ns) + np.arange(n)
+        if need == 0:
+            return np.ascontiguousarray(z), seen
+        blocks = []
+        for st, a, m in zip(states, starts.tolist(), sizes):
+            h = st.history
+            if h is None or len(h) < need:
+                prev = h if h is not None and len(h) else z[a:a + 1]
+                h = np.concatenate([np.repeat(prev[:1], need - len(prev), axis=0), prev])
+            blocks.append(h)
+            blocks.append(z[a:a + m])
+        ext = np.concatenate(blocks)
+        block_start = starts + need * np.arange(len(states))          # where each stream's tail begins in ext
+        pos = np.repeat(block_start + need - starts, ns) + np.arange(n)  # each new row's index in ext
+        windows = ext[pos[:, None] + np.arange(-need, 1)].reshape(n, self.window * self.n_sensors)
+        for st, b, m in zip(states, block_start.tolist(), sizes):
+            st.history = ext[b + m:b + m + need].copy()
+        return windows, seen
+
     def score(self, state: StreamState, values: np.ndarray, ts: np.ndarray | None = None) -> StreamResult:
         return self.score_many([(state, values, ts)])[0]
 
@@ -124,15 +156,14 @@ class Detector:
         if not active:
             return [self._empty() for _ in items]
         z_all = self.scaler.transform(np.concatenate([items[k][1] for k in active]))
-        prepared, start = [], 0
-        for k in active:
-            prepared.append(self._windows(items[k][0], z_all[start:start + sizes[k]]))
-            start += sizes[k]
-        valid = np.concatenate([v for _, v in prepared])
-        energy, shift = raw_components(self.model, np.concatenate([w for w, _ in prepared]), self.n_sensors,
+        states = [items[k][0] for k in active]
+        if len(active) == 1:
+            windows, valid = self._windows(states[0], z_all)
+        else:
+            windows, valid = self._windows_many(states, [sizes[k] for k in active], z_all)
+        energy, shift = raw_components(self.model, windows, self.n_sensors,
                                        valid if valid.min() < self.window else None)
         c = self.calib
-        states = [items[k][0] for k in active]
         if len(active) == 1:
             sm = smooth(energy, shift, c.resid_scale, c.alpha, states[0].energy, states[0].shift)
             states[0].energy, states[0].shift = sm.last_energy, sm.last_shift

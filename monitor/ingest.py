@@ -16,7 +16,6 @@ is skipped (the broker redelivers, the worker drops it as a duplicate).
 from __future__ import annotations
 
 import math
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ import orjson
 
 from . import logs, mqtt, wire
 from .config import MonitorConfig
+from .intake import Intake
 from .metrics import State
 from .wire import Rejection
 
@@ -147,7 +147,7 @@ class Ingest:
     """A persistent QoS 1 session with manual acknowledgement (the monitor's and the recorder's)."""
 
     def __init__(self, settings: mqtt.BrokerSettings, client_id: str, filters: Sequence[str],
-                 intake: queue.Queue[Item | None], state: State, status_topic: str | None = None) -> None:
+                 intake: Intake[Item], state: State, status_topic: str | None = None) -> None:
         self.settings, self.client_id, self.filters = settings, client_id, list(filters)
         self.queue, self.state, self.status_topic = intake, state, status_topic
         self.connected = threading.Event()
@@ -168,7 +168,7 @@ class Ingest:
         self.client = c
 
     @classmethod
-    def for_monitor(cls, cfg: MonitorConfig, intake: queue.Queue[Item | None], state: State) -> Ingest:
+    def for_monitor(cls, cfg: MonitorConfig, intake: Intake[Item], state: State) -> Ingest:
         """The monitor's session: all assets' telemetry, retained online/offline status."""
         return cls(cfg.broker_settings(), cfg.client_id, [wire.telemetry_filter(cfg.prefix, a) for a in cfg.assets] or [wire.telemetry_filter(cfg.prefix)], intake, state,
                    wire.status_topic(cfg.prefix, cfg.instance))
@@ -226,17 +226,10 @@ class Ingest:
         if not self._intake_open:
             self.withheld += 1                     # unacknowledged: redelivered after our restart
             return
-        try:
-            self.queue.put_nowait(item)
-            return
-        except queue.Full:
-            pass
-        while self._intake_open:                   # backpressure: paho stops reading the socket
-            try:
-                self.queue.put(item, timeout=_PUT_SLICE_S)
+        put = self.queue.put
+        while self._intake_open:                   # when full, backpressure: paho stops reading the socket
+            if put(item, _PUT_SLICE_S):
                 return
-            except queue.Full:
-                continue
         self.withheld += 1                         # unacknowledged: redelivered after our restart
 
     # ------------------------------------------------------------ used by the daemon and the worker
@@ -252,10 +245,8 @@ class Ingest:
 
     def ack(self, items: list[Item]) -> None:
         """Acknowledge handled messages; those of an earlier connection are left to redelivery."""
-        ack, current = self.client.ack, self.generation
-        for _, _, _, mid, qos, generation in items:
-            if qos and generation == current:
-                ack(mid, qos)
+        current = self.generation
+        self.client.ack_many([(mid, qos) for _, _, _, mid, qos, generation in items if qos and generation == current])
 
     def publish(self, topic: str, payload: bytes, retain: bool = True) -> None:
         """QoS 1 publish from any thread; paho queues it across reconnects."""
@@ -264,10 +255,7 @@ class Ingest:
     def close_intake(self) -> None:
         """Stop taking messages (the first step of a stop); later ones stay at the broker."""
         self._intake_open = False
-        try:
-            self.queue.put_nowait(None)            # wakes a worker waiting on an empty queue
-        except queue.Full:
-            pass
+        self.queue.wake()                          # a worker waiting on an empty intake looks again
 
     def close(self, timeout: float = 2.0) -> None:
         """Publish the retained ``offline`` status, disconnect and stop paho's thread."""

@@ -18,6 +18,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from .errors import BrokerError, ConfigError
+from .mqtt_client import Client
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,8 @@ def make_client(
     client_id: str | None = None,
     persistent: bool = False,
     manual_ack: bool = False,
-) -> paho.Client:
-    """A configured, unconnected paho client.
+) -> Client:
+    """A configured, unconnected client (paho's, with buffered reads and batched acks).
 
     ``persistent`` asks for a broker-side session that survives our restarts
     (clean_session=False / clean_start=False with an expiry), which needs a
@@ -96,7 +97,7 @@ def make_client(
     kwargs: dict[str, object] = {}
     if protocol == MQTTProtocolVersion.MQTTv311:
         kwargs["clean_session"] = not persistent
-    client = paho.Client(
+    client = Client(
         CallbackAPIVersion.VERSION2, client_id=cid, protocol=protocol,
         manual_ack=manual_ack, **kwargs,  # type: ignore[arg-type]
     )

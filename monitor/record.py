@@ -20,7 +20,6 @@ import argparse
 import csv
 import math
 import os
-import queue
 import signal
 import socket
 import sys
@@ -33,6 +32,7 @@ from types import FrameType
 from . import logs, wire
 from .errors import InputError
 from .ingest import Ingest, Item, LogSampler
+from .intake import Intake
 from .metrics import State
 from .mqtt import BrokerSettings, settings_from_url
 from .wire import Rejection, Telemetry
@@ -118,7 +118,7 @@ class Recorder:
             raise InputError(str(exc)) from None
         out.mkdir(parents=True, exist_ok=True)
         self.out, self.prefix = out, prefix
-        self.queue: queue.Queue[Item | None] = queue.Queue(10000)
+        self.queue: Intake[Item] = Intake(10000)
         cid = client_id or f"plantwatch-record-{socket.gethostname()}"[:200]
         self.ingest = Ingest(settings, cid, filters, self.queue, State())
         self.files: dict[str, AssetFile] = {}
@@ -146,17 +146,7 @@ class Recorder:
                 f.close()
 
     def _batch(self, wait: float) -> int:
-        items: list[Item] = []
-        try:
-            first = self.queue.get(timeout=wait) if wait else self.queue.get_nowait()
-            if first is not None:
-                items.append(first)
-            while len(items) < BATCH:
-                item = self.queue.get_nowait()
-                if item is not None:
-                    items.append(item)
-        except queue.Empty:
-            pass
+        items = self.queue.take(BATCH, 0.0, wait)
         touched = {self._write(topic, payload) for topic, payload, *_ in items}
         for f in touched:
             if f is not None:

@@ -15,7 +15,6 @@ import dataclasses
 import itertools
 import math
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from .config import DetectorConfig, MonitorConfig
 from .detector import Detector, DetectorSettings, StreamState
 from .errors import ConfigError
 from .ingest import Item, LogSampler, RowDecoder, order
+from .intake import Intake
 from .metrics import AssetStats, State
 from .wire import Rejection
 
@@ -122,7 +122,7 @@ def _one_torch_thread() -> None:
 class Worker(threading.Thread):
     """Scores the intake queue; ``ack`` and ``publish`` are the MQTT side's, injected."""
 
-    def __init__(self, cfg: MonitorConfig, models: ModelSet, intake: queue.Queue[Item | None], state: State,
+    def __init__(self, cfg: MonitorConfig, models: ModelSet, intake: Intake[Item], state: State,
                  ack: Callable[[list[Item]], None], publish: Callable[[str, bytes], None],
                  tick: Callable[[], None] | None = None) -> None:
         super().__init__(name="plantwatch-worker", daemon=True)
@@ -177,27 +177,7 @@ class Worker(threading.Thread):
         return self._swapped.wait(timeout) if self.is_alive() else False
 
     def _take(self) -> list[Item]:
-        q = self.queue
-        try:
-            first = q.get(timeout=_TAKE_TIMEOUT_S)
-        except queue.Empty:
-            return []
-        batch = [first] if first is not None else []
-        deadline = time.monotonic() + self.batch_time
-        while len(batch) < self.batch_max:
-            try:
-                item = q.get_nowait()
-            except queue.Empty:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    item = q.get(timeout=left)
-                except queue.Empty:
-                    break
-            if item is not None:
-                batch.append(item)
-        return batch
+        return self.queue.take(self.batch_max, self.batch_time, _TAKE_TIMEOUT_S)
 
     # ------------------------------------------------------------ one batch
 
@@ -211,15 +191,31 @@ class Worker(threading.Thread):
             arr = arr[by_asset]
             seqs = np.array([r[1] for r in rows])[by_asset]  # exact ints (int64, or wider when needed)
             ids = arr[:, 0].astype(np.int64)
-            cuts = [0, *(np.flatnonzero(np.diff(ids)) + 1).tolist(), len(arr)]
-            for s, e in zip(cuts[:-1], cuts[1:]):
-                a = self._by_id[int(ids[s])]
-                part = arr[s:e]
-                keep = self._sequence(a, seqs[s:e], part[:, 2], dup)
-                if keep is not None:
-                    part = part[keep]
+            starts = np.concatenate([[0], np.flatnonzero(np.diff(ids)) + 1])
+            ends = np.append(starts[1:], len(arr))
+            # the common case, checked for every asset at once: its rows are one consecutive seq run
+            breaks = np.concatenate([[0], np.cumsum(np.diff(seqs) != 1)])
+            runs = zip(starts.tolist(), ends.tolist(), ids[starts].tolist(), seqs[starts].tolist(),
+                       seqs[ends - 1].tolist(), (breaks[ends - 1] - breaks[starts]).tolist())
+            by_id, pos = self._by_id, arr[:, 4].astype(np.int64)
+            for s, e, asset_id, first, last, broken in runs:
+                a = by_id[asset_id]
+                st = a.stats
+                if not broken and first > st.last_seq:
+                    if st.last_seq >= 0:
+                        st.gaps += first - st.last_seq - 1
+                    if st.first_seq < 0:
+                        st.first_seq = first
+                    st.last_seq = last
+                    part, rows_at = arr[s:e], pos[s:e]
+                else:
+                    part = arr[s:e]
+                    keep = self._sequence(a, seqs[s:e], part[:, 2], dup)
+                    if keep is not None:
+                        part = part[keep]
+                    rows_at = part[:, 4].astype(np.int64)
                 if len(part):
-                    scored.setdefault(id(a.slot), []).append((a, part[:, 4].astype(np.int64), part[:, 2], part[:, 3]))
+                    scored.setdefault(id(a.slot), []).append((a, rows_at, part[:, 2], part[:, 3]))
         events = self._score(scored, rejects + dup, len(batch))
         for topic, payload in events:
             self._publish(topic, payload)
@@ -293,12 +289,12 @@ class Worker(threading.Thread):
     def _update(self, a: _Asset, ts: np.ndarray, res: Any, events: list[tuple[str, bytes]]) -> None:
         st, det = a.stats, a.model.detector
         st.messages += len(res.score)
-        st.score, st.threshold = float(res.score[-1]), float(res.threshold[-1])
-        st.alarm = bool(res.anomaly[-1])
-        st.last_ts = max(float(ts[-1]), st.last_ts) if not math.isnan(st.last_ts) else float(ts[-1])
+        st.score, st.threshold, st.alarm = res.score.item(-1), res.threshold.item(-1), bool(res.anomaly.item(-1))
+        last_ts = ts.item(-1)
+        st.last_ts = last_ts if not last_ts < st.last_ts else st.last_ts     # NaN (nothing yet) compares False
         st.warming_up = a.stream.rows < det.window
-        st.top = tuple(int(j) for j in res.top[-1]) if res.top.shape[1] else ()
-        st.contrib = res.contrib.copy()
+        st.top = tuple(res.top[-1].tolist())
+        st.contrib = res.contrib                           # the last row of this batch's array: never written again
         for i, tr in res.transitions:
             ep = tr.episode
             if tr.kind == "raised":
