@@ -165,7 +165,7 @@ class Generator(nn.Module):
         tf = time_features(t, self.cfg.time_scale)
         h = self.fine(torch.cat([h, zf, tf], 1), e) + h
         trend = self.trend(torch.cat([e[:, :, None].expand(-1, -1, length), tf], 1))
-        y = trend + self.out(h) + torch.exp(self.noise_scale(h).clamp(max=3.0)) * self.noise_filter(self.noise_mix(own))
+        y = trend + self.out(h) + torch.exp(self.noise_scale(h).clamp(max=1.5)) * self.noise_filter(self.noise_mix(own))
         return quantise(hold(y, t0, self.cfg.hold), self.cfg)
 
 
