@@ -28,7 +28,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from . import config, logs, metrics, sdnotify
+from . import config, heap, logs, metrics, sdnotify
 from .config import MonitorConfig
 from .errors import PlantwatchError
 from .http import HttpServer
@@ -246,9 +246,13 @@ class Monitor:
         signal.signal(signal.SIGHUP, self._on_hup)
         self.start()
         notified, quiet_since = False, time.monotonic()
+        trimmed = time.monotonic()
         try:
             while self._stop_signal is None:
                 time.sleep(0.05)
+                if time.monotonic() - trimmed > heap.TRIM_EVERY_S:
+                    heap.trim()
+                    trimmed = time.monotonic()
                 if not notified and self.ready():
                     notified = True
                     sdnotify.notify("READY=1")
