@@ -39,7 +39,7 @@ def _train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--data", required=True, metavar="DIR_OR_CSV", help=DATA_HELP)
     p.add_argument("--out", required=True, metavar="GAN", help="GAN folder to create")
     p.add_argument("--epochs", type=int, default=None, metavar="N",
-                   help="training epochs (default: 600, the first half moment matching alone; TEP: about 9-10 minutes on 2 cores)")
+                   help="training epochs (default: 600, the first 40%% moment matching alone; TEP: about 9-10 minutes on 2 cores)")
     p.add_argument("--window", type=int, default=None, metavar="W",
                    help="training window in samples, a multiple of 8 (default: 64); episodes shorter are skipped")
     p.add_argument("--classes", default=None, metavar="A,B", help="train on these fault classes only (default: all)")

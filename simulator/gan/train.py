@@ -54,7 +54,7 @@ class TrainOptions:
     """How long and how hard to train; the defaults train the TEP GAN in about 9-10 minutes on 2 cores."""
 
     epochs: int = DEFAULT_EPOCHS
-    warmup: float = 0.5             # share of the epochs spent on moment matching alone
+    warmup: float = 0.4             # share of the epochs spent on moment matching alone
     batch: int = 128
     n_critic: int = 1
     lr_generator: float = 1e-3
