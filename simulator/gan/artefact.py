@@ -10,21 +10,14 @@ refused with a message instead of generating garbage.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
-from monitor import __version__
-from monitor.artefact import sha256_file
+from monitor import __version__, folder
 from monitor.errors import ArtefactError
 
 from .data import Normaliser
@@ -32,8 +25,6 @@ from .model import Critic, GANConfig, Generator
 
 FORMAT = "plantwatch-gan"
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-WEIGHTS = "weights.safetensors"
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 PARTS = ("generator", "generator_ema", "critic")
 
@@ -61,63 +52,27 @@ class GAN:
 
 def save(path: str | Path, gan: GAN, extra: dict[str, Any], force: bool = False) -> Path:
     """Write the folder atomically (a temporary sibling renamed into place)."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise ArtefactError(f"{path}: already exists (use --force to overwrite)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        nets = {"generator": gan.trained_generator or gan.generator, "generator_ema": gan.generator,
-                "critic": gan.critic}
-        weights = {f"{part}.{k}": v.detach().contiguous().clone()
-                   for part, net in nets.items() for k, v in net.state_dict().items()}
-        save_file(weights, str(tmp / WEIGHTS))
-        manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "plantwatch_version": __version__,
-            "sensors": list(gan.sensors),
-            "classes": list(gan.classes),
-            "architecture": gan.config.to_dict(),
-            "normaliser": gan.normaliser.to_dict(),
-            "noise_psd": np.asarray(gan.noise_psd).tolist(),
-            "weights": {"file": WEIGHTS, "sha256": sha256_file(tmp / WEIGHTS)},
-            **extra,
-        }
-        with open(tmp / MANIFEST, "w") as f:
-            json.dump(manifest, f, indent=1, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+    nets = {"generator": gan.trained_generator or gan.generator, "generator_ema": gan.generator,
+            "critic": gan.critic}
+    weights = {f"{part}.{k}": v.detach().clone()          # clone: safetensors refuses shared storage
+               for part, net in nets.items() for k, v in net.state_dict().items()}
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "plantwatch_version": __version__,
+        "sensors": list(gan.sensors),
+        "classes": list(gan.classes),
+        "architecture": gan.config.to_dict(),
+        "normaliser": gan.normaliser.to_dict(),
+        "noise_psd": np.asarray(gan.noise_psd).tolist(),
+        **extra,
+    }
+    return folder.write(path, weights, manifest, force)
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_dir():
-        raise ArtefactError(f"{path}: not a GAN folder (expected a folder made by 'plantwatch gan train')")
-    mpath = path / MANIFEST
-    if not mpath.is_file():
-        raise ArtefactError(f"{path}: no {MANIFEST}; not a plantwatch GAN folder")
-    if mpath.stat().st_size > MAX_MANIFEST_BYTES:
-        raise ArtefactError(f"{mpath}: manifest is implausibly large")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtefactError(f"{mpath}: corrupted manifest ({exc})") from None
-    fmt = manifest.get("format") if isinstance(manifest, dict) else None
-    if fmt != FORMAT:
-        hint = " (a detector model: use it with 'plantwatch monitor' or 'score')" if fmt == "plantwatch-model" else ""
-        raise ArtefactError(f"{path}: not a plantwatch GAN (format {fmt!r}){hint}")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ArtefactError(f"{path}: GAN format version {manifest.get('format_version')!r}; "
-                            f"this plantwatch reads {FORMAT_VERSION}")
-    return manifest
+    return folder.read_manifest(path, FORMAT, FORMAT_VERSION, "GAN", "plantwatch gan train", MAX_MANIFEST_BYTES,
+                                {"plantwatch-model": " (a detector model: use it with 'plantwatch monitor' or 'score')"})
 
 
 def load(path: str | Path) -> GAN:
@@ -130,7 +85,6 @@ def load(path: str | Path) -> GAN:
         cfg = GANConfig(**manifest["architecture"])
         normaliser = Normaliser.from_dict(manifest["normaliser"])
         psd = np.asarray(manifest["noise_psd"], dtype=np.float64)
-        expected_hash = manifest["weights"]["sha256"]
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtefactError(f"{path}: manifest is missing or has a bad field: {exc}") from None
     d = len(sensors)
@@ -141,20 +95,12 @@ def load(path: str | Path) -> GAN:
         raise ArtefactError(f"{path}: normaliser or noise spectrum does not have {d} sensors")
     if not (np.isfinite(normaliser.mean).all() and (normaliser.std > 0).all() and np.isfinite(psd).all()):
         raise ArtefactError(f"{path}: normaliser or noise spectrum holds non-finite or non-positive values")
-    wpath = path / WEIGHTS
-    if not wpath.is_file():
-        raise ArtefactError(f"{path}: {WEIGHTS} is missing")
-    if sha256_file(wpath) != expected_hash:
-        raise ArtefactError(f"{wpath}: weights do not match the manifest's SHA-256 (corrupted or tampered with)")
-    try:
-        tensors = load_file(str(wpath))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ArtefactError(f"{wpath}: unreadable weights: {exc}") from None
+    tensors = folder.read_weights(path, manifest)
     nets = {"generator": Generator(cfg), "generator_ema": Generator(cfg), "critic": Critic(cfg)}
     for part, net in nets.items():
         state = {k[len(part) + 1:]: v for k, v in tensors.items() if k.startswith(part + ".")}
         if {k: tuple(v.shape) for k, v in state.items()} != {k: tuple(v.shape) for k, v in net.state_dict().items()}:
-            raise ArtefactError(f"{wpath}: {part} tensors do not fit the architecture in the manifest")
+            raise ArtefactError(f"{path / folder.WEIGHTS}: {part} tensors do not fit the architecture in the manifest")
         net.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
         net.eval()
     return GAN(cfg, nets["generator_ema"], nets["critic"], sensors, classes, normaliser, psd, manifest,  # type: ignore[arg-type]
