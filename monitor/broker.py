@@ -8,7 +8,12 @@ by its pid.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import os
+import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -40,6 +45,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _end_with_parent() -> None:
+    """In the broker child: get SIGTERM when the process that started it dies, even by SIGKILL.
+
+    The demo stops its broker on the way out, but a demo killed outright
+    would leave a broker on its port for good (Linux only; elsewhere a no-op).
+    """
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
@@ -88,13 +108,15 @@ def start(port: int | None = None, prefer: str = "auto") -> LocalBroker:
         raise BrokerError("mosquitto is not installed (apt-get install mosquitto), or use the embedded broker")
     if prefer != "amqtt" and mosquitto:
         conf = workdir / "mosquitto.conf"
-        conf.write_text(MOSQUITTO_CONF.format(port=port))
+        # run as ourselves: mosquitto started as root would switch to its own user, and a change of
+        # credentials clears the parent-death signal set below
+        conf.write_text(MOSQUITTO_CONF.format(port=port) + f"user {pwd.getpwuid(os.getuid()).pw_name}\n")
         cmd = [mosquitto, "-c", str(conf)]
         kind = "mosquitto"
     else:
         cmd = [sys.executable, "-m", "monitor.amqtt_broker", "--port", str(port)]
         kind = "amqtt"
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_end_with_parent)
     try:
         wait_for_port(port, proc=proc)
     except BrokerError:
