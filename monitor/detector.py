@@ -18,7 +18,7 @@ from .alarms import AlarmLogic, AlarmSettings, Transition
 from .model import DenoisingAE, Scaler
 from .scoring import Calibration, Smoothed, combine, raw_components, smooth, top_k
 from .threshold import METHODS, Bounds, QuantileThreshold, SpotThreshold, StaticThreshold, Threshold
-from .windows import causal_windows
+from .windows import padded_tail
 
 
 @dataclass(frozen=True)
@@ -100,23 +100,14 @@ class Detector:
     def new_stream(self) -> StreamState:
         return StreamState(self.new_threshold(), AlarmLogic.from_settings(self.settings.alarm))
 
-    def _windows(self, state: StreamState, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Windows ending at each new (standardised) row; remembers the tail for the next batch."""
-        w = causal_windows(z, self.window, state.history)
-        seen = state.rows + 1 + np.arange(len(z))  # rows of this stream up to each one
-        if self.window > 1:
-            tail = np.concatenate([state.history, z]) if state.history is not None else z
-            state.history = tail[-(self.window - 1):].copy()
-        return w, seen
-
-    def _windows_many(self, states: list[StreamState], sizes: list[int],
+    def _windows(self, states: list[StreamState], sizes: list[int],
                       z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`_windows` for many streams with one gather instead of one call per stream.
+        """Windows ending at each new row of every stream, and how many rows each has seen; keeps each tail.
 
-        The daemon's batches hold a few rows of each of many assets; per-stream
-        numpy calls cost more there than the rows themselves. Each stream's
-        block in ``ext`` is its remembered tail (padded as in
-        :func:`causal_windows` while shorter than window-1) followed by its new rows.
+        One gather for all streams: the daemon's batches hold a few rows of
+        each of many assets, where per-stream numpy calls would cost more than
+        the rows themselves. Each stream's block in ``ext`` is its remembered
+        tail (see :func:`padded_tail`) followed by its new rows.
         """
         need, n = self.window - 1, len(z)
         ns = np.asarray(sizes)
@@ -127,11 +118,7 @@ class Detector:
             return np.ascontiguousarray(z), seen
         blocks = []
         for st, a, m in zip(states, starts.tolist(), sizes):
-            h = st.history
-            if h is None or len(h) < need:
-                prev = h if h is not None and len(h) else z[a:a + 1]
-                h = np.concatenate([np.repeat(prev[:1], need - len(prev), axis=0), prev])
-            blocks.append(h)
+            blocks.append(padded_tail(st.history, z[a:a + m], need))
             blocks.append(z[a:a + m])
         ext = np.concatenate(blocks)
         block_start = starts + need * np.arange(len(states))          # where each stream's tail begins in ext
@@ -157,10 +144,7 @@ class Detector:
             return [self._empty() for _ in items]
         z_all = self.scaler.transform(np.concatenate([items[k][1] for k in active]))
         states = [items[k][0] for k in active]
-        if len(active) == 1:
-            windows, valid = self._windows(states[0], z_all)
-        else:
-            windows, valid = self._windows_many(states, [sizes[k] for k in active], z_all)
+        windows, valid = self._windows(states, [sizes[k] for k in active], z_all)
         energy, shift = raw_components(self.model, windows, self.n_sensors,
                                        valid if valid.min() < self.window else None)
         c = self.calib

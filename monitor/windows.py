@@ -16,15 +16,20 @@ def causal_windows(z: np.ndarray, window: int, history: np.ndarray | None = None
     n, d = z.shape
     if window == 1:
         return np.ascontiguousarray(z)
-    prev = history if history is not None and len(history) else z[:1]
     need = window - 1
-    if len(prev) < need:
-        prev = np.concatenate([np.repeat(prev[:1], need - len(prev), axis=0), prev])
-    full = np.concatenate([prev[-need:], z])
+    full = np.concatenate([padded_tail(history, z, need), z])
     if n == 1:                     # the daemon's common case: one new row of one asset
         return full.reshape(1, window * d)
     win = sliding_window_view(full, (window, d))[:, 0]  # (n, window, d)
     return np.ascontiguousarray(win.reshape(n, window * d))
+
+
+def padded_tail(history: np.ndarray | None, z: np.ndarray, need: int) -> np.ndarray:
+    """The ``need`` rows before ``z``: the stream's remembered ones, the earliest repeated while too few."""
+    prev = history if history is not None and len(history) else z[:1]
+    if len(prev) < need:
+        prev = np.concatenate([np.repeat(prev[:1], need - len(prev), axis=0), prev])
+    return prev[-need:]
 
 
 def full_windows(z: np.ndarray, window: int) -> np.ndarray:

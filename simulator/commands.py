@@ -119,13 +119,13 @@ def _publish(args: argparse.Namespace, sources: list[Any], targets: Sequence[Any
     publisher = Publisher(broker_options.settings({}, args), sources, rate=args.rate, prefix=args.prefix,
                           qos=args.qos, injections=_injections(args.fault, targets, args.seed, args.gan),
                           duration=args.duration)
-    with _stop_on_signals(publisher.request_stop):
+    with stop_on_signals(publisher.request_stop):
         publisher.run()
     return 0
 
 
 @contextmanager
-def _stop_on_signals(request_stop: Any) -> Iterator[None]:
+def stop_on_signals(request_stop: Any) -> Iterator[None]:
     """First SIGINT/SIGTERM: ask to stop (a flag only). Second: KeyboardInterrupt, exit now."""
     asked = False
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
 from pathlib import Path
-from types import FrameType
 
 from monitor import broker_options, logs
 from monitor.errors import ConfigError
 
+from ..commands import stop_on_signals
 from . import report, scenario
 from .run import run
 
@@ -35,21 +34,8 @@ def drill_command(args: argparse.Namespace) -> int:
 
         patterns = load_patterns(s.gan)
     stop = threading.Event()
-    asked = False
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        nonlocal asked
-        if asked:
-            raise KeyboardInterrupt
-        asked = True
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with stop_on_signals(stop.set):
         record = run(s, settings, patterns, stop)
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
     result = report.evaluate(record)
     paths = report.write(result, record, Path(args.report))
     log.info("drill_report", path=str(paths[0]), passed=result["pass"], detection_rate=result["detection_rate"],

@@ -16,7 +16,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,18 @@ def wait_ready(port: int, proc: Process, timeout: float = 60.0) -> None:
         assert proc.alive(), f"process exited early:\n{proc.tail()}"
         return http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200
     wait_until(ready, timeout, f"/readyz 200 on port {port}")
+
+
+@contextmanager
+def running_monitor(config_path: Path, port: int, log: Path, env: Mapping[str, str] | None = None) -> Iterator[Process]:
+    """``plantwatch monitor --config FILE`` ready on ``port``; on leaving, SIGTERM must end it with 0."""
+    proc = Process(monitor_cmd(config_path), log, {"OMP_NUM_THREADS": "1", **(env or {})})
+    try:
+        wait_ready(port, proc)
+        yield proc
+        assert proc.stop() == 0, proc.tail()
+    finally:
+        proc.close()
 
 
 def exe(name: str) -> str | None:

@@ -75,3 +75,26 @@ def test_inputs_are_not_mutated(detector: Detector) -> None:
     copy = x.copy()
     detector.score(detector.new_stream(), x)
     np.testing.assert_array_equal(x, copy)
+
+
+def test_windows_of_many_streams_in_one_batch_are_each_streams_causal_windows(detector: Detector) -> None:  # noqa: F811
+    """The daemon's one-gather windows equal :func:`causal_windows` of every stream on its own, padding included."""
+    from monitor.windows import causal_windows
+
+    rng = np.random.default_rng(3)
+    sizes_per_batch = [[1, 0, 4], [3, 2, 0], [detector.window + 2, 1, 6]]
+    states = [detector.new_stream() for _ in range(3)]
+    seen: list[list[np.ndarray]] = [[], [], []]
+    for sizes in sizes_per_batch:
+        zs = [rng.normal(size=(n, detector.n_sensors)) for n in sizes]
+        live = [k for k, n in enumerate(sizes) if n]
+        windows, _ = detector._windows([states[k] for k in live], [sizes[k] for k in live],
+                                       np.concatenate([zs[k] for k in live]))
+        start = 0
+        for k in live:
+            before = np.concatenate(seen[k])[-(detector.window - 1):] if seen[k] else None
+            expected = causal_windows(zs[k], detector.window, before)
+            np.testing.assert_array_equal(windows[start:start + sizes[k]], expected)
+            start += sizes[k]
+            seen[k].append(zs[k])
+            states[k].rows += sizes[k]

@@ -16,7 +16,7 @@ from monitor import broker_options, wire
 from monitor.cli import main
 from monitor.errors import ConfigError
 from simulator.drill import scenario
-from tests.deploy import Process, free_port, monitor_cmd, wait_ready, wait_until
+from tests.deploy import free_port, running_monitor, wait_until
 from tests.deploy.test_mosquitto import USERS, Broker, Client, broker  # noqa: F401 - fixture
 
 from .test_drill import BASE, models  # noqa: F401 - fixture
@@ -156,14 +156,9 @@ def monitor_behind_acl(broker: Broker, tmp_path: Path, models: dict[str, Path]) 
     cfg.write_text(f'instance = "logintest"\n[broker]\nurl = "mqtt://127.0.0.1:{broker.plain_port}"\n'
                    f'username = "plantwatch-monitor"\n[metrics]\nport = {port}\n[models]\nunknown_asset = "reject"\n'
                    f'[models.assets]\n"asset01*" = "{models["asset01"]}"\n')
-    proc = Process(monitor_cmd(cfg), tmp_path / "monitor.log",
-                   {"PLANTWATCH_BROKER_PASSWORD_FILE": str(tmp_path / "monitor-password"), "OMP_NUM_THREADS": "1"})
-    try:
-        wait_ready(port, proc)
+    with running_monitor(cfg, port, tmp_path / "monitor.log",
+                         {"PLANTWATCH_BROKER_PASSWORD_FILE": str(tmp_path / "monitor-password")}):
         yield port
-        assert proc.stop() == 0, proc.tail()
-    finally:
-        proc.close()
 
 
 def test_a_drill_logs_in_as_plantwatch_drill_and_passes_behind_the_shipped_acl(

@@ -19,7 +19,7 @@ from simulator.drill.observe import Scrape
 from simulator.drill.run import DrillRecord
 from simulator.publish import PublishSummary
 from tests.conftest import Mosquitto
-from tests.deploy import DEPLOY, Process, Prometheus, exe, free_port, monitor_cmd, wait_ready, wait_until
+from tests.deploy import DEPLOY, Prometheus, exe, free_port, running_monitor, wait_until
 
 from .test_drill import BASE, _event, models  # noqa: F401 - fixture
 
@@ -119,13 +119,8 @@ def monitor_process(tmp_path: Path, mosquitto: Mosquitto, models: dict[str, Path
     cfg = tmp_path / "monitor.toml"
     cfg.write_text(f'instance = "alerttest"\n[broker]\nurl = "{mosquitto.url}"\n[metrics]\nport = {port}\n'
                    f'[models]\nunknown_asset = "reject"\n[models.assets]\n"asset01*" = "{models["asset01"]}"\n')
-    proc = Process(monitor_cmd(cfg), tmp_path / "monitor.log", {"OMP_NUM_THREADS": "1"})
-    try:
-        wait_ready(port, proc)
+    with running_monitor(cfg, port, tmp_path / "monitor.log"):
         yield port
-        assert proc.stop() == 0, proc.tail()
-    finally:
-        proc.close()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -81,15 +80,6 @@ def test_a_pattern_from_a_trained_gan_is_reproducible_for_a_seed(tiny_gan: Path)
     patterns = load_patterns(tiny_gan)
     a, b = patterns.pattern("1", 50, 3), patterns.pattern("1", 50, 3)
     assert a.shape == (50, len(SENSORS)) and np.array_equal(a, b)
-
-
-@pytest.fixture
-def subscriber(mosquitto: Mosquitto) -> Iterator[Subscriber]:
-    sub = Subscriber(mosquitto.url)
-    try:
-        yield sub
-    finally:
-        sub.close()
 
 
 def test_gan_and_parametric_faults_are_published_exactly_where_the_ground_truth_says(

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -67,15 +67,6 @@ class Subscriber:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-@pytest.fixture
-def subscriber(mosquitto: Mosquitto) -> Iterator[Subscriber]:
-    sub = Subscriber(mosquitto.url)
-    try:
-        yield sub
-    finally:
-        sub.close()
 
 
 def test_each_asset_publishes_its_process_samples_with_contiguous_seq_and_steady_ts(

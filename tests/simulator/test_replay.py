@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +20,6 @@ from simulator.replay import ReplaySource, load_replay
 from tests.conftest import Mosquitto
 
 from .test_publish import Subscriber
-
-
-@pytest.fixture
-def subscriber(mosquitto: Mosquitto) -> Iterator[Subscriber]:
-    sub = Subscriber(mosquitto.url)
-    try:
-        yield sub
-    finally:
-        sub.close()
 
 
 def test_to_csv_writes_timestamped_rows_of_the_asset_process(tmp_path: Path) -> None:
