@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from . import broker_options
 from .cli import command
 
 
@@ -87,3 +88,4 @@ def _record(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="folder for <asset>.csv files (appended to)")
     p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds (default: until Ctrl-C)")
     p.add_argument("--client-id", default=None, help="fixed client id for a persistent session (default: plantwatch-record-<host>)")
+    broker_options.add_arguments(p)

@@ -35,6 +35,8 @@ log = logs.get("ingest")
 Item = tuple[str, bytes, float, int, int, int]   # topic, payload, received_at, mid, qos, generation
 _NUMBERS = frozenset((float, int))
 _PUT_SLICE_S = 0.1
+#: CONNACK reasons that retrying cannot fix: bad user name or password, not authorized (3.1.1 and 5)
+_LOGIN_REFUSALS = frozenset((4, 5, 134, 135))
 
 
 class LogSampler:
@@ -154,6 +156,7 @@ class Ingest:
         self.subscribed = threading.Event()
         self.generation = 0
         self.withheld = 0                        # messages left unacknowledged once intake closed
+        self.login_refused: str | None = None    # the broker's reason while it refuses our credentials
         self._intake_open = True
         self._closing = False
         self._sub_mid: int | None = None
@@ -190,8 +193,10 @@ class Ingest:
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
             self.connected.clear()
+            self.login_refused = str(reason) if reason.value in _LOGIN_REFUSALS else None
             log.warning("broker_refused", broker=self.settings.url, reason=str(reason))
             return
+        self.login_refused = None
         self.generation += 1
         with self.state.lock:
             self.state.connects += 1

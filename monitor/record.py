@@ -29,12 +29,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
 
-from . import logs, wire
-from .errors import InputError
+from . import broker_options, logs, wire
+from .errors import BrokerError, InputError
 from .ingest import Ingest, Item, LogSampler
 from .intake import Intake
 from .metrics import State
-from .mqtt import BrokerSettings, settings_from_url
+from .mqtt import BrokerSettings
 from .wire import Rejection, Telemetry
 
 log = logs.get("record")
@@ -137,6 +137,9 @@ class Recorder:
         try:
             while not self._stop and (deadline is None or time.monotonic() < deadline):
                 self._batch(0.2)
+                if self.ingest.login_refused:
+                    raise BrokerError(f"{self.ingest.settings.url} refused the login: {self.ingest.login_refused} "
+                                      "(check --username and the password file or variable)")
             self.ingest.close_intake()
             while self._batch(0.0):                          # drain what was taken in
                 pass
@@ -179,7 +182,7 @@ def record_command(args: argparse.Namespace) -> int:
     if args.duration is not None and not args.duration > 0:
         raise InputError("--duration must be > 0 seconds")
     assets = [a.strip() for a in args.assets.split(",") if a.strip()] if args.assets else None
-    rec = Recorder(settings_from_url(args.broker), Path(args.out), args.prefix, assets, args.client_id)
+    rec = Recorder(broker_options.settings({}, args), Path(args.out), args.prefix, assets, args.client_id)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         rec.request_stop()

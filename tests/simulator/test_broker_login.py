@@ -205,3 +205,20 @@ def test_a_drill_with_a_wrong_password_exits_3(broker: Broker, tmp_path: Path,  
         serving.join(5)
     assert code == 3 and "refused the connection: Not authorized" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_record_logs_in_as_plantwatch_recorder_and_writes_what_simulate_sends(
+        broker: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """The retraining loop against the shipped broker: it refuses anonymous clients, so record needs a login."""
+    url = f"mqtt://127.0.0.1:{broker.plain_port}"
+    (tmp_path / "recorder-password").write_text(USERS["plantwatch-recorder"] + "\n")
+    monkeypatch.setenv("GATEWAY_PW", USERS["plantwatch-gateway"])
+    login = ["--username", "plantwatch-recorder", "--password-file", str(tmp_path / "recorder-password")]
+    record = ["record", "--broker", url, "--out", str(tmp_path / "history"), "--client-id", "login-test-recorder"]
+    assert main([*record, *login, "--duration", "1"]) == 0        # creates the persistent session
+    assert main(["simulate", "--broker", url, "--assets", "1", "--rate", "20", "--duration", "0.5",
+                 "--username", "plantwatch-gateway", "--password-env", "GATEWAY_PW"]) == 0
+    assert main([*record, *login, "--duration", "2"]) == 0        # gets what was queued meanwhile
+    rows = (tmp_path / "history" / "asset01.csv").read_text().splitlines()
+    assert len(rows) == 1 + 10                                    # header + every sample
+    assert main([*record, "--duration", "1"]) == 3               # anonymous: refused by the broker
