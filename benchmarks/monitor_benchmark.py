@@ -46,8 +46,8 @@ from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor import wire
-from monitor.broker import free_port, wait_for_port
-from monitor.mqtt_client import Client as FastClient
+from simulator.local_broker import free_port, wait_for_port
+from monitor.mqtt import Client as FastClient
 
 ASSETS = 100
 SENSORS = [f"xmeas_{i}" for i in range(1, 42)] + [f"xmv_{i}" for i in range(1, 12)]
@@ -176,7 +176,7 @@ class NaiveMonitor:
     def __init__(self, model_dir: Path) -> None:
         import torch
 
-        from monitor import artefact
+        from monitor.detector import model_folder as artefact
 
         torch.set_num_threads(1)
         self.torch = torch

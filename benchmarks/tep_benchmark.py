@@ -105,7 +105,7 @@ def speed(model: Path, tests: dict[int, np.ndarray], workdir: Path) -> dict[str,
     """Rows/s of the score command on a large file, and of a batch-of-one loop as the baseline."""
     import torch
 
-    from monitor import artefact
+    from monitor.detector import model_folder as artefact
 
     big = np.concatenate([tests[k] for k in sorted(tests)] * 5)
     path = workdir / "big.csv"

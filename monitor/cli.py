@@ -1,19 +1,22 @@
-"""The ``plantwatch`` command: one registry of subcommands.
+"""The ``plantwatch`` command: one parser built from the command lists of both packages.
 
-This is the one module that knows both packages. Argument definitions are
-light; each handler is named as ``"module:function"`` and imported only when
-its command runs, so ``plantwatch monitor`` never loads the simulator or GAN.
+This is the one module that knows both packages. It reads the monitor's and
+the simulator's lists of :class:`~monitor.commands.Command` specs; handlers
+are imported only when their command runs, so ``plantwatch monitor`` never
+loads the simulator or the GAN.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+
+from simulator.cli import COMMANDS as SIMULATOR_COMMANDS
 
 from . import __version__, logs
+from .commands import COMMANDS, add_all, formatter, resolve
 from .errors import PlantwatchError
 
 EPILOG = """\
@@ -28,31 +31,13 @@ Run 'plantwatch <command> --help' for the options and examples of each command.
 """
 
 
-def _formatter(prog: str) -> argparse.HelpFormatter:
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=34)
-
-
-def command(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    name: str,
-    handler: str,
-    help: str,
-    examples: str,
-) -> argparse.ArgumentParser:
-    """Add a subcommand whose handler ("module:function") is imported at run time."""
-    p = sub.add_parser(name, help=help, description=help, epilog="examples:\n" + examples,
-                       formatter_class=_formatter)
-    p.set_defaults(handler=handler)
-    return p
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="plantwatch",
         description="Streaming process monitoring: MQTT telemetry -> denoising-autoencoder "
         "anomaly scores, rolling thresholds and alarms -> Prometheus metrics.",
         epilog=EPILOG,
-        formatter_class=_formatter,
+        formatter_class=formatter,
     )
     parser.add_argument("--version", action="version", version=f"plantwatch {__version__}")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
@@ -60,17 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-json", action="store_true", default=None,
                         help="JSON log lines even on a terminal (default: JSON only off a terminal)")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
-    from . import cli_commands
-    from simulator import cli as simulator_cli
-
-    simulator_cli.register(sub)
-    cli_commands.register(sub)
+    add_all(sub, SIMULATOR_COMMANDS)
+    add_all(sub, COMMANDS)
     return parser
-
-
-def _resolve(handler: str) -> Callable[[argparse.Namespace], int]:
-    module, func = handler.split(":")
-    return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logs.configure(args.log_level, args.log_json)
     try:
-        code = _resolve(args.handler)(args)
+        code = resolve(args.handler)(args)
     except PlantwatchError as exc:
         print(f"plantwatch {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -18,9 +18,7 @@ monitor.errors.ConfigError: brokr: unknown key (known: instance, prefix, assets,
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import tomllib
 import typing
 from collections.abc import Callable, Mapping
@@ -28,12 +26,11 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from . import logs, wire
+from . import wire
 from .errors import ConfigError
 from .mqtt import BrokerSettings, parse_url
 
 ENV_PREFIX = "PLANTWATCH_"
-log = logs.get("config")
 
 
 def setting(default: Any, description: str, check: Callable[[Any], bool] | None = None, rule: str = "") -> Any:
@@ -393,14 +390,3 @@ def describe(cls: type = MonitorConfig, path: str = "") -> list[tuple[str, Any, 
             default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
             out.append((key, default, f.metadata["description"]))
     return out
-
-
-def check_config_command(args: argparse.Namespace) -> int:
-    """``plantwatch check-config FILE``: validate the file, the environment and every model named."""
-    from .worker import load_models
-
-    cfg = load(args.file)
-    models = load_models(cfg)
-    print(f"{args.file}: ok: broker {cfg.broker.url}, prefix {cfg.prefix!r}, "
-          f"{len(models.loaded)} model(s): {', '.join(m.name for m in models.loaded)}", file=sys.stdout)
-    return 0

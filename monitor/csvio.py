@@ -1,4 +1,4 @@
-"""Reading sensor history from CSV, the one format train, score and replay share.
+"""Sensor history as CSV, the one format train, score, record and replay share.
 
 Header row; delimiter sniffed among ``,`` ``;`` and tab; an optional
 timestamp column (name contains ``time`` or ``date``, or a first column that
@@ -59,6 +59,22 @@ class Table:
 
     def __len__(self) -> int:
         return int(self.values.shape[0])
+
+
+def csv_cell(text: str) -> str:
+    """One cell as RFC 4180 writes it: quoted only when it holds a delimiter, a quote or a line break.
+
+    >>> csv_cell("T1"), csv_cell("flow, main"), csv_cell('5" pipe')
+    ('T1', '"flow, main"', '"5"" pipe"')
+    """
+    if any(c in text for c in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def csv_line(cells: list[str]) -> str:
+    """A row of text cells, comma-separated, without the line break."""
+    return ",".join(csv_cell(c) for c in cells)
 
 
 def parse_time(text: str) -> float | None:

@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-from monitor import broker_options, logs, wire
+from monitor import broker_login, logs, wire
+from monitor.signals import stop_on_signals
 from monitor.errors import InputError
 
 from .faults import FaultTarget, Injection, bind_faults, parse_fault
@@ -69,7 +70,7 @@ def _to_csv(args: argparse.Namespace) -> int:
 
     for option, given in (("--broker", args.broker), ("--replay", args.replay),
                           ("--duration", args.duration is not None), ("--loop", args.loop),
-                          ("--asset", args.asset is not None), *((f, True) for f in broker_options.given(args))):
+                          ("--asset", args.asset is not None), *((f, True) for f in broker_login.given(args))):
         _refuse(args, option, bool(given), "does not apply to --to-csv (it writes a file and publishes nothing)")
     if args.samples is None:
         raise InputError("--to-csv needs --samples N (how many rows to write)")
@@ -116,7 +117,7 @@ def _injections(specs: Sequence[str], sources: Sequence[Any], seed: int, gan: st
 def _publish(args: argparse.Namespace, sources: list[Any], targets: Sequence[Any]) -> int:
     from .publish import Publisher
 
-    publisher = Publisher(broker_options.settings({}, args), sources, rate=args.rate, prefix=args.prefix,
+    publisher = Publisher(broker_login.settings({}, args), sources, rate=args.rate, prefix=args.prefix,
                           qos=args.qos, injections=_injections(args.fault, targets, args.seed, args.gan),
                           duration=args.duration)
     with stop_on_signals(publisher.request_stop):
@@ -124,21 +125,3 @@ def _publish(args: argparse.Namespace, sources: list[Any], targets: Sequence[Any
     return 0
 
 
-@contextmanager
-def stop_on_signals(request_stop: Any) -> Iterator[None]:
-    """First SIGINT/SIGTERM: ask to stop (a flag only). Second: KeyboardInterrupt, exit now."""
-    asked = False
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        nonlocal asked
-        if asked:
-            raise KeyboardInterrupt
-        asked = True
-        request_stop()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)

@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
-from monitor import __version__, csvio, logs
-from monitor.broker import LocalBroker
-from monitor.broker import start as start_broker
+from monitor import __version__, csvio, logs, signals
 from monitor.config import parse
 from monitor.daemon import Monitor
+from monitor.detector import TrainSettings, train_table
 from monitor.mqtt import settings_from_url
-from monitor.offline import TrainSettings, train_table
 
 from .faults import FaultTarget, bind_faults, periodic_faults
 from .history import write_history
+from .local_broker import LocalBroker
+from .local_broker import start as start_broker
 from .process import AssetProcess, make_assets
 from .publish import Publisher
 from .view import render
@@ -69,9 +68,11 @@ def demo_command(args: argparse.Namespace) -> int:
 
         raise InputError("--assets must be >= 1 and --rate > 0")
     stop = threading.Event()
-    handler = lambda signum, frame: stop.set()  # noqa: E731 - handlers only record
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, handler)
+    with signals.handlers(dict.fromkeys(signals.STOP_SIGNALS, lambda signum, frame: stop.set())):
+        return _run(args, stop)
+
+
+def _run(args: argparse.Namespace, stop: threading.Event) -> int:
     assets = make_assets(args.assets, SEED)
     models = ensure_models(assets, args.rate, cache_dir(args.cache))
     broker = start_broker(args.broker_port, prefer=args.broker_kind)

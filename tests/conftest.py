@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.broker import MOSQUITTO_CONF, free_port, wait_for_port
+from simulator.local_broker import MOSQUITTO_CONF, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TEP_DIR = ROOT.parent / "shared" / "data" / "tep"

@@ -7,10 +7,10 @@ import sys
 import threading
 from pathlib import Path
 
-from monitor import broker_options, logs
+from monitor import broker_login, logs
 from monitor.errors import ConfigError
 
-from ..commands import stop_on_signals
+from monitor.signals import stop_on_signals
 from . import report, scenario
 from .run import run
 
@@ -21,7 +21,7 @@ def drill_command(args: argparse.Namespace) -> int:
     s = scenario.load(args.scenario).with_overrides(metrics_url=args.metrics_url,
                                                     prometheus_url=args.prometheus_url, gan=args.gan)
     # The scenario's [broker] table < PLANTWATCH_BROKER_* < flags, checked as the monitor's own.
-    settings = broker_options.settings(s.broker_table(), args, where=str(args.scenario))
+    settings = broker_login.settings(s.broker_table(), args, where=str(args.scenario))
     s = s.with_overrides(broker_url=settings.url)
     scenario.check(s)
     if s.metrics_url is None:

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from monitor import broker_options, wire
+from monitor import broker_login, wire
 from monitor.config import broker_paths_relative_to
 from monitor.errors import ConfigError, InputError
 from monitor.mqtt import parse_url
@@ -128,7 +128,7 @@ class Scenario:
                                          inj.sensors, inj.magnitude)))
 
     def broker_table(self) -> dict[str, Any]:
-        """The [broker] table as :func:`monitor.broker_options.settings` takes it."""
+        """The [broker] table as :func:`monitor.broker_login.settings` takes it."""
         return {**self.broker, **({"url": self.broker_url} if self.broker_url is not None else {})}
 
     def with_overrides(self, **kw: Any) -> Scenario:
@@ -154,8 +154,8 @@ def load(path: str | Path) -> Scenario:
 def parse(doc: Mapping[str, Any], base: Path = Path(".")) -> Scenario:
     """Validate a scenario mapping; ConfigError names the first bad key."""
     _known("", doc, TOP_KEYS)
-    broker, monitor = _table(doc, "broker", set(broker_options.KEYS)), _table(doc, "monitor", {"metrics_url", "prometheus_url", "alert"})
-    broker_options.check_table(broker)
+    broker, monitor = _table(doc, "broker", set(broker_login.KEYS)), _table(doc, "monitor", {"metrics_url", "prometheus_url", "alert"})
+    broker_login.check_table(broker)
     login = {k: v for k, v in broker.items() if k != "url"}
     broker_paths_relative_to(login, base)
     s = Scenario(

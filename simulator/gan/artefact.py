@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from monitor import __version__, folder
+from monitor import __version__
+from monitor.detector import folder_format as folder
 from monitor.errors import ArtefactError
 
 from .data import Normaliser

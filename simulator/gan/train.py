@@ -327,7 +327,7 @@ def _gan(cfg: GANConfig, ema: Generator, raw: Generator, critic: Critic, data: F
 
 def training_record(data: FaultData, dev_classes: list[str], opts: TrainOptions, result: TrainResult) -> dict[str, Any]:
     """What the manifest says about how the GAN was made."""
-    from monitor.artefact import fingerprint
+    from monitor.detector import fingerprint
 
     counts = {c: len(data.of_class(c)) for c in dev_classes}
     values = np.concatenate([data.normal] + [e.values for e in data.episodes])

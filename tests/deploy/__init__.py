@@ -26,7 +26,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from monitor import wire
-from monitor.broker import free_port
+from simulator.local_broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -236,7 +236,7 @@ def promql_metric_names(expr: str) -> set[str]:
 
 def exposed_metric_names() -> set[str]:
     """Every sample name a monitor's /metrics can show, from the real registry and collector."""
-    from monitor import metrics
+    from monitor.daemon import metrics
 
     reg = metrics.build_registry()
     state = metrics.State(contributions=True)

@@ -19,7 +19,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from monitor import wire
-from monitor.broker import wait_for_port
+from simulator.local_broker import wait_for_port
 
 from . import (DEPLOY, Process, Publisher, by_asset, exe, free_port, install_config, model_store, monitor_cmd,
                short_tmpdir, tiny_model, wait_ready, wait_until)

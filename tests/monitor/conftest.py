@@ -22,7 +22,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from monitor import wire
-from monitor.broker import free_port
+from simulator.local_broker import free_port
 
 SENSORS = ["T1", "T2", "P1", "P2", "F1", "L1"]
 _MIX = np.random.default_rng(99).normal(0, 1, (2, len(SENSORS)))
@@ -46,7 +46,7 @@ def train(tmp: Path, seed: int) -> Path:
     import torch
 
     from monitor import csvio
-    from monitor.offline import TrainSettings, train_table
+    from monitor.detector import TrainSettings, train_table
 
     csv = tmp / "history.csv"
     with open(csv, "w") as f:

@@ -133,15 +133,6 @@ def test_check_config_exits_0_for_a_valid_file_and_2_for_a_bad_key_or_model(
     assert "not a plantwatch model folder" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("module", ["monitor.config", "monitor.metrics", "monitor.ingest", "monitor.sdnotify",
-                                    "monitor.record"])
-def test_the_docstring_examples_run(module: str) -> None:
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted > 0
-
-
 def test_assets_list_selects_a_shard_from_file_or_environment(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """'assets' lists the assets one shard subscribes to; the environment takes a comma list."""
     from monitor import config

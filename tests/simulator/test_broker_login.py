@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor import broker_options, wire
+from monitor import broker_login as broker_options, wire
 from monitor.cli import main
 from monitor.errors import ConfigError
 from simulator.drill import scenario

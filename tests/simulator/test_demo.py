@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.broker import free_port
+from simulator.local_broker import free_port
 
 
 def _get(url: str) -> tuple[int, str]:

@@ -1,0 +1,185 @@
+"""``plantwatch record``: live telemetry into per-asset CSV files that ``plantwatch train`` reads.
+
+The loop it closes: record normal operation -> ``plantwatch train`` on the
+file -> point the monitor at the new model folder -> ``kill -HUP`` the
+monitor. It subscribes like the monitor (persistent session, QoS 1) and
+acknowledges a message only after its row is written and flushed, so a
+crash or a restart loses nothing: the broker redelivers what was not
+acknowledged, and a row whose timestamp is not newer than the file's last
+one is dropped as a duplicate.
+
+``DIR/<asset>.csv``: a header ``timestamp,<sensors in the order first
+seen>``, then one row per message: the payload ``ts`` as ISO 8601 UTC and
+the values. A message whose sensors differ from the header is rejected
+(``unknown_sensor``/``missing_sensor``), counted and logged, never written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import socket
+import sys
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .. import broker_login, csvio, logs, wire
+from ..daemon import BatchQueue, Item, LogSampler, MqttSession, State
+from ..errors import BrokerError, InputError
+from ..mqtt import BrokerSettings
+from ..signals import stop_on_signals
+from ..wire import Rejection, Telemetry
+
+log = logs.get("record")
+BATCH = 1000
+
+
+def iso(ts: float) -> str:
+    """Payload time as the ISO 8601 UTC text csvio reads back to the same float (to the microsecond).
+
+    >>> iso(1700000000.25)
+    '2023-11-14T22:13:20.250000Z'
+    """
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class AssetFile:
+    """One asset's CSV: its header is fixed by the existing file or by the first message."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sensors: list[str] | None = None
+        self.last_ts = -math.inf
+        if path.exists() and path.stat().st_size > 0:
+            self._resume()
+        self._f = open(path, "a", encoding="utf-8", newline="")
+
+    def _resume(self) -> None:
+        """Continue an existing recording: its header, and its last timestamp for deduplication."""
+        with open(self.path, "rb+") as f:
+            header = next(csv.reader([f.readline().decode("utf-8")]), [])
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - 65536))
+            tail = f.read()
+            if tail and not tail.endswith(b"\n"):          # a row cut by a crash: never acknowledged,
+                cut = tail.rfind(b"\n") + 1                # the broker sends it again
+                f.truncate(size - len(tail) + cut)
+                tail = tail[:cut]
+        if not header or header[0] != "timestamp":
+            raise InputError(f"{self.path}: exists but is not a recording (first column is not 'timestamp')")
+        self.sensors = header[1:]
+        lines = [ln for ln in tail.decode("utf-8", "replace").splitlines() if ln.strip()]
+        if lines and lines[-1].split(",", 1)[0] != "timestamp":
+            self.last_ts = datetime.fromisoformat(lines[-1].split(",", 1)[0].replace("Z", "+00:00")).timestamp()
+
+    def write(self, t: Telemetry) -> Rejection | None:
+        if self.sensors is None:
+            self.sensors = list(t.values)
+            self._f.write(csvio.csv_line(["timestamp", *self.sensors]) + "\n")
+        if len(t.values) != len(self.sensors) or any(s not in t.values for s in self.sensors):
+            extra = [s for s in t.values if s not in self.sensors]
+            missing = [s for s in self.sensors if s not in t.values]
+            return (Rejection("unknown_sensor", ",".join(extra[:5])) if extra
+                    else Rejection("missing_sensor", ",".join(missing[:5])))
+        if t.ts <= self.last_ts:
+            return Rejection("duplicate", f"ts {t.ts} <= {self.last_ts}")
+        self._f.write(iso(t.ts) + "," + ",".join(repr(t.values[s]) for s in self.sensors) + "\n")
+        self.last_ts = t.ts
+        return None
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+
+
+class Recorder:
+    """Subscribe, write, flush, acknowledge; :meth:`request_stop` is safe in a signal handler."""
+
+    def __init__(self, settings: BrokerSettings, out: Path, prefix: str = wire.DEFAULT_PREFIX,
+                 assets: list[str] | None = None, client_id: str | None = None) -> None:
+        try:
+            filters = [wire.telemetry_filter(prefix, a) for a in assets] if assets else [wire.telemetry_filter(prefix)]
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        out.mkdir(parents=True, exist_ok=True)
+        self.out, self.prefix = out, prefix
+        self.queue: BatchQueue[Item] = BatchQueue(10000)
+        cid = client_id or f"plantwatch-record-{socket.gethostname()}"[:200]
+        self.session = MqttSession(settings, cid, filters, self.queue, State())
+        self.files: dict[str, AssetFile] = {}
+        self.rows: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()
+        self._sampler = LogSampler()
+        self._stop = False
+
+    def request_stop(self) -> None:
+        self._stop = True
+
+    def run(self, duration: float | None = None) -> None:
+        self.session.start()
+        deadline = None if duration is None else time.monotonic() + duration
+        log.info("record_started", broker=self.session.settings.url, filters=self.session.filters, out=str(self.out))
+        try:
+            while not self._stop and (deadline is None or time.monotonic() < deadline):
+                self._batch(0.2)
+                if self.session.login_refused:
+                    raise BrokerError(f"{self.session.settings.url} refused the login: {self.session.login_refused} "
+                                      "(check --username and the password file or variable)")
+            self.session.close_intake()
+            while self._batch(0.0):                          # drain what was taken in
+                pass
+        finally:
+            self.session.close()
+            for f in self.files.values():
+                f.close()
+
+    def _batch(self, wait: float) -> int:
+        items = self.queue.take(BATCH, 0.0, wait)
+        touched = {self._write(topic, payload) for topic, payload, *_ in items}
+        for f in touched:
+            if f is not None:
+                f.flush()                                    # written and flushed, then acknowledged
+        self.session.ack(items)
+        return len(items)
+
+    def _write(self, topic: str, payload: bytes) -> AssetFile | None:
+        asset = wire.asset_of(topic, self.prefix)
+        t = asset if isinstance(asset, Rejection) else wire.decode_telemetry(payload)
+        f = None
+        if isinstance(t, Telemetry) and isinstance(asset, str):
+            f = self.files.get(asset)
+            if f is None:
+                f = self.files[asset] = AssetFile(self.out / f"{asset}.csv")
+            rejected = f.write(t)
+            t = rejected if rejected is not None else t
+        if isinstance(t, Rejection):
+            self.rejected[t.reason] += 1
+            suppressed = self._sampler.take(t.reason)
+            if suppressed is not None:
+                log.warning("message_rejected", reason=t.reason, topic=topic[:200], detail=t.detail, suppressed=suppressed)
+            return f
+        self.rows[str(asset)] += 1
+        return f
+
+
+def record_command(args: argparse.Namespace) -> int:
+    """Record until Ctrl-C, SIGTERM or ``--duration``; prints what was written and rejected."""
+    if args.duration is not None and not args.duration > 0:
+        raise InputError("--duration must be > 0 seconds")
+    assets = [a.strip() for a in args.assets.split(",") if a.strip()] if args.assets else None
+    rec = Recorder(broker_login.settings({}, args), Path(args.out), args.prefix, assets, args.client_id)
+    with stop_on_signals(rec.request_stop):
+        rec.run(args.duration)
+    log.info("record_finished", rows=dict(rec.rows), rejected=dict(rec.rejected))
+    print(f"recorded {sum(rec.rows.values())} rows for {len(rec.rows)} asset(s) into {args.out}; "
+          f"rejected {sum(rec.rejected.values())}" + (f" ({dict(rec.rejected)})" if rec.rejected else ""),
+          file=sys.stderr)
+    return 0

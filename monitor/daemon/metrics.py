@@ -1,0 +1,224 @@
+"""Where a metric leaves: per-asset state rendered at scrape time by one custom collector.
+
+The worker writes plain numbers into :class:`State` under its lock once per
+micro-batch; :class:`Collector` turns them into Prometheus families when
+/metrics is scraped. Nothing calls ``Gauge.set`` per message, and a family
+with a closed label set (every rejection reason, every callback) is there at
+0 from start-up, so ``rate()`` and alerts work before the first incident.
+
+>>> reg = build_registry()
+>>> state = State()
+>>> reg.register(Collector(state))
+>>> reg.get_sample_value("plantwatch_messages_rejected_total", {"reason": "not_json"})
+0.0
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from .. import __version__
+from ..wire import REJECTION_REASONS
+
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5,
+               1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+#: ``stage`` of plantwatch_scoring_lag_seconds: since the message reached us, since its payload ``ts``.
+LAG_STAGES = ("receive", "source")
+CALLBACKS = ("connect", "disconnect", "subscribe", "message")
+RELOAD_RESULTS = ("ok", "failed")
+
+
+class Histogram:
+    """A histogram filled a whole batch at a time with numpy (no lock, no per-value call).
+
+    >>> h = Histogram((0.1, 1.0))
+    >>> h.observe_many(np.array([0.05, 0.5, 5.0]))
+    >>> h.cumulative(), h.count
+    ([1, 2, 3], 3)
+    """
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = tuple(float(b) for b in bounds)
+        self._edges = np.asarray(self.bounds)
+        self.counts = np.zeros(len(bounds) + 1, dtype=np.int64)
+        self.sum = 0.0
+
+    @property
+    def count(self) -> int:
+        return int(self.counts.sum())
+
+    def observe_many(self, values: np.ndarray) -> None:
+        if len(values) == 0:
+            return
+        v = np.maximum(values, 0.0)       # a clock ahead of ours must not make _sum negative
+        self.counts += np.bincount(np.searchsorted(self._edges, v, side="left"), minlength=len(self.counts))
+        self.sum += float(v.sum())
+
+    def cumulative(self) -> list[int]:
+        return np.cumsum(self.counts).tolist()  # type: ignore[no-any-return]
+
+    def buckets(self) -> list[tuple[str, float]]:
+        les = [repr(b) for b in self.bounds] + ["+Inf"]
+        return list(zip(les, (float(c) for c in self.cumulative())))
+
+
+@dataclass
+class AssetStats:
+    """What /metrics and the live view show about one asset; written by the worker under ``State.lock``."""
+
+    asset: str
+    model: str
+    version: str
+    sensors: tuple[str, ...]
+    messages: int = 0
+    gaps: int = 0
+    alarms: int = 0
+    score: float = math.nan
+    threshold: float = math.nan
+    alarm: bool = False
+    warming_up: bool = True
+    last_ts: float = math.nan
+    first_seq: int = -1
+    last_seq: int = -1
+    top: tuple[int, ...] = ()                      # sensor indices, largest contribution first
+    contrib: np.ndarray | None = None              # (d,) contributions of the last scored row
+
+
+@dataclass
+class State:
+    """Everything the collector renders; the worker and paho callbacks write it."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    assets: dict[str, AssetStats] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REJECTION_REASONS, 0))
+    callback_errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CALLBACKS, 0))
+    reloads: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RELOAD_RESULTS, 0))
+    worker_errors: int = 0
+    connects: int = 0
+    lag: dict[str, Histogram] = field(default_factory=lambda: {s: Histogram(LAG_BUCKETS) for s in LAG_STAGES})
+    batch: Histogram = field(default_factory=lambda: Histogram(BATCH_BUCKETS))
+    contributions: bool = False
+    instance: str = "default"
+    queue_depth: Callable[[], int] = lambda: 0
+    queue_capacity: int = 0
+    broker_connected: Callable[[], bool] = lambda: False
+
+    def count_callback_error(self, name: str) -> None:
+        with self.lock:
+            self.callback_errors[name] = self.callback_errors.get(name, 0) + 1
+
+
+def _family(kind: type, name: str, doc: str, labels: list[str] | None = None) -> Metric:
+    return kind(name, doc, labels=labels) if labels is not None else kind(name, doc)  # type: ignore[no-any-return]
+
+
+class Collector:
+    """Renders :class:`State` at scrape time; register one per monitor on an injected registry."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families(sample=False)
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families(sample=True)
+
+    def _families(self, sample: bool) -> Iterator[Metric]:
+        s = self.state
+        fam = {
+            "messages": _family(CounterMetricFamily, "plantwatch_messages", "Telemetry messages scored", ["asset"]),
+            "rejected": _family(CounterMetricFamily, "plantwatch_messages_rejected",
+                                "Messages not scored (counted, acknowledged), by reason", ["reason"]),
+            "score": _family(GaugeMetricFamily, "plantwatch_anomaly_score", "Anomaly score of the last sample (1 = normal high level)", ["asset"]),
+            "threshold": _family(GaugeMetricFamily, "plantwatch_threshold", "Threshold in force for the last sample", ["asset"]),
+            "alarm": _family(GaugeMetricFamily, "plantwatch_alarm", "1 while an alarm is active", ["asset"]),
+            "alarms": _family(CounterMetricFamily, "plantwatch_alarms", "Alarms raised", ["asset"]),
+            "gaps": _family(CounterMetricFamily, "plantwatch_sequence_gaps", "Sequence numbers never received", ["asset"]),
+            "last_ts": _family(GaugeMetricFamily, "plantwatch_last_message_timestamp_seconds",
+                               "Payload timestamp of the last scored message", ["asset"]),
+            "warming": _family(GaugeMetricFamily, "plantwatch_asset_warming_up",
+                               "1 while the asset's stream has fewer samples than the model's window", ["asset"]),
+            "info": _family(GaugeMetricFamily, "plantwatch_model_info", "Model scoring each asset (value 1)",
+                            ["asset", "model", "version"]),
+            "contrib": _family(GaugeMetricFamily, "plantwatch_top_sensor_contribution",
+                               "Contribution of a sensor to the score (top sensors of assets in alarm)", ["asset", "sensor"]),
+            "lag": _family(HistogramMetricFamily, "plantwatch_scoring_lag_seconds",
+                           "Seconds until a message is scored: since it was received (stage=receive) "
+                           "or since its payload timestamp (stage=source)", ["stage"]),
+            "batch": _family(HistogramMetricFamily, "plantwatch_batch_size", "Messages per micro-batch"),
+            "queue": _family(GaugeMetricFamily, "plantwatch_queue_depth", "Messages waiting for the worker"),
+            "capacity": _family(GaugeMetricFamily, "plantwatch_queue_capacity", "Size of the intake queue"),
+            "connected": _family(GaugeMetricFamily, "plantwatch_broker_connected", "1 while connected to the broker"),
+            "connects": _family(CounterMetricFamily, "plantwatch_broker_connects", "Successful broker connections"),
+            "assets": _family(GaugeMetricFamily, "plantwatch_assets", "Assets tracked (capped by max_assets)"),
+            "cb_errors": _family(CounterMetricFamily, "plantwatch_callback_errors",
+                                 "Exceptions caught in MQTT callbacks (logged)", ["callback"]),
+            "w_errors": _family(CounterMetricFamily, "plantwatch_worker_errors",
+                                "Batches that failed to score (logged, left unacknowledged)"),
+            "reloads": _family(CounterMetricFamily, "plantwatch_config_reloads", "SIGHUP reloads by result", ["result"]),
+            "build": _family(GaugeMetricFamily, "plantwatch_build_info", "Version and monitor instance name (value 1)",
+                             ["version", "monitor"]),
+        }
+        if sample:
+            with s.lock:
+                self._fill(fam)
+        yield from fam.values()
+
+    def _fill(self, f: dict[str, Any]) -> None:
+        s = self.state
+        for reason, n in s.rejected.items():
+            f["rejected"].add_metric([reason], float(n))
+        for name, n in s.callback_errors.items():
+            f["cb_errors"].add_metric([name], float(n))
+        for result, n in s.reloads.items():
+            f["reloads"].add_metric([result], float(n))
+        for a in s.assets.values():
+            self._asset(f, a)
+        for stage, h in s.lag.items():
+            f["lag"].add_metric([stage], h.buckets(), h.sum)
+        f["batch"].add_metric([], s.batch.buckets(), s.batch.sum)
+        f["queue"].add_metric([], float(s.queue_depth()))
+        f["capacity"].add_metric([], float(s.queue_capacity))
+        f["connected"].add_metric([], 1.0 if s.broker_connected() else 0.0)
+        f["connects"].add_metric([], float(s.connects))
+        f["assets"].add_metric([], float(len(s.assets)))
+        f["w_errors"].add_metric([], float(s.worker_errors))
+        f["build"].add_metric([__version__, s.instance], 1.0)
+
+    def _asset(self, f: dict[str, Any], a: AssetStats) -> None:
+        lab = [a.asset]
+        f["messages"].add_metric(lab, float(a.messages))
+        f["alarms"].add_metric(lab, float(a.alarms))
+        f["gaps"].add_metric(lab, float(a.gaps))
+        f["info"].add_metric([a.asset, a.model, a.version], 1.0)
+        f["warming"].add_metric(lab, 1.0 if a.warming_up else 0.0)
+        if a.messages == 0:
+            return
+        f["score"].add_metric(lab, a.score)
+        f["threshold"].add_metric(lab, a.threshold)
+        f["alarm"].add_metric(lab, 1.0 if a.alarm else 0.0)
+        f["last_ts"].add_metric(lab, a.last_ts)
+        if a.contrib is None:
+            return
+        shown = range(len(a.sensors)) if self.state.contributions else (a.top if a.alarm else ())
+        for j in shown:
+            f["contrib"].add_metric([a.asset, a.sensors[j]], float(a.contrib[j]))
+
+
+def build_registry() -> CollectorRegistry:
+    """A fresh registry with the process, platform and GC collectors (ours is added by the monitor)."""
+    reg = CollectorRegistry()
+    ProcessCollector(registry=reg)
+    PlatformCollector(registry=reg)
+    GCCollector(registry=reg)
+    return reg

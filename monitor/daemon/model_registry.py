@@ -1,0 +1,61 @@
+"""Which model scores which asset: the model folders a config names, loaded with its run-time overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+from ..config import DetectorConfig, MonitorConfig
+from ..detector import AlarmSettings, Detector, DetectorSettings, load_model
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model folder loaded with this config's overrides; ``identity`` says when it really changed."""
+
+    name: str
+    version: str
+    detector: Detector
+    identity: tuple[str, str, str]
+
+
+class ModelSet:
+    """Which model scores which asset: first matching pattern, else the default or nothing."""
+
+    def __init__(self, cfg: MonitorConfig, loaded: dict[str, LoadedModel]) -> None:
+        self.default = loaded[cfg.models.default] if cfg.models.default else None
+        self.patterns = [(pattern, loaded[path]) for pattern, path in cfg.models.assets.items()]
+        self.policy = cfg.models.unknown_asset
+        self.loaded = list({m.identity: m for m in loaded.values()}.values())
+
+    def resolve(self, asset: str) -> LoadedModel | None:
+        for pattern, model in self.patterns:
+            if fnmatchcase(asset, pattern):
+                return model
+        return self.default if self.policy == "default" else None
+
+
+def _overrides(base: DetectorSettings, d: DetectorConfig, path: str) -> DetectorSettings:
+    try:
+        alarm = AlarmSettings(d.on_delay or base.alarm.on_delay, d.off_delay or base.alarm.off_delay,
+                              base.alarm.deadband if d.deadband is None else d.deadband)
+        return dataclasses.replace(base, threshold_method=d.threshold_method or base.threshold_method,
+                                   alarm=alarm, top_k=d.top_k)
+    except ValueError as exc:
+        raise ConfigError(f"detector: {exc} (with the settings of model {path})") from None
+
+
+def load_models(cfg: MonitorConfig) -> ModelSet:
+    """Load every model folder the config names; ArtefactError names the unreadable one."""
+    loaded: dict[str, LoadedModel] = {}
+    for path in cfg.model_paths():
+        det = load_model(path)
+        det.settings = _overrides(det.settings, cfg.detector, path)
+        sha = str(det.manifest.get("weights", {}).get("sha256", ""))
+        ident = (os.path.realpath(path), sha, repr(det.settings.to_dict()))
+        loaded[path] = LoadedModel(Path(path).name or path, sha[:12], det, ident)
+    return ModelSet(cfg, loaded)

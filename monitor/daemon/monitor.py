@@ -1,0 +1,303 @@
+"""``plantwatch monitor``: wires intake, worker, metrics and HTTP together and runs them.
+
+The path of one message: :mod:`.mqtt_session` (MQTT callback -> bounded
+queue) -> :mod:`.worker` (micro-batch -> ``Detector.score_many`` ->
+state, alarm events, acknowledgements) -> :mod:`.metrics` (rendered
+at scrape time) and :mod:`.http_server`. This module only starts them in
+dependency order (registry/HTTP -> models -> worker -> MQTT), stops them in
+reverse (intake first, drain, publish ``offline``, close) and turns signals
+into those steps: handlers only record, :meth:`Monitor.run_forever` acts.
+
+Embedding (the demo's live view)::
+
+    mon = Monitor(config.load(flags={"broker": url, "model": "m/", "metrics_port": 0}))
+    mon.start(); mon.wait_ready(10)
+    for a in mon.snapshot().assets: print(a.asset, a.score, a.alarm, a.top_sensors)
+    mon.stop()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import time
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from .. import config, logs, signals
+from ..config import MonitorConfig
+from ..errors import PlantwatchError
+from . import heap, metrics, sdnotify
+from .batch_queue import BatchQueue
+from .http_server import HttpServer
+from .model_registry import ModelSet, load_models
+from .mqtt_session import Item, MqttSession
+from .worker import Worker
+
+log = logs.get("daemon")
+
+STOP_TIMEOUT_S = 8.0          # systemd's default TimeoutStopSec is 90 s; the issue asks for 10 s
+STUCK_WORKER_S = 30.0         # /healthz fails when the worker loop has not turned for this long
+#: Settings that need a restart; everything else (models, detector, policies) is swapped on SIGHUP.
+RESTART_KEYS = ("instance", "prefix", "assets", "broker.", "metrics.bind", "metrics.port", "worker.")
+
+
+@dataclass(frozen=True)
+class AssetSnapshot:
+    """One asset as the live view shows it; ``top_sensors`` pairs (name, contribution)."""
+
+    asset: str
+    model: str
+    version: str
+    messages: int
+    score: float
+    threshold: float
+    alarm: bool
+    alarms: int
+    warming_up: bool
+    gaps: int
+    last_ts: float
+    top_sensors: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    assets: tuple[AssetSnapshot, ...]
+    rejected: dict[str, int]
+    connected: bool
+    ready: bool
+    queue_depth: int
+
+
+class Monitor:
+    """The daemon as an object: ``start()``, ``ready()``, ``snapshot()``, ``stop()``, ``run_forever()``."""
+
+    def __init__(self, settings: MonitorConfig, registry: CollectorRegistry | None = None,
+                 sources: config.Sources | None = None) -> None:
+        self.config, self.sources = settings, sources
+        self.registry = registry if registry is not None else metrics.build_registry()
+        self.state = metrics.State(contributions=settings.metrics.contributions, instance=settings.instance,
+                                   queue_capacity=settings.worker.queue_size)
+        self.queue: BatchQueue[Item] = BatchQueue(settings.worker.queue_size)
+        self.state.queue_depth = self.queue.qsize
+        self._collector = metrics.Collector(self.state)
+        self.http: HttpServer | None = None
+        self.worker: Worker | None = None
+        self.session: MqttSession | None = None
+        self.models: ModelSet | None = None
+        self._stop_signal: int | None = None
+        self._force = self._reload_requested = self._stopping = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start in dependency order; a bad model or port raises before anything connects."""
+        cfg = self.config
+        self.registry.register(self._collector)
+        try:
+            self.http = HttpServer(cfg.metrics.bind, cfg.metrics.port, self.registry, self.health_problems,
+                                   self.readiness_problems)
+            self.http.start()
+            self.models = load_models(cfg)
+            self.session = session = MqttSession.for_monitor(cfg, self.queue, self.state)
+            self.state.broker_connected = session.connected.is_set
+            self.worker = Worker(cfg, self.models, self.queue, self.state, session.ack,
+                                 session.publish, sdnotify.Watchdog().tick)
+            self.worker.start()
+            session.start()
+        except BaseException:
+            self._close_http()
+            raise
+        log.info("monitor_started", instance=cfg.instance, broker=cfg.broker.url, prefix=cfg.prefix,
+                 client_id=cfg.client_id, metrics=f"{cfg.metrics.bind}:{self.metrics_port}",
+                 models=[m.name for m in self.models.loaded])
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Stop intake, drain and acknowledge, publish ``offline``, disconnect, close HTTP."""
+        if self._stopping or self.session is None or self.worker is None:
+            return
+        self._stopping = True
+        deadline = time.monotonic() + timeout
+        self.session.close_intake()
+        self.worker.stop()
+        while self.worker.is_alive() and time.monotonic() < deadline - 1.5 and not self._force:
+            self.worker.join(0.1)
+        if self.worker.is_alive():
+            log.warning("drain_incomplete", queued=self.queue.qsize(), note="left unacknowledged for redelivery")
+        self.session.close(timeout=max(0.2, min(2.0, deadline - time.monotonic() - 0.5)))
+        self._close_http()
+        with self.state.lock:
+            assets = list(self.state.assets.values())
+            rejected = sum(self.state.rejected.values())
+        for a in assets:                                    # what this run scored, for the journal
+            log.debug("stream_final", asset=a.asset, first_seq=a.first_seq, last_seq=a.last_seq,
+                      messages=a.messages, gaps=a.gaps)
+        scored = sum(a.messages for a in assets)
+        log.info("monitor_stopped", scored=scored, rejected=rejected, left_at_broker=self.session.withheld)
+
+    def _close_http(self) -> None:
+        if self.http is not None:
+            self.http.stop()
+            self.http = None
+        try:
+            self.registry.unregister(self._collector)
+        except KeyError:
+            pass
+
+    # ------------------------------------------------------------ probes and views
+
+    @property
+    def metrics_port(self) -> int:
+        return self.http.port if self.http is not None else 0
+
+    def health_problems(self) -> list[str]:
+        if self.worker is None or not self.worker.is_alive():
+            return ["worker thread not running"]
+        if time.monotonic() - self.worker.beat > STUCK_WORKER_S:
+            return [f"worker loop stuck for more than {STUCK_WORKER_S:.0f}s"]
+        return []
+
+    def readiness_problems(self) -> list[str]:
+        problems = []
+        if self._stopping:
+            problems.append("stopping")
+        if self.models is None:
+            problems.append("models not loaded")
+        if self.session is None or not self.session.connected.is_set():
+            problems.append("not connected to the broker")
+        elif not self.session.subscribed.is_set():
+            problems.append("not subscribed")
+        return problems + self.health_problems()
+
+    def ready(self) -> bool:
+        return not self.readiness_problems()
+
+    def wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def snapshot(self) -> Snapshot:
+        """A consistent copy of every asset's state, for a live terminal view."""
+        with self.state.lock:
+            assets = tuple(
+                AssetSnapshot(a.asset, a.model, a.version, a.messages, a.score, a.threshold, a.alarm, a.alarms,
+                              a.warming_up, a.gaps, a.last_ts,
+                              tuple((a.sensors[j], float(a.contrib[j])) for j in a.top) if a.contrib is not None else ())
+                for a in self.state.assets.values())
+            rejected = dict(self.state.rejected)
+        connected = self.session is not None and self.session.connected.is_set()
+        return Snapshot(assets, rejected, connected, self.ready(), self.queue.qsize())
+
+    # ------------------------------------------------------------ reload
+
+    def reload(self, new: MonitorConfig) -> bool:
+        """Swap models and run-time settings atomically; a bad model keeps the old ones."""
+        assert self.worker is not None, "reload before start"
+        sdnotify.reloading()
+        try:
+            models = load_models(new)
+        except PlantwatchError as exc:
+            return self._reload_failed(str(exc))
+        old, fresh = _flat(self.config), _flat(new)
+        restart = sorted(k for k in fresh if fresh[k] != old.get(k) and k.startswith(RESTART_KEYS))
+        if restart:
+            log.warning("reload_needs_restart", keys=restart, note="kept the running values of these keys")
+        self.config = dataclasses.replace(new, instance=self.config.instance, prefix=self.config.prefix,
+                                          broker=self.config.broker, worker=self.config.worker,
+                                          metrics=dataclasses.replace(new.metrics, bind=self.config.metrics.bind,
+                                                                      port=self.config.metrics.port))
+        self.models = models
+        self.worker.max_assets = new.max_assets
+        self.worker.swap_models(models)
+        with self.state.lock:
+            self.state.contributions = new.metrics.contributions
+            self.state.reloads["ok"] += 1
+        log.info("config_reloaded", models=[m.name for m in models.loaded])
+        sdnotify.notify("READY=1")
+        return True
+
+    def _reload_failed(self, reason: str) -> bool:
+        with self.state.lock:
+            self.state.reloads["failed"] += 1
+        log.error("reload_failed", reason=reason, note="kept the running config and models")
+        sdnotify.notify("READY=1")
+        return False
+
+    # ------------------------------------------------------------ the process
+
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._stop_signal is not None and signum == signal.SIGINT:
+            self._force = True
+        self._stop_signal = signum
+
+    def _on_hup(self, signum: int, frame: FrameType | None) -> None:
+        self._reload_requested = True
+
+    def run_forever(self) -> int:
+        """Run until SIGTERM/SIGINT (exit 0; a second SIGINT forces it); SIGHUP reloads.
+
+        The handlers are the caller's again once this returns.
+        """
+        with signals.handlers({signal.SIGTERM: self._on_stop_signal, signal.SIGINT: self._on_stop_signal,
+                               signal.SIGHUP: self._on_hup}):
+            self.start()
+            try:
+                return self._loop()
+            finally:
+                sdnotify.notify("STOPPING=1")
+                log.info("monitor_stopping",
+                         signal=signal.Signals(self._stop_signal).name if self._stop_signal else None)
+                self.stop()
+
+    def _loop(self) -> int:
+        """The main thread's work between signals: readiness, reloads, heap trims, broker and worker checks."""
+        notified, quiet_since = False, time.monotonic()
+        trimmed = time.monotonic()
+        while self._stop_signal is None:
+            time.sleep(0.05)
+            if time.monotonic() - trimmed > heap.TRIM_EVERY_S:
+                heap.trim()
+                trimmed = time.monotonic()
+            if not notified and self.ready():
+                notified = True
+                sdnotify.notify("READY=1")
+                log.info("monitor_ready")
+            if self._reload_requested:
+                self._reload_requested = False
+                self._reload_from_sources()
+            if self.session is not None and not self.session.connected.is_set():
+                if time.monotonic() - quiet_since > 30:
+                    log.warning("broker_unreachable", broker=self.config.broker.url, note="retrying")
+                    quiet_since = time.monotonic()
+            else:
+                quiet_since = time.monotonic()
+            if self.worker is not None and not self.worker.is_alive():
+                log.error("worker_died")
+                return 1
+        return 130 if self._force else 0
+
+    def _reload_from_sources(self) -> None:
+        if self.sources is None:
+            return
+        try:
+            new = self.sources.load()
+        except PlantwatchError as exc:
+            self._reload_failed(str(exc))
+            return
+        self.reload(new)
+
+
+def _flat(obj: Any, path: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        key = f"{path}.{f.name}" if path else f.name
+        value = getattr(obj, f.name)
+        out.update(_flat(value, key) if dataclasses.is_dataclass(value) else {key: value})
+    return out

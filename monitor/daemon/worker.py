@@ -1,0 +1,316 @@
+"""Where a message is scored: micro-batches from the intake queue through one forward pass.
+
+One thread. It takes up to ``batch_max_size`` messages (waiting at most
+``batch_max_time`` for the batch to fill), decodes each into a preallocated
+row of its model's buffer, orders each asset's rows by ``seq`` (dropping
+redeliveries, counting gaps), scores every asset of a model in a single
+:meth:`Detector.score_many` call, writes the results into the metrics state
+under one lock, publishes alarm transitions and only then acknowledges every
+message of the batch, scored or rejected.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import logs, wire
+from ..config import MonitorConfig
+from ..detector import StreamResult, StreamState, single_thread
+from ..wire import Rejection, RowDecoder
+from .alarm_events import reset_event, transition_event
+from .batch_queue import BatchQueue
+from .log_sampler import LogSampler
+from .metrics import AssetStats, State
+from .model_registry import LoadedModel, ModelSet
+from .mqtt_session import Item
+from .sequence import order
+
+log = logs.get("worker")
+_TAKE_TIMEOUT_S = 0.1
+
+
+class _Slot:
+    """A model's preallocated row buffer for one batch."""
+
+    def __init__(self, model: LoadedModel, rows: int) -> None:
+        self.decoder = RowDecoder(model.detector.sensors)
+        self.buf = np.zeros((rows, model.detector.n_sensors))
+        self.fill = 0
+
+
+@dataclass(eq=False)
+class _Asset:
+    id: int
+    name: str
+    model: LoadedModel
+    stream: StreamState
+    slot: _Slot
+    stats: AssetStats
+
+
+class Worker(threading.Thread):
+    """Scores the intake queue; ``ack`` and ``publish`` are the MQTT side's, injected."""
+
+    def __init__(self, cfg: MonitorConfig, models: ModelSet, queue: BatchQueue[Item], state: State,
+                 ack: Callable[[list[Item]], None], publish: Callable[[str, bytes], None],
+                 tick: Callable[[], None] | None = None) -> None:
+        super().__init__(name="plantwatch-worker", daemon=True)
+        self.queue, self.state, self._ack, self._publish, self._tick = queue, state, ack, publish, tick
+        self.prefix, self.max_assets = cfg.prefix, cfg.max_assets
+        self.batch_max, self.batch_time = cfg.worker.batch_max_size, cfg.worker.batch_max_time
+        self.models = models
+        self.beat = time.monotonic()
+        self._pending: ModelSet | None = None
+        self._assets: dict[str, _Asset] = {}
+        self._by_topic: dict[str, _Asset] = {}
+        self._by_id: dict[int, _Asset] = {}
+        self._slots: dict[tuple[str, str, str], _Slot] = {}
+        self._ids = itertools.count()
+        self._halt = threading.Event()
+        self._swapped = threading.Event()
+        self._sampler = LogSampler()
+
+    # ------------------------------------------------------------ loop
+
+    def run(self) -> None:
+        single_thread()
+        while True:
+            self.beat = time.monotonic()
+            if self._tick is not None:
+                self._tick()
+            if self._pending is not None:
+                self._apply_models(self._pending)
+            batch = self._take()
+            if batch:
+                try:
+                    self._process(batch)
+                except Exception:                         # a bug must not kill the worker: the batch
+                    with self.state.lock:                 # stays unacknowledged and is redelivered
+                        self.state.worker_errors += 1
+                    if self._sampler.take("batch_failed") is not None:
+                        log.exception("batch_failed", messages=len(batch))
+            elif self._halt.is_set() and self.queue.empty():
+                return
+
+    def stop(self) -> None:
+        """Finish what is queued, then end (intake must be closed first)."""
+        self._halt.set()
+
+    def swap_models(self, models: ModelSet, timeout: float = 5.0) -> bool:
+        """Take ``models`` between two batches (SIGHUP); only assets whose model changed restart.
+
+        Returns once the worker uses them, so a message sent after this is scored by the new ones.
+        """
+        self._swapped.clear()
+        self._pending = models
+        return self._swapped.wait(timeout) if self.is_alive() else False
+
+    def _take(self) -> list[Item]:
+        return self.queue.take(self.batch_max, self.batch_time, _TAKE_TIMEOUT_S)
+
+    # ------------------------------------------------------------ one batch
+
+    def _process(self, batch: list[Item]) -> None:
+        rows, seq_list, rejects = self._decode(batch)
+        dup: list[tuple[str, str, str]] = []
+        scored: dict[int, list[tuple[_Asset, np.ndarray, np.ndarray, np.ndarray]]] = {}
+        if rows:
+            arr = np.array(rows, dtype=np.float64)         # (n, 4): asset id, ts, received, buffer row
+            by_asset = np.argsort(arr[:, 0], kind="stable")  # in arrival order within an asset
+            arr = arr[by_asset]
+            seqs = np.array(seq_list)[by_asset]            # exact ints (int64, or wider when needed)
+            ids = arr[:, 0].astype(np.int64)
+            starts = np.concatenate([[0], np.flatnonzero(np.diff(ids)) + 1])
+            ends = np.append(starts[1:], len(arr))
+            # the common case, checked for every asset at once: its rows are one consecutive seq run
+            breaks = np.concatenate([[0], np.cumsum(np.diff(seqs) != 1)])
+            runs = zip(starts.tolist(), ends.tolist(), ids[starts].tolist(), seqs[starts].tolist(),
+                       seqs[ends - 1].tolist(), (breaks[ends - 1] - breaks[starts]).tolist())
+            by_id, pos = self._by_id, arr[:, 3].astype(np.int64)
+            for s, e, asset_id, first, last, broken in runs:
+                a = by_id[asset_id]
+                st = a.stats
+                if not broken and first > st.last_seq:
+                    if st.last_seq >= 0:
+                        st.gaps += first - st.last_seq - 1
+                    if st.first_seq < 0:
+                        st.first_seq = first
+                    st.last_seq = last
+                    part, rows_at = arr[s:e], pos[s:e]
+                else:
+                    part = arr[s:e]
+                    keep = self._sequence(a, seqs[s:e], part[:, 1], dup)
+                    if keep is not None:
+                        part = part[keep]
+                    rows_at = part[:, 3].astype(np.int64)
+                if len(part):
+                    scored.setdefault(id(a.slot), []).append((a, rows_at, part[:, 1], part[:, 2]))
+        events = self._score(scored, rejects + dup, len(batch))
+        for topic, payload in events:
+            self._publish(topic, payload)
+        self._ack(batch)
+
+    def _decode(self, batch: list[Item]) -> tuple[list[tuple[int, float, float, int]], list[int],
+                                                  list[tuple[str, str, str]]]:
+        rows: list[tuple[int, float, float, int]] = []
+        seqs: list[int] = []
+        rejects: list[tuple[str, str, str]] = []
+        for slot in self._slots.values():
+            slot.fill = 0
+        by_topic = self._by_topic
+        for topic, payload, received, _mid, _qos, _gen in batch:
+            a = by_topic.get(topic)
+            if a is None:                                  # first message on this topic (or after a reload)
+                a = self._lookup(topic)
+                if type(a) is Rejection:
+                    rejects.append((a.reason, a.detail, topic))
+                    continue
+            slot = a.slot
+            pos = slot.fill
+            r = slot.decoder.decode(payload, slot.buf[pos])
+            if type(r) is Rejection:
+                rejects.append((r.reason, r.detail, a.name))
+                continue
+            if a.id < 0:                                   # admitted only once a message of it is valid,
+                a = self._admit(a, topic)                  # so garbage cannot fill max_assets
+                if type(a) is Rejection:
+                    rejects.append((a.reason, a.detail, topic))
+                    continue
+            slot.fill = pos + 1
+            rows.append((a.id, r[0], received, pos))
+            seqs.append(r[1])
+        return rows, seqs, rejects
+
+    def _sequence(self, a: _Asset, seqs: np.ndarray, ts: np.ndarray, dup: list[tuple[str, str, str]]) -> list[int] | None:
+        """Rows of one asset to score, in order (None: all as they came); see :func:`.sequence.order`."""
+        st = a.stats                                       # plain ints only this thread writes
+        o = order(seqs, ts, st.last_seq, -math.inf if math.isnan(st.last_ts) else st.last_ts)
+        st.gaps += o.gaps
+        if st.first_seq < 0 and o.first >= 0:
+            st.first_seq = o.first
+        st.last_seq = o.last
+        dup.extend(("duplicate", f"seq {s} <= {o.last}", a.name) for s in o.duplicates)
+        for last, seq in o.restarts:
+            log.warning("sequence_restarted", asset=a.name, last_seq=last, seq=seq)
+        return o.keep
+
+    def _score(self, scored: dict[int, list[Any]], rejects: list[tuple[str, str, str]], n: int) -> list[tuple[str, bytes]]:
+        results = []
+        for group in scored.values():
+            det = group[0][0].model.detector
+            outs = det.score_many([(a.stream, a.slot.buf[rows], ts) for a, rows, ts, _ in group])
+            results.extend(zip(group, outs))
+        done = time.time()
+        events: list[tuple[str, bytes]] = []
+        s = self.state
+        with s.lock:
+            for (a, _rows, ts, _received), res in results:
+                self._update(a, ts, res, events)
+            if results:
+                s.lag["receive"].observe_many(done - np.concatenate([g[3] for g, _ in results]))
+                s.lag["source"].observe_many(done - np.concatenate([g[2] for g, _ in results]))
+            for reason, _, _ in rejects:
+                s.rejected[reason] += 1
+            s.batch.observe_many(np.array([float(n)]))
+        for reason, detail, where in rejects:
+            suppressed = self._sampler.take(reason)
+            if suppressed is not None:
+                log.warning("message_rejected", reason=reason, source=where[:200], detail=detail, suppressed=suppressed)
+        return events
+
+    def _update(self, a: _Asset, ts: np.ndarray, res: StreamResult, events: list[tuple[str, bytes]]) -> None:
+        st, det = a.stats, a.model.detector
+        st.messages += len(res.score)
+        st.score, st.threshold, st.alarm = res.score.item(-1), res.threshold.item(-1), bool(res.anomaly.item(-1))
+        last_ts = ts.item(-1)
+        st.last_ts = last_ts if not last_ts < st.last_ts else st.last_ts     # NaN (nothing yet) compares False
+        st.warming_up = a.stream.rows < det.window
+        st.top = tuple(res.top[-1].tolist())
+        st.contrib = res.contrib                           # the last row of this batch's array: never written again
+        for i, tr in res.transitions:
+            if tr.kind == "raised":
+                st.alarms += 1
+            ev = transition_event(a.name, tr, float(ts[i]), float(res.score[i]), float(res.threshold[i]))
+            events.append((wire.alarm_topic(self.prefix, a.name), ev.encode()))
+
+    # ------------------------------------------------------------ assets and models
+
+    def _slot(self, model: LoadedModel) -> _Slot:
+        slot = self._slots.get(model.identity)
+        if slot is None:
+            slot = self._slots[model.identity] = _Slot(model, self.batch_max)
+        return slot
+
+    def _lookup(self, topic: str) -> _Asset | Rejection:
+        """The asset of a topic not in the cache: a known one, a candidate (id -1) or a rejection."""
+        name = wire.asset_of(topic, self.prefix)
+        if isinstance(name, Rejection):
+            return name
+        known = self._assets.get(name)
+        if known is not None:                              # the topic cache was reset by a reload
+            self._by_topic[topic] = known
+            return known
+        model = self.models.resolve(name)
+        if model is None:
+            return Rejection("unknown_asset", name)
+        det = model.detector
+        return _Asset(-1, name, model, det.new_stream(), self._slot(model),
+                      AssetStats(name, model.name, model.version, det.sensors))
+
+    def _admit(self, a: _Asset, topic: str) -> _Asset | Rejection:
+        if a.name in self._assets:                         # a second new topic spelling of it in this batch
+            return self._assets[a.name]
+        if len(self._assets) >= self.max_assets:
+            return Rejection("too_many_assets", a.name)
+        a.id = next(self._ids)
+        self._assets[a.name] = self._by_topic[topic] = self._by_id[a.id] = a
+        with self.state.lock:
+            self.state.assets[a.name] = a.stats
+        log.info("asset_added", asset=a.name, model=a.model.name, version=a.model.version)
+        return a
+
+    def _apply_models(self, new: ModelSet) -> None:
+        self._pending = None
+        changed, dropped = [], []
+        for a in list(self._assets.values()):
+            m = new.resolve(a.name)
+            if m is None:
+                dropped.append(a.name)
+                self._retire(a)
+            elif m.identity != a.model.identity:
+                changed.append(a.name)
+                self._clear_alarm(a)
+                a.model, a.stream, a.slot = m, m.detector.new_stream(), self._slot(m)
+                with self.state.lock:
+                    a.stats = self.state.assets[a.name] = AssetStats(a.name, m.name, m.version, m.detector.sensors,
+                                                                      last_seq=a.stats.last_seq, first_seq=a.stats.first_seq)
+            else:
+                a.model, a.slot = m, self._slot(m)
+        live = {m.identity for m in new.loaded}
+        self._slots = {k: v for k, v in self._slots.items() if k in live}
+        self._by_topic.clear()
+        self.models = new
+        self._swapped.set()
+        log.info("models_swapped", changed=changed[:50], changed_count=len(changed), dropped=dropped[:50],
+                 models=[m.name for m in new.loaded])
+
+    def _retire(self, a: _Asset) -> None:
+        self._clear_alarm(a)
+        del self._assets[a.name], self._by_id[a.id]
+        with self.state.lock:
+            self.state.assets.pop(a.name, None)
+
+    def _clear_alarm(self, a: _Asset) -> None:
+        """An alarm whose stream is reset would stay raised on the retained topic: clear it."""
+        ep = a.stream.alarm.episode
+        if a.stats.alarm and ep is not None:
+            ev = reset_event(a.name, ep, a.stats.last_ts, a.stats.score, a.stats.threshold, "model_changed")
+            self._publish(wire.alarm_topic(self.prefix, a.name), ev.encode())

@@ -1,0 +1,25 @@
+"""The detector: from raw sensor rows to scores, thresholds and alarm episodes, and its model folders.
+
+Pipeline (each step a module here): :mod:`.windows` (causal windows) ->
+:mod:`.model` (the denoising autoencoder) -> :mod:`.scoring` (residual
+energy and shift, per-sensor contributions) with :mod:`.smoothing` ->
+:mod:`.threshold` (rolling thresholds) -> :mod:`.alarms` (hysteresis into
+episodes); :class:`Detector` runs them for many streams at once. Training:
+:mod:`.fit` (one network), :mod:`.calibration` (out-of-fold), :mod:`.train`
+(history table to model folder). Folders: :mod:`.model_folder` on the shared
+:mod:`.folder_format`. Nothing here knows about MQTT, the daemon or the CLI.
+"""
+
+from . import folder_format
+from .alarms import AlarmLogic, AlarmSettings, Episode, Transition
+from .detector import Detector, DetectorSettings, StreamResult, StreamState
+from .model import single_thread
+from .model_folder import fingerprint, read_manifest
+from .model_folder import load as load_model
+from .model_folder import save as save_model
+from .threshold import METHODS, Bounds
+from .train import TrainSettings, check_out, train_table
+
+__all__ = ["METHODS", "AlarmLogic", "AlarmSettings", "Bounds", "Detector", "DetectorSettings", "Episode",
+           "StreamResult", "StreamState", "TrainSettings", "Transition", "check_out", "fingerprint", "folder_format",
+           "load_model", "read_manifest", "save_model", "single_thread", "train_table"]

@@ -1,0 +1,173 @@
+"""The detector: one code path from raw rows to scores, thresholds and alarms.
+
+The daemon and the offline ``score`` command both call :meth:`Detector.score_many`
+with per-stream state, so a file scored offline and the same rows streamed
+over MQTT give the same numbers. Everything is causal: a row's outputs depend
+only on the rows before it, whatever the batch boundaries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .alarms import AlarmLogic, AlarmSettings, Transition
+from .model import DenoisingAE, Scaler
+from .scoring import Calibration, combine, initial_state, raw_components, smooth, top_k
+from .threshold import METHODS, Bounds, QuantileThreshold, SpotThreshold, StaticThreshold, Threshold
+from .windows import stream_windows
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """Run-time behaviour that may differ per deployment without retraining."""
+
+    threshold_method: str = "spot"
+    bounds: Bounds = Bounds()
+    alarm: AlarmSettings = AlarmSettings()
+    top_k: int = 3
+    holdoff: int = 50    # samples after a flagged one before the threshold learns again
+
+    def __post_init__(self) -> None:
+        if self.threshold_method not in METHODS:
+            raise ValueError(f"threshold method must be one of {', '.join(METHODS)}, got {self.threshold_method!r}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"threshold_method": self.threshold_method, "top_k": self.top_k, "holdoff": self.holdoff,
+                "bounds": self.bounds.__dict__, "alarm": self.alarm.__dict__}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DetectorSettings:
+        return cls(threshold_method=d["threshold_method"], top_k=int(d["top_k"]), holdoff=int(d.get("holdoff", 50)),
+                   bounds=Bounds(**d["bounds"]), alarm=AlarmSettings(**d["alarm"]))
+
+
+@dataclass
+class StreamState:
+    """Everything one asset's stream carries from batch to batch."""
+
+    threshold: Threshold
+    alarm: AlarmLogic
+    history: np.ndarray | None = None   # last window-1 standardised rows
+    energy: np.ndarray | None = None    # smoothed energy per sensor
+    shift: np.ndarray | None = None     # smoothed signed residual per sensor
+    rows: int = 0
+    quiet: int = 0                      # samples since the last flagged one
+
+
+@dataclass
+class StreamResult:
+    score: np.ndarray          # (n,)
+    threshold: np.ndarray      # (n,) threshold in force for each row
+    anomaly: np.ndarray        # (n,) uint8, 1 while an alarm is active
+    top: np.ndarray            # (n, k) sensor indices, largest contribution first
+    contrib: np.ndarray        # (d,) contributions of the last row
+    transitions: list[tuple[int, Transition]] = field(default_factory=list)
+
+
+class Detector:
+    """A trained model plus its calibration and run-time settings."""
+
+    def __init__(self, model: DenoisingAE, scaler: Scaler, calib: Calibration,
+                 sensors: Sequence[str], settings: DetectorSettings | None = None,
+                 manifest: dict[str, Any] | None = None) -> None:
+        self.model = model.eval()
+        self.scaler = scaler
+        self.calib = calib
+        self.sensors = tuple(sensors)
+        self.window = model.cfg.window
+        self.settings = settings or DetectorSettings()
+        self.manifest = manifest or {}
+
+    @property
+    def n_sensors(self) -> int:
+        return len(self.sensors)
+
+    def new_threshold(self) -> Threshold:
+        c, s = self.calib, self.settings
+        if s.threshold_method == "static":
+            return StaticThreshold(c.threshold)
+        if s.threshold_method == "spot":
+            rate = max(len(c.spot_peaks) / max(c.oof_rows, 1), 1e-4)
+            return SpotThreshold(c.threshold, c.spot_level, c.spot_peaks, c.target_rate, rate, s.bounds)
+        return QuantileThreshold(c.threshold, max(c.reference, 1e-9), bounds=s.bounds)
+
+    def new_stream(self) -> StreamState:
+        return StreamState(self.new_threshold(), AlarmLogic.from_settings(self.settings.alarm))
+
+    def score(self, state: StreamState, values: np.ndarray, ts: np.ndarray | None = None) -> StreamResult:
+        return self.score_many([(state, values, ts)])[0]
+
+    def score_many(self, items: Sequence[tuple[StreamState, np.ndarray, np.ndarray | None]]) -> list[StreamResult]:
+        """Score several streams' new rows with one forward pass; updates each state.
+
+        The daemon calls this with ~1 row for each of many assets, the offline
+        scorer with many rows of one stream; both are vectorised over rows and
+        streams, and only the threshold and alarm logic runs per row in Python.
+        """
+        sizes = [len(v) for _, v, _ in items]
+        active = [k for k, n in enumerate(sizes) if n]
+        if not active:
+            return [self._empty() for _ in items]
+        states = [items[k][0] for k in active]
+        ns = [sizes[k] for k in active]
+        z = self.scaler.transform(np.concatenate([items[k][1] for k in active]))
+        windows, seen, tails = stream_windows(z, ns, [st.history for st in states], self.window,
+                                              [st.rows for st in states])
+        energy, shift = raw_components(self.model, windows, self.n_sensors,
+                                       seen if seen.min() < self.window else None)
+        c = self.calib
+        e0, s0 = initial_state(self.n_sensors)
+        sm = smooth(energy, shift, c.resid_scale, c.alpha,
+                    np.stack([e0 if st.energy is None else st.energy for st in states]),
+                    np.stack([s0 if st.shift is None else st.shift for st in states]), ns)
+        for i, st in enumerate(states):
+            st.history, st.energy, st.shift = tails[i], sm.last_energy[i], sm.last_shift[i]
+        score, contrib = combine(sm, c.shift_scale, c.energy_norm, c.shift_norm)
+        top = top_k(contrib, self.settings.top_k)
+        out: list[StreamResult | None] = [None] * len(items)
+        start = 0
+        for k in active:
+            sl = slice(start, start + sizes[k])
+            out[k] = self._decide(items[k][0], score[sl], contrib[sl], top[sl], items[k][2])
+            start += sizes[k]
+        return [r if r is not None else self._empty() for r in out]
+
+    def _empty(self) -> StreamResult:
+        k = min(self.settings.top_k, self.n_sensors)
+        return StreamResult(np.zeros(0), np.zeros(0), np.zeros(0, np.uint8), np.zeros((0, k), np.int64),
+                            np.zeros(self.n_sensors))
+
+    def _decide(self, state: StreamState, score: np.ndarray, contrib: np.ndarray, top: np.ndarray,
+                ts: np.ndarray | None) -> StreamResult:
+        """Threshold and alarm logic, row by row: each row's threshold depends on the rows before."""
+        n = len(score)
+        times = ts if ts is not None else np.arange(state.rows, state.rows + n, dtype=np.float64)
+        thresholds = np.empty(n)
+        anomaly = np.zeros(n, dtype=np.uint8)
+        transitions: list[tuple[int, Transition]] = []
+        th, al = state.threshold, state.alarm
+        names = self.sensors
+        holdoff = self.settings.holdoff
+        for i, s in enumerate(score.tolist()):
+            t = th.value
+            thresholds[i] = t
+            hot = s > t
+            tr = al.step(float(times[i]), s, t, tuple(names[j] for j in top[i]) if hot and not al.active else None)
+            if tr is not None:
+                transitions.append((i, tr))
+            if al.active:
+                anomaly[i] = 1
+            if hot or al.active:
+                state.quiet = 0
+            else:
+                state.quiet += 1
+                if state.quiet > holdoff:
+                    th.learn(s)
+        state.rows += n
+        return StreamResult(score, thresholds, anomaly, top, contrib[-1], transitions)

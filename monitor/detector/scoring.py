@@ -1,0 +1,153 @@
+"""From windows to a calibrated anomaly score and per-sensor contributions.
+
+Two statistics on the autoencoder's residuals, both scaled per sensor by the
+sensor's normal (out-of-fold) residual spread so one noisy sensor cannot drown
+the rest:
+
+* energy: smoothed mean squared residual over the window and the sensors. It
+  sees faults that disturb many sensors or their correlations.
+* shift: the smoothed *signed* residual of each sensor, worst sensor first. It
+  sees a persistent offset on a single sensor (a sensor bias, a valve position
+  moved by a controller), which averaging over all sensors would dilute.
+
+The score is the larger of the two, each divided by its calibrated normal
+level, so a score means the same on every asset. Per-sensor contributions
+are kept for attribution (which sensors drive an alarm).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .smoothing import ewma
+from .model import DenoisingAE
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Everything the score needs besides the weights; stored in the manifest."""
+
+    resid_scale: np.ndarray          # (d,) normal RMS residual per sensor
+    shift_scale: np.ndarray          # (d,) normal RMS of the smoothed signed residual
+    energy_norm: float               # normal high quantile of the smoothed energy
+    shift_norm: float                # normal high quantile of the worst scaled shift
+    alpha: float                     # EWMA smoothing factor of the score
+    threshold: float                 # calibrated threshold for target_rate
+    target_rate: float               # fraction of normal samples allowed above threshold
+    reference: float                 # 0.9 quantile of normal scores (rolling quantile)
+    spot_level: float                # 0.98 quantile of normal scores (SPOT peaks level)
+    spot_peaks: list[float] = field(default_factory=list)
+    oof_rows: int = 0
+    oof_exceed_rate: float = 0.0     # fraction of OOF scores above threshold (should ~ target)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["resid_scale"] = self.resid_scale.tolist()
+        d["shift_scale"] = self.shift_scale.tolist()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Calibration:
+        d = dict(d)
+        d["resid_scale"] = np.asarray(d["resid_scale"], dtype=np.float64)
+        d["shift_scale"] = np.asarray(d["shift_scale"], dtype=np.float64)
+        d["spot_peaks"] = [float(x) for x in d.get("spot_peaks", [])]
+        return cls(**d)
+
+
+def raw_components(model: DenoisingAE, windows: np.ndarray, n_sensors: int,
+                   valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row, per-sensor mean squared and mean signed residual over the window (unscaled).
+
+    ``valid`` (n,) says how many of each window's newest rows are real; the
+    padded rows at the start of a stream are left out of the means, so the
+    first rows of a stream are scored on what was really seen.
+    """
+    n = windows.shape[0]
+    if n == 0:
+        return np.zeros((0, n_sensors)), np.zeros((0, n_sensors))
+    with torch.inference_mode():
+        x = torch.from_numpy(windows)
+        r = (x - _forward(model, x)).view(n, -1, n_sensors)
+        if valid is None:
+            energy = (r * r).mean(dim=1)
+            shift = r.mean(dim=1)
+        else:
+            w = r.shape[1]
+            v = torch.from_numpy(np.minimum(valid, w).astype(np.float32))
+            keep = (torch.arange(w)[None, :] >= (w - v)[:, None]).to(r.dtype)[:, :, None]
+            energy = (r * r * keep).sum(dim=1) / v[:, None]
+            shift = (r * keep).sum(dim=1) / v[:, None]
+    return energy.numpy().astype(np.float64), shift.numpy().astype(np.float64)
+
+
+ROW_BUCKET = 64
+
+
+def _forward(model: DenoisingAE, x: torch.Tensor) -> torch.Tensor:
+    """The model on ``x`` with the row count padded up to a multiple of :data:`ROW_BUCKET`.
+
+    The CPU kernels cache a plan per input shape (oneDNN keeps up to 1024);
+    the daemon's batches come in every size from 1 to 1000, and a cache
+    entry per size grew the monitor by ~450 MB. Rows are scored
+    independently, so padding changes no result; it bounds the shapes to
+    16 for a 1000-row batch.
+    """
+    n = x.shape[0]
+    pad = -n % ROW_BUCKET
+    if pad == 0:
+        return model(x)  # type: ignore[no-any-return]
+    return model(torch.cat([x, x.new_zeros((pad, x.shape[1]))]))[:n]  # type: ignore[no-any-return]
+
+
+@dataclass
+class Smoothed:
+    energy: np.ndarray        # (n, d) smoothed scaled squared residual
+    shift: np.ndarray         # (n, d) smoothed scaled signed residual
+    last_energy: np.ndarray   # (k, d) each stream's state after its rows
+    last_shift: np.ndarray
+
+
+def smooth(energy: np.ndarray, shift: np.ndarray, resid_scale: np.ndarray, alpha: float,
+           prev_energy: np.ndarray, prev_shift: np.ndarray, sizes: Sequence[int]) -> Smoothed:
+    """Scale by the normal residual spread and smooth each stream causally.
+
+    ``sizes`` rows of each stream lie end to end; ``prev_*`` (k, d) are each
+    stream's smoothed state before them (see :func:`initial_state`).
+    """
+    e = energy / (resid_scale * resid_scale)
+    s = shift / resid_scale
+    se, le = ewma(e, alpha, prev_energy, sizes)
+    ss, ls = ewma(s, alpha, prev_shift, sizes)
+    return Smoothed(se, ss, le, ls)
+
+
+def initial_state(n_sensors: int) -> tuple[np.ndarray, np.ndarray]:
+    """A new stream starts from the normal expectation (scaled energy 1, shift 0), not from its first row:
+    one noisy first sample must not look like a fault."""
+    return np.ones(n_sensors), np.zeros(n_sensors)
+
+
+def combine(sm: Smoothed, shift_scale: np.ndarray, energy_norm: float, shift_norm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Score (n,) and per-sensor contributions (n, d) on one scale (1 = normal high level)."""
+    d = sm.energy.shape[1]
+    energy_part = sm.energy / (d * energy_norm)
+    shift_part = np.abs(sm.shift) / (shift_scale * shift_norm)
+    score = np.maximum(energy_part.sum(axis=1), shift_part.max(axis=1))
+    contrib = np.maximum(energy_part, shift_part)
+    return score, contrib
+
+
+def top_k(contrib: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest contributions per row, largest first."""
+    k = min(k, contrib.shape[1])
+    if k <= 0:
+        return np.zeros((contrib.shape[0], 0), dtype=np.int64)
+    part = np.argpartition(-contrib, k - 1, axis=1)[:, :k]
+    order = np.take_along_axis(contrib, part, axis=1).argsort(axis=1)[:, ::-1]
+    return np.take_along_axis(part, order, axis=1)

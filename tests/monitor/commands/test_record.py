@@ -1,0 +1,111 @@
+"""``plantwatch record`` writes what ``plantwatch train`` reads, rejects what does not fit, loses nothing."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import numpy as np
+import pytest
+
+from monitor import cli, csvio, wire
+from monitor.mqtt import settings_from_url
+from monitor.commands.record import AssetFile, Recorder, iso
+
+from tests.monitor.conftest import SENSORS, Plant, values, wait_until
+
+
+def csv_rows(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def test_record_writes_per_asset_csvs_that_train_accepts_and_exits_cleanly_on_sigterm(
+        mosquitto: Any, plant: Plant, tmp_path: Path, cli_logging: None) -> None:
+    out = tmp_path / "history"
+    log = open(tmp_path / "record.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "monitor", "--log-json", "record", "--broker", mosquitto.url,
+                             "--out", str(out), "--assets", "boiler,pump", "--client-id", "rec-test"],
+                            stdout=log, stderr=log)
+    try:
+        wait_until(lambda: "subscribed" in (tmp_path / "record.log").read_text(), 30, "record subscribed")
+        plant.send_many("boiler", range(120), ts0=1.7e9)
+        plant.send_many("pump", range(80), ts0=1.7e9)
+        plant.raw(wire.telemetry_topic("plant", "boiler"), b"not json")
+        odd = wire.encode_telemetry(1.7e9 + 500, 500, {**values(plant.rows[0]), "X9": 1.0})
+        plant.raw(wire.telemetry_topic("plant", "boiler"), odd).wait_for_publish(5)
+        plant.send_many("boiler", range(100, 105), ts0=1.7e9)          # redelivered rows
+        plant.send_many("other", range(10))                           # not asked for
+        wait_until(lambda: len(csv_rows(out / "boiler.csv")) == 121 and (out / "pump.csv").exists()
+                   and len(csv_rows(out / "pump.csv")) == 81, 10, "rows flushed")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+    err = (tmp_path / "record.log").read_text()
+    assert "recorded 200 rows for 2 asset(s)" in err and "'unknown_sensor': 1" in err and "'not_json': 1" in err
+    assert "'duplicate': 5" in err
+    assert not (out / "other.csv").exists()
+    lines = csv_rows(out / "boiler.csv")
+    assert lines[0] == "timestamp," + ",".join(SENSORS)
+    assert lines[1].startswith(iso(1.7e9) + ",")
+    table = csvio.read_table(out / "boiler.csv")
+    assert table.sensors == SENSORS and table.time_column == "timestamp" and len(table) == 120
+    assert np.allclose(table.values, plant.rows[:120])
+    assert csvio.sample_period(table.timestamps) == pytest.approx(1.0)
+    model = tmp_path / "model"
+    import torch
+
+    with mock.patch.object(torch, "set_num_threads"):          # see conftest.train: one thread on a busy host
+        assert cli.main(["--log-level", "error", "train", "--data", str(out / "boiler.csv"), "--out", str(model),
+                         "--epochs", "1", "--folds", "2", "--window", "2"]) == 0
+    assert (model / "manifest.json").exists()
+
+
+def test_a_recording_resumes_an_existing_file_without_a_second_header_or_duplicates(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    f = AssetFile(path)
+    assert f.write(wire.Telemetry(10.0, 0, {"x": 1.0, "y": 2.0})) is None
+    assert f.write(wire.Telemetry(11.0, 1, {"y": 3.0, "x": 4.0})) is None
+    f.close()
+    with open(path, "a") as raw:
+        raw.write("1970-01-01T00:00:12")                      # a row cut short by a crash
+    f = AssetFile(path)
+    assert f.sensors == ["x", "y"] and f.last_ts == 11.0
+    assert f.write(wire.Telemetry(11.0, 1, {"x": 4.0, "y": 3.0})).reason == "duplicate"  # type: ignore[union-attr]
+    assert f.write(wire.Telemetry(12.0, 2, {"x": 5.0})).reason == "missing_sensor"  # type: ignore[union-attr]
+    assert f.write(wire.Telemetry(12.0, 2, {"x": 5.0, "y": 6.0, "z": 0.0})).reason == "unknown_sensor"  # type: ignore[union-attr]
+    assert f.write(wire.Telemetry(12.0, 2, {"x": 5.0, "y": 6.0})) is None
+    f.close()
+    assert path.read_text().splitlines() == [
+        "timestamp,x,y", f"{iso(10)},1.0,2.0", f"{iso(11)},4.0,3.0", f"{iso(12)},5.0,6.0"]
+
+
+def test_the_recorder_acknowledges_only_after_writing_so_a_stop_loses_nothing(mosquitto: Any, tmp_path: Path) -> None:
+    """Two recorder runs with one client id: what the first did not write, the second does."""
+    plant = Plant(mosquitto.port)
+    try:
+        def run(seconds: float) -> tuple[Recorder, threading.Thread]:
+            rec = Recorder(settings_from_url(mosquitto.url), tmp_path, client_id="rec-twice")
+            t = threading.Thread(target=rec.run, args=(seconds,))
+            t.start()
+            wait_until(rec.session.subscribed.is_set, 10, "subscribed")
+            return rec, t
+
+        first, t1 = run(1.0)
+        plant.send_many("a", range(50), ts0=1.7e9)
+        t1.join(10)
+        plant.send_many("a", range(50, 90), ts0=1.7e9)                # while no recorder runs
+        second, t2 = run(1.0)
+        t2.join(10)
+        assert sum(first.rows.values()) + sum(second.rows.values()) == 90
+        assert len(csv_rows(tmp_path / "a.csv")) == 91
+    finally:
+        plant.close()

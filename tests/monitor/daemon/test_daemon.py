@@ -1,0 +1,263 @@
+"""The monitor end to end, in process, against a real mosquitto: scoring, rejections, probes, reconnects, reload."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from structlog.testing import capture_logs
+
+from monitor import config, wire
+from monitor.daemon import Monitor
+
+from tests.monitor.conftest import SENSORS, Plant, http_get, retained, values, wait_until
+
+
+def make(mosquitto: Any, model: Path, **over: Any) -> Monitor:
+    doc: dict[str, Any] = {"instance": "t", "broker": {"url": mosquitto.url, "client_id": f"t-{time.monotonic_ns()}"},
+                           "metrics": {"port": 0}, "models": {"default": str(model)}}
+    for key, value in over.items():
+        section, _, name = key.partition("__")
+        if name:
+            doc.setdefault(section, {})[name] = value
+        else:
+            doc[section] = value
+    return Monitor(config.parse(doc))
+
+
+@pytest.fixture
+def started(mosquitto: Any, model_dir: Path) -> Iterator[Monitor]:
+    mon = make(mosquitto, model_dir)
+    mon.start()
+    assert mon.wait_ready(10), mon.readiness_problems()
+    yield mon
+    mon.stop()
+
+
+def value(mon: Monitor, name: str, **labels: str) -> float:
+    v = mon.registry.get_sample_value(name, labels)
+    return 0.0 if v is None else v
+
+
+def scored(mon: Monitor, asset: str) -> float:
+    return value(mon, "plantwatch_messages_total", asset=asset)
+
+
+def rejected(mon: Monitor, reason: str) -> float:
+    return value(mon, "plantwatch_messages_rejected_total", reason=reason)
+
+
+def test_valid_telemetry_is_scored_and_the_endpoints_answer(started: Monitor, plant: Plant) -> None:
+    """Every published sample is scored once; /metrics, /healthz and /readyz answer 200."""
+    plant.send_many("boiler", range(40))
+    plant.send_many("pump", range(25))
+    wait_until(lambda: scored(started, "boiler") == 40 and scored(started, "pump") == 25, 10, "scoring")
+    port = started.metrics_port
+    code, text = http_get(port, "/metrics")
+    assert code == 200 and 'plantwatch_messages_total{asset="boiler"} 40.0' in text
+    for reason in wire.REJECTION_REASONS:
+        assert f'plantwatch_messages_rejected_total{{reason="{reason}"}} 0.0' in text
+    assert http_get(port, "/healthz") == (200, "ok\n") and http_get(port, "/readyz") == (200, "ok\n")
+    assert http_get(port, "/nope")[0] == 404
+    assert value(started, "plantwatch_sequence_gaps_total", asset="boiler") == 0
+    assert value(started, "plantwatch_broker_connected") == 1
+    assert value(started, "plantwatch_asset_warming_up", asset="boiler") == 0
+    assert value(started, "plantwatch_scoring_lag_seconds_count", stage="receive") == 65
+    snap = {a.asset: a for a in started.snapshot().assets}
+    assert snap["boiler"].messages == 40 and snap["boiler"].threshold > 0 and len(snap["boiler"].top_sensors) == 3
+
+
+def test_gaps_are_counted_by_missed_numbers_and_redeliveries_are_not_scored_twice(started: Monitor, plant: Plant) -> None:
+    plant.send_many("boiler", range(0, 10), ts0=1.7e9)
+    plant.send_many("boiler", range(15, 20), ts0=1.7e9)   # 10-14 never sent: 5 missed
+    plant.send_many("boiler", range(17, 19), ts0=1.7e9)   # a redelivery of 17 and 18
+    wait_until(lambda: rejected(started, "duplicate") == 2, 10, "duplicates counted")
+    assert scored(started, "boiler") == 15
+    assert value(started, "plantwatch_sequence_gaps_total", asset="boiler") == 5
+
+
+def test_a_restarted_publisher_with_newer_timestamps_is_scored_not_dropped(started: Monitor, plant: Plant) -> None:
+    plant.send_many("boiler", range(100, 110))
+    with capture_logs() as logs:
+        plant.send_many("boiler", range(0, 5))       # seq restarts, ts moves on
+        wait_until(lambda: scored(started, "boiler") == 15, 10, "scoring after restart")
+    assert any(e["event"] == "sequence_restarted" for e in logs)
+    assert rejected(started, "duplicate") == 0
+
+
+def test_an_alarm_is_published_retained_as_an_alarm_event(started: Monitor, plant: Plant, mosquitto: Any) -> None:
+    plant.send_many("boiler", range(0, 30))
+    wait_until(lambda: scored(started, "boiler") == 30, 10, "warm-up")
+    rows = plant.rows[30:60].copy()
+    rows[:, 2] += 40.0                                # P1 jumps far outside normal operation
+    info = None
+    with capture_logs() as logs:
+        for i, row in enumerate(rows):
+            info = plant.send("boiler", 30 + i, row=row)
+        assert info is not None
+        info.wait_for_publish(5)
+        wait_until(lambda: value(started, "plantwatch_alarms_total", asset="boiler") >= 1, 10, "an alarm")
+    assert value(started, "plantwatch_alarm", asset="boiler") == 1
+    assert value(started, "plantwatch_top_sensor_contribution", asset="boiler", sensor="P1") > 0
+    raised = [e for e in logs if e["event"] == "alarm_raised"]
+    assert raised and "P1" in raised[-1]["top_sensors"]
+    event = wire.decode_alarm(retained(mosquitto.port, wire.alarm_topic("plant", "boiler")) or b"")
+    assert isinstance(event, wire.AlarmEvent) and event.asset == "boiler" and event.state == "raised"
+    assert "P1" in event.top_sensors and event.score > event.threshold
+
+
+def fuzz_cases() -> list[tuple[str, str, bytes]]:
+    """(expected reason, topic, payload): one or more per reason the wire can carry."""
+    good = values(np.arange(len(SENSORS), dtype=float))
+    body = {"ts": 1.7e9, "seq": 1, "values": good}
+
+    def j(**kw: Any) -> bytes:
+        return orjson.dumps({k: v for k, v in {**body, **kw}.items() if v is not ...})
+
+    t = wire.telemetry_topic("plant", "pump-1")
+    return [
+        ("bad_topic", "plant/_monitor/telemetry", j()),
+        ("bad_topic", "plant/ pump-1/telemetry", j()),
+        ("too_large", t, b" " * (wire.MAX_PAYLOAD_BYTES + 1)),
+        ("not_json", t, b"{"), ("not_json", t, b"\xff\xfe"), ("not_json", t, b""),
+        ("not_json", t, b'{"ts":1,"seq":1,"values":{"T1":NaN}}'),
+        ("not_object", t, b"[1,2]"), ("not_object", t, j(values=[1, 2])),
+        ("missing_field", t, j(ts=...)), ("missing_field", t, j(values=...)),
+        ("bad_ts", t, j(ts=-1)), ("bad_ts", t, j(ts="now")),
+        ("bad_seq", t, j(seq=1.5)), ("bad_seq", t, j(seq=True)),
+        ("non_numeric", t, j(values={**good, "T1": "1.0"})), ("non_numeric", t, j(values={**good, "T2": None})),
+        ("unknown_sensor", t, j(values={**good, "X9": 1.0})),
+        ("missing_sensor", t, j(values={k: v for k, v in good.items() if k != "L1"})),
+        ("unknown_asset", wire.telemetry_topic("plant", "boiler"), j()),
+        ("too_many_assets", wire.telemetry_topic("plant", "pump-9"), j()),
+    ]
+
+
+def test_fuzzed_payloads_interleaved_with_valid_ones_are_each_counted_by_reason(mosquitto: Any, model_dir: Path) -> None:
+    """The monitor stays alive, every bad message is counted under its reason, every valid one is scored."""
+    mon = make(mosquitto, model_dir, models={"assets": {"pump-*": str(model_dir)}, "unknown_asset": "reject"},
+               max_assets=2)
+    mon.start()
+    plant = Plant(mosquitto.port)
+    try:
+        assert mon.wait_ready(10)
+        cases = fuzz_cases()
+        rng = np.random.default_rng(3)
+        garbage = [bytes(rng.integers(0, 256, int(n))) for n in rng.integers(1, 300, 40)]
+        seq = {"pump-1": 0, "pump-2": 0}
+        with capture_logs() as logs:
+            info = None
+            for i, (_, topic, payload) in enumerate(cases + [("", "", g) for g in garbage]):
+                asset = "pump-1" if i % 2 else "pump-2"
+                plant.send(asset, seq[asset])
+                seq[asset] += 1
+                info = plant.raw(topic or wire.telemetry_topic("plant", asset), payload)
+            assert info is not None
+            info.wait_for_publish(10)
+            total = len(cases) + len(garbage) + sum(seq.values())
+            wait_until(lambda: sum(rejected(mon, r) for r in wire.REJECTION_REASONS)
+                       + scored(mon, "pump-1") + scored(mon, "pump-2") >= total, 15, "every message counted")
+        assert mon.ready() and not mon.health_problems()
+        assert scored(mon, "pump-1") == seq["pump-1"] and scored(mon, "pump-2") == seq["pump-2"]
+        expected: dict[str, int] = {}
+        for reason, _, _ in cases:
+            expected[reason] = expected.get(reason, 0) + 1
+        for reason, n in expected.items():
+            assert rejected(mon, reason) >= n, reason
+        assert rejected(mon, "non_finite") == 0 and rejected(mon, "duplicate") == 0
+        random_bad = sum(rejected(mon, r) for r in wire.REJECTION_REASONS) - len(cases)
+        assert random_bad == len(garbage)
+        sampled = [e for e in logs if e["event"] == "message_rejected"]
+        assert {e["reason"] for e in sampled} >= set(expected)
+        assert len(sampled) <= len(wire.REJECTION_REASONS)          # rate-limited: one line per reason
+        assert value(mon, "plantwatch_callback_errors_total", callback="message") == 0
+    finally:
+        plant.close()
+        mon.stop()
+
+
+def test_broker_killed_and_restarted_on_the_same_port_reconnects_and_scores_again(
+        started: Monitor, mosquitto: Any) -> None:
+    plant = Plant(mosquitto.port)
+    plant.send_many("boiler", range(10))
+    wait_until(lambda: scored(started, "boiler") == 10, 10, "first scores")
+    plant.close()
+    mosquitto.stop()
+    wait_until(lambda: value(started, "plantwatch_broker_connected") == 0, 10, "disconnect noticed")
+    assert http_get(started.metrics_port, "/readyz")[0] == 503
+    assert http_get(started.metrics_port, "/healthz")[0] == 200
+    t0 = time.monotonic()
+    mosquitto.start()
+    wait_until(started.ready, 15, "reconnected and subscribed")
+    plant = Plant(mosquitto.port)
+    try:
+        plant.send_many("boiler", range(10, 20))
+        wait_until(lambda: scored(started, "boiler") == 20, 15 - (time.monotonic() - t0), "scoring again")
+    finally:
+        plant.close()
+    assert value(started, "plantwatch_broker_connects_total") >= 2
+
+
+def test_reload_with_a_bad_model_keeps_the_old_one_and_a_new_model_resets_only_its_assets(
+        mosquitto: Any, model_dir: Path, second_model_dir: Path, tmp_path: Path) -> None:
+    doc = {"instance": "r", "broker": {"url": mosquitto.url, "client_id": "t-reload"}, "metrics": {"port": 0},
+           "models": {"default": str(model_dir), "assets": {"pump-*": str(model_dir)}}}
+    mon = Monitor(config.parse(doc))
+    mon.start()
+    plant = Plant(mosquitto.port)
+    try:
+        assert mon.wait_ready(10)
+        plant.send_many("boiler", range(20))
+        plant.send_many("pump-1", range(20))
+        wait_until(lambda: scored(mon, "boiler") == 20 and scored(mon, "pump-1") == 20, 10, "scoring")
+        broken = tmp_path / "broken"
+        shutil.copytree(model_dir, broken)
+        (broken / "weights.safetensors").write_bytes(b"not weights")
+        with capture_logs() as logs:
+            assert not mon.reload(config.parse({**doc, "models": {"default": str(broken)}}))
+        assert [e for e in logs if e["event"] == "reload_failed" and "SHA-256" in e["reason"]]
+        assert value(mon, "plantwatch_config_reloads_total", result="failed") == 1
+        plant.send_many("boiler", range(20, 25))
+        wait_until(lambda: scored(mon, "boiler") == 25, 10, "old model still scoring")
+        new = {**doc, "models": {"default": str(model_dir), "assets": {"pump-*": str(second_model_dir)}}}
+        assert mon.reload(config.parse(new))
+        plant.send_many("pump-1", range(20, 23))
+        plant.send_many("boiler", range(25, 28))
+        wait_until(lambda: scored(mon, "pump-1") == 3 and scored(mon, "boiler") == 28, 10, "scoring after reload")
+        snap = {a.asset: a for a in mon.snapshot().assets}
+        assert snap["pump-1"].warming_up and snap["pump-1"].version != snap["boiler"].version
+        assert not snap["boiler"].warming_up
+        assert value(mon, "plantwatch_config_reloads_total", result="ok") == 1
+    finally:
+        plant.close()
+        mon.stop()
+
+
+def test_mqtt5_sessions_keep_what_was_published_while_the_monitor_was_stopped(
+        mosquitto: Any, model_dir: Path, plant: Plant) -> None:
+    """protocol = 5: clean_start=False with a Session Expiry Interval, like clean_session=False on 3.1.1."""
+    doc = {"instance": "v5", "broker": {"url": mosquitto.url, "client_id": "t-v5", "protocol": 5,
+                                        "session_expiry": 60}, "metrics": {"port": 0}, "models": {"default": str(model_dir)}}
+    first = Monitor(config.parse(doc))
+    first.start()
+    try:
+        assert first.wait_ready(10)
+        plant.send_many("boiler", range(10))
+        wait_until(lambda: scored(first, "boiler") == 10, 10, "scoring over MQTT 5")
+    finally:
+        first.stop()
+    assert retained(mosquitto.port, wire.status_topic("plant", "v5")) == wire.STATUS_OFFLINE
+    plant.send_many("boiler", range(10, 30))                     # nobody connected: queued in the session
+    second = Monitor(config.parse(doc))
+    second.start()
+    try:
+        wait_until(lambda: scored(second, "boiler") == 20, 10, "the queued messages")
+        assert value(second, "plantwatch_sequence_gaps_total", asset="boiler") == 0
+    finally:
+        second.stop()

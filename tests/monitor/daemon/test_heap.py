@@ -1,0 +1,34 @@
+"""Freed heap pages go back to the OS (glibc; Debian is the platform we ship for)."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+from pathlib import Path
+
+from monitor.daemon import heap
+
+
+def _rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_trim_hands_freed_heap_pages_back_while_the_heap_top_is_in_use() -> None:
+    """The pattern of a long run: many small blocks freed below one that stays, which glibc keeps."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    blocks = [libc.malloc(2048) for _ in range(20_000)]          # ~40 MB below the top
+    for p in blocks:
+        ctypes.memset(p, 1, 2048)                                # touched, so resident
+    top = libc.malloc(2048)
+    for p in blocks:
+        libc.free(p)
+    before = _rss_kb()
+    assert heap.trim() is True
+    after = _rss_kb()
+    libc.free(top)
+    assert after < before - 20_000                               # at least 20 MB handed back

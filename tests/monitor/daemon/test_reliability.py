@@ -1,0 +1,203 @@
+"""The monitor as a real process: signals, systemd notifications, restarts that lose nothing."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor import wire
+
+from tests.monitor.conftest import MonitorProcess, Plant, retained, sample, wait_until
+
+ASSETS = ("boiler", "pump")
+
+
+@pytest.fixture
+def notify_socket() -> Iterator[tuple[socket.socket, str]]:
+    """An abstract-namespace datagram socket standing in for systemd's $NOTIFY_SOCKET."""
+    name = f"pw-test-notify-{time.monotonic_ns()}"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind("\0" + name)
+    s.settimeout(0.2)
+    yield s, "@" + name
+    s.close()
+
+
+def notifications(sock: socket.socket, until: str, timeout: float) -> list[str]:
+    got: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            got.append(sock.recv(4096).decode())
+        except TimeoutError:
+            continue
+        if until in got[-1]:
+            return got
+    raise AssertionError(f"no {until} within {timeout}s; got {got}")
+
+
+def test_sigterm_drains_notifies_systemd_publishes_offline_and_exits_0_within_10s(
+        mosquitto: Any, model_dir: Path, plant: Plant, monitor_process: Callable[..., MonitorProcess],
+        notify_socket: tuple[socket.socket, str]) -> None:
+    sock, addr = notify_socket
+    mon = monitor_process(["--broker", mosquitto.url, "--model", str(model_dir)],
+                          env={"NOTIFY_SOCKET": addr, "WATCHDOG_USEC": "400000", "PLANTWATCH_INSTANCE": "sig"})
+    assert any(m.startswith("READY=1") for m in notifications(sock, "READY=1", 30))
+    mon.wait_ready(10)
+    status = wire.status_topic("plant", "sig")
+    assert retained(mosquitto.port, status) == wire.STATUS_ONLINE
+    assert "WATCHDOG=1" in notifications(sock, "WATCHDOG=1", 5)       # from the worker loop, every 0.2 s
+    plant.send_many("boiler", range(50))
+    wait_until(lambda: sample(mon.port, "plantwatch_messages_total", {"asset": "boiler"}) == 50, 10, "scoring")
+    code, took = mon.stop(timeout=10)
+    assert code == 0 and took < 10
+    assert "STOPPING=1" in notifications(sock, "STOPPING=1", 2)
+    assert retained(mosquitto.port, status) == wire.STATUS_OFFLINE
+    events = [e["event"] for e in mon.events()]
+    assert events.index("monitor_stopping") < events.index("monitor_stopped")
+    assert not [e for e in events if e == "message_rejected"]
+
+
+class Publisher(threading.Thread):
+    """Keeps publishing every asset at QoS 1 until stopped; remembers the last seq sent."""
+
+    def __init__(self, port: int, rate: float = 150.0) -> None:
+        super().__init__(daemon=True)
+        self.plant, self.rate = Plant(port), rate
+        self.sent = {a: 0 for a in ASSETS}
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        info = None
+        while not self.halt.is_set():
+            for a in ASSETS:
+                info = self.plant.send(a, self.sent[a])
+                self.sent[a] += 1
+            time.sleep(len(ASSETS) / self.rate)
+        if info is not None:
+            info.wait_for_publish(10)
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(15)
+        self.plant.close()
+
+
+def finals(mon: MonitorProcess) -> dict[str, tuple[int, int, int]]:
+    return {e["asset"]: (e["first_seq"], e["last_seq"], e["messages"]) for e in mon.events()
+            if e["event"] == "stream_final"}
+
+
+def test_a_restart_under_load_with_the_same_client_id_loses_nothing(
+        mosquitto: Any, model_dir: Path, monitor_process: Callable[..., MonitorProcess]) -> None:
+    """SIGTERM while a publisher keeps sending; the second run gets what was published meanwhile."""
+    args = ["--broker", mosquitto.url, "--model", str(model_dir)]
+    env = {"PLANTWATCH_BROKER_CLIENT_ID": "restart-test"}
+    first = monitor_process(args, env, name="first")
+    first.wait_ready(30)
+    pub = Publisher(mosquitto.port)
+    pub.start()
+    try:
+        wait_until(lambda: (sample(first.port, "plantwatch_messages_total", {"asset": "pump"}) or 0) > 100, 15, "load")
+        code, _ = first.stop()
+        assert code == 0
+        time.sleep(0.5)                                  # published while no monitor runs: queued at the broker
+        second = monitor_process(args, env, name="second")
+        second.wait_ready(30)
+        time.sleep(0.5)
+    finally:
+        pub.stop()
+    run1 = finals(first)
+    wait_until(lambda: all(sample(second.port, "plantwatch_messages_total", {"asset": a}) == pub.sent[a] - run1[a][2]
+                           for a in ASSETS), 15, "the backlog and the rest scored")
+    for a in ASSETS:
+        assert sample(second.port, "plantwatch_sequence_gaps_total", {"asset": a}) == 0
+    assert sample(second.port, "plantwatch_messages_rejected_total", {"reason": "duplicate"}) == 0
+    assert second.stop()[0] == 0
+    run2 = finals(second)
+    for a in ASSETS:
+        (f1, l1, n1), (f2, l2, n2) = run1[a], run2[a]
+        assert f1 == 0 and n1 == l1 - f1 + 1, (a, run1[a])          # run 1 contiguous from the start
+        assert f2 == l1 + 1 and n2 == l2 - f2 + 1, (a, run1[a], run2[a])  # run 2 picks up exactly there
+        assert l2 == pub.sent[a] - 1                                  # ... to the last one published
+    assert [e for e in first.events() if e["event"] == "broker_connected"][0]["session_present"] is False
+    assert [e for e in second.events() if e["event"] == "broker_connected"][0]["session_present"] is True
+
+
+def test_sighup_with_a_bad_model_keeps_the_old_one_and_a_second_sigint_forces_exit(
+        mosquitto: Any, model_dir: Path, plant: Plant, tmp_path: Path,
+        monitor_process: Callable[..., MonitorProcess]) -> None:
+    cfg = tmp_path / "plantwatch.toml"
+    cfg.write_text(f'instance = "hup"\n[broker]\nurl = "{mosquitto.url}"\n[models]\ndefault = "{model_dir}"\n')
+    mon = monitor_process(["--config", str(cfg)])
+    mon.wait_ready(30)
+    plant.send_many("boiler", range(20))
+    wait_until(lambda: sample(mon.port, "plantwatch_messages_total", {"asset": "boiler"}) == 20, 10, "scoring")
+    (tmp_path / "empty").mkdir()
+    cfg.write_text(f'instance = "hup"\n[broker]\nurl = "{mosquitto.url}"\n[models]\ndefault = "{tmp_path / "empty"}"\n')
+    mon.signal(signal.SIGHUP)
+    wait_until(lambda: sample(mon.port, "plantwatch_config_reloads_total", {"result": "failed"}) == 1, 10, "reload")
+    failed = [e for e in mon.events() if e["event"] == "reload_failed"]
+    assert failed and "not a plantwatch model folder" in failed[0]["reason"]
+    plant.send_many("boiler", range(20, 30))
+    wait_until(lambda: sample(mon.port, "plantwatch_messages_total", {"asset": "boiler"}) == 30, 10, "old model scores")
+    cfg.write_text(f'instance = "hup"\n[broker]\nurl = "{mosquitto.url}"\n[models]\ndefault = "{model_dir}"\n'
+                   '[metrics]\ncontributions = true\n')
+    mon.signal(signal.SIGHUP)
+    wait_until(lambda: sample(mon.port, "plantwatch_config_reloads_total", {"result": "ok"}) == 1, 10, "good reload")
+    plant.send_many("boiler", range(30, 31))
+    wait_until(lambda: sample(mon.port, "plantwatch_top_sensor_contribution", {"asset": "boiler", "sensor": "T1"})
+               is not None, 10, "contributions of every sensor")
+    t0 = time.monotonic()
+    mon.signal(signal.SIGINT)
+    mon.signal(signal.SIGINT)
+    assert mon.proc.wait(10) in (0, 130) and time.monotonic() - t0 < 10
+
+
+def test_sdnotify_speaks_to_path_and_abstract_sockets_and_the_watchdog_paces_itself(tmp_path: Path) -> None:
+    from monitor.daemon import sdnotify
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.bind(str(tmp_path / "notify"))
+        s.settimeout(1)
+        env = {"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "2000000"}
+        assert sdnotify.notify("READY=1", env) and s.recv(100) == b"READY=1"
+        dog = sdnotify.Watchdog(env)
+        assert dog.enabled and dog.interval == 1.0
+        dog.tick()
+        dog.tick()                                   # within the interval: not sent again
+        assert s.recv(100) == b"WATCHDOG=1"
+        with pytest.raises(TimeoutError):
+            s.settimeout(0.2)
+            s.recv(100)
+    assert not sdnotify.Watchdog({**env, "WATCHDOG_PID": "1"}).enabled      # meant for another process
+    assert not sdnotify.notify("READY=1", {"NOTIFY_SOCKET": str(tmp_path / "absent")})
+
+
+def test_an_exception_in_an_mqtt_callback_is_counted_and_logged_never_raised(mosquitto: Any) -> None:
+    import queue
+
+    from structlog.testing import capture_logs
+
+    from monitor.daemon import MqttSession
+    from monitor.daemon.metrics import State
+    from monitor.mqtt import settings_from_url
+
+    state = State()
+    ingest = MqttSession(settings_from_url(mosquitto.url), "t-guard", ["plant/+/telemetry"], queue.Queue(), state)
+
+    def boom(*args: object) -> None:
+        raise RuntimeError("bug in a callback")
+
+    with capture_logs() as logs:
+        for _ in range(3):
+            ingest._guard("message", boom)(None, None, None)
+    assert state.callback_errors["message"] == 3
+    assert [e["event"] for e in logs] == ["callback_failed"]               # sampled: one line per 10 s

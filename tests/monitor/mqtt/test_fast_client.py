@@ -1,0 +1,111 @@
+"""The buffered, batch-acknowledging client: same MQTT behaviour as paho, fewer system calls."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from monitor import mqtt
+from monitor.mqtt import BufferedSocket
+
+from tests.conftest import Mosquitto
+
+
+class CountingSocket:
+    """A socket stand-in that counts the reads reaching the real socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.reads = sock, 0
+
+    def recv(self, n: int) -> bytes:
+        self.reads += 1
+        return self.sock.recv(n)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+
+def test_small_reads_are_served_from_one_large_read_and_reported_as_pending() -> None:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    counting = CountingSocket(a)
+    buffered = BufferedSocket(counting)
+    b.sendall(b"\x30\x05hello\x40\x02\x00\x07")
+    time.sleep(0.05)
+    assert buffered.recv(1) == b"\x30"
+    assert buffered.recv(1) == b"\x05"
+    assert buffered.pending() == 9
+    assert buffered.recv(5) == b"hello"
+    assert buffered.recv(100) == b"\x40\x02\x00\x07"      # never more than what is buffered
+    assert counting.reads == 1
+    assert buffered.pending() == 0
+    with pytest.raises(BlockingIOError):                 # nothing left: paho sees the socket's own error
+        buffered.recv(1)
+    assert buffered.fileno() == a.fileno()               # select() and close() reach the real socket
+    a.close(), b.close()
+
+
+def _client(settings: mqtt.BrokerSettings, cid: str, manual: bool, received: list[tuple[int, int, bytes]],
+            subscribed: threading.Event) -> mqtt.Client:
+    c = mqtt.make_client(settings, client_id=cid, persistent=True, manual_ack=manual)
+    c.on_connect = lambda cl, *a: cl.subscribe("t/#", qos=1)
+    c.on_subscribe = lambda *a: subscribed.set()
+    c.on_message = lambda cl, u, m: received.append((m.mid, m.qos, m.payload))
+    return c
+
+
+def _wait(cond: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:  # type: ignore[operator]
+        time.sleep(0.02)
+
+
+def _publish(broker: Mosquitto, payloads: list[bytes]) -> None:
+    pub = mqtt.make_client(mqtt.settings_from_url(broker.url))
+    mqtt.connect(pub, mqtt.settings_from_url(broker.url))
+    pub.loop_start()
+    infos = [pub.publish("t/x", p, qos=1) for p in payloads]
+    for info in infos:
+        info.wait_for_publish(10)
+    pub.disconnect()
+    pub.loop_stop()
+
+
+@pytest.mark.parametrize("protocol", [4, 5])
+def test_a_batch_acknowledged_in_one_write_is_not_redelivered_and_the_rest_is(mosquitto: Mosquitto,
+                                                                              protocol: int) -> None:
+    """Persistent session, manual acks: ack the first 300 in one packet, drop the connection, reconnect."""
+    settings = mqtt.settings_from_url(mosquitto.url, protocol=protocol)
+    received: list[tuple[int, int, bytes]] = []
+    subscribed = threading.Event()
+
+    def connect(c: mqtt.Client) -> None:
+        mqtt.connect(c, settings, persistent=True)
+        c.loop_start()
+
+    c = _client(settings, f"batch-ack-{protocol}", True, received, subscribed)
+    connect(c)
+    assert subscribed.wait(10)
+    _publish(mosquitto, [f"m{i}".encode() for i in range(500)])
+    _wait(lambda: len(received) >= 500)
+    assert [p for _, _, p in received] == [f"m{i}".encode() for i in range(500)]
+    assert isinstance(c._sock, BufferedSocket)           # paho still builds its socket through our hook
+    c.ack_many([(mid, qos) for mid, qos, _ in received[:300]])
+    time.sleep(0.5)                                       # let the network thread write the batch
+    c.disconnect()
+    c.loop_stop()
+
+    again: list[tuple[int, int, bytes]] = []
+    subscribed.clear()
+    c2 = _client(settings, f"batch-ack-{protocol}", True, again, subscribed)
+    connect(c2)
+    _wait(lambda: len(again) >= 200)
+    time.sleep(0.5)                                       # nothing more than the unacknowledged 200 arrives
+    c2.ack_many([(mid, qos) for mid, qos, _ in again])
+    time.sleep(0.2)
+    c2.disconnect()
+    c2.loop_stop()
+    assert sorted(p for _, _, p in again) == sorted(f"m{i}".encode() for i in range(300, 500))
