@@ -110,6 +110,9 @@ class Detector:
         scorer with many rows of one stream; both are vectorised over rows and
         streams, and only the threshold and alarm logic runs per row in Python.
         """
+        for _, v, _ in items:
+            if v.ndim != 2 or v.shape[1] != self.n_sensors:
+                raise ValueError(f"rows must have the model's {self.n_sensors} sensors, got shape {v.shape}")
         sizes = [len(v) for _, v, _ in items]
         active = [k for k, n in enumerate(sizes) if n]
         if not active:

@@ -17,3 +17,5 @@ Modules: :mod:`.scenario` (the TOML file), :mod:`.run` (publish and observe),
 alert rule's firing and resolution in Prometheus), :mod:`.report` (verdicts,
 report.json/.md, timelines), :mod:`.commands`.
 """
+
+__all__ = ["cli"]   # the command list; the handlers are named as text
