@@ -65,10 +65,14 @@ def fdr(flags: np.ndarray) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "tep")
-    parser.add_argument("--gan", type=Path, default=None, help="GAN folder (default: train one into a temporary folder)")
+    parser.add_argument(
+        "--gan", type=Path, default=None, help="GAN folder (default: train one into a temporary folder)"
+    )
     parser.add_argument("--draws", type=int, default=2, help="patterns injected per class (default: 2)")
     parser.add_argument("--seed", type=int, default=0, help="detector seed and first pattern seed (default: 0)")
-    parser.add_argument("--classes", type=int, nargs="+", default=list(range(1, 22)), help="fault classes (default: 1-21)")
+    parser.add_argument(
+        "--classes", type=int, nargs="+", default=list(range(1, 22)), help="fault classes (default: 1-21)"
+    )
     args = parser.parse_args()
     if not (args.data / "d00.dat").exists():
         print(f"TEP data not found in {args.data}", file=sys.stderr)
@@ -96,14 +100,22 @@ def main() -> int:
             injected, pre = [], []
             for draw in range(args.draws):
                 write_csv(inject(normal_te, gan, str(k), args.seed + 100 * draw + k), work / "inj.csv")
-                plantwatch("score", "--model", str(model), "--data", str(work / "inj.csv"), "--out", str(work / "s.csv"))
+                plantwatch(
+                    "score", "--model", str(model), "--data", str(work / "inj.csv"), "--out", str(work / "s.csv")
+                )
                 flags = read_flags(work / "s.csv")
                 injected.append(fdr(flags))
                 pre.append(float(flags[:FAULT_START].mean()))
             rows.append((k, real, float(np.mean(injected)), float(np.std(injected)), float(np.mean(pre))))
-            print(f"fault {k:2d}: real {100 * real:5.1f}%  injected {100 * rows[-1][2]:5.1f}%", file=sys.stderr, flush=True)
-    print(f"\nGAN injection vs real fault, TEP: detector trained on d00.dat (seed {args.seed}), rows 161-960 flagged; "
-          f"injected = d00_te.dat + gan:<class> from row 161 ({args.draws} draws, mean ± sd); GAN {gan}\n")
+            print(
+                f"fault {k:2d}: real {100 * real:5.1f}%  injected {100 * rows[-1][2]:5.1f}%",
+                file=sys.stderr,
+                flush=True,
+            )
+    print(
+        f"\nGAN injection vs real fault, TEP: detector trained on d00.dat (seed {args.seed}), rows 161-960 flagged; "
+        f"injected = d00_te.dat + gan:<class> from row 161 ({args.draws} draws, mean ± sd); GAN {gan}\n"
+    )
     print("| fault | real dNN_te FDR % | injected FDR % | difference (points) |")
     print("|---|---|---|---|")
     for k, real, inj, sd, _ in rows:
@@ -113,8 +125,10 @@ def main() -> int:
     real18, inj18 = np.mean([r[1] for r in det]), np.mean([r[2] for r in det])
     gap = np.mean([abs(r[2] - r[1]) for r in det])
     print(f"| **avg 18 detectable** | **{100 * real18:.1f}** | **{100 * inj18:.1f}** | mean abs gap {100 * gap:.1f} |")
-    print(f"\nfalse-alarm rate of d00_te rows 1-160 (before the injections): {100 * rows[0][4]:.1f}%; "
-          f"{time.perf_counter() - started:.0f}s")
+    print(
+        f"\nfalse-alarm rate of d00_te rows 1-160 (before the injections): {100 * rows[0][4]:.1f}%; "
+        f"{time.perf_counter() - started:.0f}s"
+    )
     return 0
 
 

@@ -46,8 +46,8 @@ from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor import wire
-from simulator.local_broker import free_port, wait_for_port
 from monitor.mqtt import Client as FastClient
+from simulator.local_broker import free_port, wait_for_port
 
 ASSETS = 100
 SENSORS = [f"xmeas_{i}" for i in range(1, 42)] + [f"xmv_{i}" for i in range(1, 12)]
@@ -72,8 +72,25 @@ def train_model(workdir: Path) -> Path:
         for i, row in enumerate(x):
             f.write(f"{1.7e9 + i}," + ",".join(f"{v:.5f}" for v in row) + "\n")
     out = workdir / "model"
-    subprocess.run([sys.executable, "-m", "monitor", "--log-level", "warning", "train", "--data", str(csv),
-                    "--out", str(out), "--epochs", "3", "--folds", "2"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monitor",
+            "--log-level",
+            "warning",
+            "train",
+            "--data",
+            str(csv),
+            "--out",
+            str(out),
+            "--epochs",
+            "3",
+            "--folds",
+            "2",
+        ],
+        check=True,
+    )
     return out
 
 
@@ -132,8 +149,9 @@ def drop_session(port: int, client_id: str) -> None:
     c.loop_stop()
 
 
-def consume(port: int, client_id: str, total: int, on_message: object = None,
-            fast: bool = False) -> tuple[float, float]:
+def consume(
+    port: int, client_id: str, total: int, on_message: object = None, fast: bool = False
+) -> tuple[float, float]:
     """(messages per second from the first to the last message, CPU microseconds per message).
 
     ``fast``: plantwatch's client, acknowledging every 1000 messages in one write.
@@ -189,7 +207,7 @@ class NaiveMonitor:
         self.threads_set = False
 
     def __call__(self, client: object, userdata: object, msg: paho.MQTTMessage) -> None:
-        if not self.threads_set:                     # per OS thread: paho's, not the main one
+        if not self.threads_set:  # per OS thread: paho's, not the main one
             self.torch.set_num_threads(1)
             self.threads_set = True
         doc = json.loads(msg.payload)
@@ -223,9 +241,14 @@ def total(m: dict, name: str) -> float:
 
 def p99(before: dict, after: dict, stage: str) -> float:
     """histogram_quantile(0.99) of the observations between two scrapes."""
+
     def buckets(m: dict) -> dict[float, float]:
-        return {float(dict(lab)["le"]): v for (n, lab), v in m.items()
-                if n == "plantwatch_scoring_lag_seconds_bucket" and dict(lab)["stage"] == stage}
+        return {
+            float(dict(lab)["le"]): v
+            for (n, lab), v in m.items()
+            if n == "plantwatch_scoring_lag_seconds_bucket" and dict(lab)["stage"] == stage
+        }
+
     b0, b1 = buckets(before), buckets(after)
     les = sorted(b1)
     counts = [b1[le] - b0.get(le, 0.0) for le in les]
@@ -245,12 +268,24 @@ class Monitor:
 
     def __init__(self, broker_port: int, model: Path, workdir: Path, client_id: str = "bench-plantwatch") -> None:
         self.port = free_port()
-        self.cmd = [sys.executable, "-m", "monitor", "--log-level", "warning", "monitor",
-                    "--broker", f"mqtt://127.0.0.1:{broker_port}", "--model", str(model),
-                    "--metrics-port", str(self.port)]
-        self.env = dict(os.environ, PLANTWATCH_BROKER_CLIENT_ID=client_id,
-                        PLANTWATCH_MAX_ASSETS="1000", PLANTWATCH_INSTANCE="bench")
-        self.log = open(workdir / "monitor.log", "ab")
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "monitor",
+            "--log-level",
+            "warning",
+            "monitor",
+            "--broker",
+            f"mqtt://127.0.0.1:{broker_port}",
+            "--model",
+            str(model),
+            "--metrics-port",
+            str(self.port),
+        ]
+        self.env = dict(
+            os.environ, PLANTWATCH_BROKER_CLIENT_ID=client_id, PLANTWATCH_MAX_ASSETS="1000", PLANTWATCH_INSTANCE="bench"
+        )
+        self.log = open(workdir / "monitor.log", "ab")  # noqa: SIM115 (the monitor writes to it until stop())
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, wait: str = "/readyz") -> None:
@@ -291,7 +326,7 @@ class RawPublisher:
     def __init__(self, port: int, client_id: str) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port))
         cid = client_id.encode()
-        body = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(cid).to_bytes(2, "big") + cid   # clean session, keepalive 60
+        body = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(cid).to_bytes(2, "big") + cid  # clean session, keepalive 60
         self.sock.sendall(b"\x10" + _varint(len(body)) + body)
         connack = self.sock.recv(4)
         if len(connack) < 4 or connack[0] != 0x20 or connack[3] != 0:
@@ -308,7 +343,7 @@ class RawPublisher:
                 return
             if not data:
                 return
-            self.acked += len(data) // 4      # PUBACKs only: 4 bytes each
+            self.acked += len(data) // 4  # PUBACKs only: 4 bytes each
 
     def packet(self, topic: bytes, payload: bytes) -> bytes:
         self.mid = self.mid % 65535 + 1
@@ -320,7 +355,7 @@ class RawPublisher:
 
     def close(self) -> None:
         try:
-            self.sock.sendall(b"\xe0\x00")   # DISCONNECT
+            self.sock.sendall(b"\xe0\x00")  # DISCONNECT
         finally:
             self.sock.close()
 
@@ -347,8 +382,12 @@ def pace(port: int, rate: float, seconds: float, seq0: int) -> int:
             time.sleep(due - time.monotonic())
         base = rng.normal(size=(ASSETS, 6)) @ mix + 0.2 * rng.normal(size=(ASSETS, len(SENSORS)))
         now = time.time()
-        pub.send([pub.packet(topics[a], wire.encode_telemetry(now, seq0 + i, dict(zip(SENSORS, base[a]))))
-                  for a in range(ASSETS)])
+        pub.send(
+            [
+                pub.packet(topics[a], wire.encode_telemetry(now, seq0 + i, dict(zip(SENSORS, base[a]))))
+                for a in range(ASSETS)
+            ]
+        )
         sent += ASSETS
         i += 1
     deadline = time.monotonic() + 10
@@ -361,10 +400,10 @@ def pace(port: int, rate: float, seconds: float, seq0: int) -> int:
 def measure_plantwatch(port: int, model: Path, workdir: Path, n: int, client_id: str) -> tuple[float, float, Monitor]:
     """Rate and CPU per message of a fresh plantwatch session consuming an ``n`` backlog."""
     mon = Monitor(port, model, workdir, client_id)
-    mon.start()                                  # creates the persistent session
+    mon.start()  # creates the persistent session
     mon.stop()
     Backlog(port, n // ASSETS).publish()
-    mon.start(wait="/metrics")                   # HTTP is up before the broker connection: watch it all
+    mon.start(wait="/metrics")  # HTTP is up before the broker connection: watch it all
     samples = []
     while True:
         m = scrape(mon.port)
@@ -372,7 +411,7 @@ def measure_plantwatch(port: int, model: Path, workdir: Path, n: int, client_id:
         samples.append((time.perf_counter(), done, total(m, "process_cpu_seconds_total")))
         if done >= n:
             break
-        time.sleep(0.1)     # not faster: a scrape costs the monitor CPU (Prometheus itself scrapes every 15 s)
+        time.sleep(0.1)  # not faster: a scrape costs the monitor CPU (Prometheus itself scrapes every 15 s)
     t0, d0, c0 = next(x for x in samples if x[1] > 0)
     t1, d1, c1 = samples[-1]
     return (d1 - d0) / max(t1 - t0, 1e-9), (c1 - c0) / max(d1 - d0, 1) * 1e6, mon
@@ -381,8 +420,11 @@ def measure_plantwatch(port: int, model: Path, workdir: Path, n: int, client_id:
 def latency(port: int, mon: Monitor, rate: float, seconds: float, seq0: int) -> tuple[float, int]:
     """(p99 payload-ts-to-scored in ms, samples per asset sent) under a short paced load."""
     before = scrape(mon.port)
-    out = subprocess.run([sys.executable, __file__, "--pace", str(port), str(rate), str(seconds), str(seq0)],
-                         stdout=subprocess.PIPE, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, __file__, "--pace", str(port), str(rate), str(seconds), str(seq0)],
+        stdout=subprocess.PIPE,
+        check=True,
+    ).stdout
     time.sleep(1.0)
     return p99(before, scrape(mon.port), "source") * 1e3, int(out.decode().strip()) // ASSETS
 
@@ -390,8 +432,9 @@ def latency(port: int, mon: Monitor, rate: float, seconds: float, seq0: int) -> 
 def soak(port: int, mon: Monitor, rate: float, seconds: float, seq0: int) -> dict[str, float]:
     """Paced load from a separate process: p99 latency of this phase only, RSS over time."""
     before = scrape(mon.port)
-    pacer = subprocess.Popen([sys.executable, __file__, "--pace", str(port), str(rate), str(seconds), str(seq0)],
-                             stdout=subprocess.PIPE)
+    pacer = subprocess.Popen(
+        [sys.executable, __file__, "--pace", str(port), str(rate), str(seconds), str(seq0)], stdout=subprocess.PIPE
+    )
     rss = []
     while pacer.poll() is None:
         rss.append(mon.rss_mb())
@@ -403,12 +446,23 @@ def soak(port: int, mon: Monitor, rate: float, seconds: float, seq0: int) -> dic
     lat, rec = p99(before, after, "source"), p99(before, after, "receive")
     half = len(rss) // 2
     drift = float(np.mean(rss[half:]) - np.mean(rss[:half])) if half else 0.0
-    print(f"soak {seconds:.0f}s at {sent / seconds:.0f} msg/s (asked {rate:.0f}): p99 payload-ts->scored = "
-          f"{lat * 1e3:.1f} ms (target < 50), p99 receive->scored = {rec * 1e3:.1f} ms", flush=True)
-    print(f"RSS: start {rss[0]:.0f} MB, max {max(rss):.0f} MB, end {rss[-1]:.0f} MB, "
-          f"second half - first half = {drift:+.1f} MB (target <= 300 MB and flat)", flush=True)
-    return {"soak_rate": round(sent / seconds), "p99_source_ms": round(lat * 1e3, 2),
-            "p99_receive_ms": round(rec * 1e3, 2), "rss_max_mb": round(max(rss), 1), "rss_drift_mb": round(drift, 1)}
+    print(
+        f"soak {seconds:.0f}s at {sent / seconds:.0f} msg/s (asked {rate:.0f}): p99 payload-ts->scored = "
+        f"{lat * 1e3:.1f} ms (target < 50), p99 receive->scored = {rec * 1e3:.1f} ms",
+        flush=True,
+    )
+    print(
+        f"RSS: start {rss[0]:.0f} MB, max {max(rss):.0f} MB, end {rss[-1]:.0f} MB, "
+        f"second half - first half = {drift:+.1f} MB (target <= 300 MB and flat)",
+        flush=True,
+    )
+    return {
+        "soak_rate": round(sent / seconds),
+        "p99_source_ms": round(lat * 1e3, 2),
+        "p99_receive_ms": round(rec * 1e3, 2),
+        "rss_max_mb": round(max(rss), 1),
+        "rss_drift_mb": round(drift, 1),
+    }
 
 
 def main() -> int:
@@ -427,14 +481,19 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="pw-bench-"))
     port = free_port()
     (workdir / "mosquitto.conf").write_text(CONF.format(port=port))
-    broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(workdir / "mosquitto.conf")])
+    broker = subprocess.Popen(
+        [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(workdir / "mosquitto.conf")]
+    )
     mon: Monitor | None = None
     try:
         wait_for_port(port, proc=broker)  # type: ignore[arg-type]
         model = args.model or train_model(workdir)
         n = (args.messages // ASSETS) * ASSETS
-        print(f"backlog: {n} messages ({ASSETS} assets x {len(SENSORS)} sensors, QoS 1); "
-              f"rates from the first to the last message; CPU per message in microseconds", flush=True)
+        print(
+            f"backlog: {n} messages ({ASSETS} assets x {len(SENSORS)} sensors, QoS 1); "
+            f"rates from the first to the last message; CPU per message in microseconds",
+            flush=True,
+        )
         bare, fast, pw = [], [], []
         for r in range(args.rounds):
             make_session(port, "bench-bare")
@@ -449,9 +508,12 @@ def main() -> int:
                 mon.stop()
             rate, cpu, mon = measure_plantwatch(port, model, workdir, n, f"bench-plantwatch-{r}")
             pw.append((rate, cpu))
-            print(f"  round {r + 1}: bare paho {bare[-1][0]:7.0f} msg/s ({bare[-1][1]:.0f} us CPU), "
-                  f"bare on plantwatch's client {fast[-1][0]:7.0f} msg/s ({fast[-1][1]:.0f} us CPU), "
-                  f"plantwatch {rate:7.0f} msg/s ({cpu:.0f} us CPU)", flush=True)
+            print(
+                f"  round {r + 1}: bare paho {bare[-1][0]:7.0f} msg/s ({bare[-1][1]:.0f} us CPU), "
+                f"bare on plantwatch's client {fast[-1][0]:7.0f} msg/s ({fast[-1][1]:.0f} us CPU), "
+                f"plantwatch {rate:7.0f} msg/s ({cpu:.0f} us CPU)",
+                flush=True,
+            )
         nn = (args.naive_messages // ASSETS) * ASSETS
         make_session(port, "bench-naive")
         Backlog(port, nn // ASSETS).publish()
@@ -462,21 +524,35 @@ def main() -> int:
         print(f"    (on plantwatch's client: {f[0]:8.0f} msg/s  {f[1]:5.0f} us CPU/msg)", flush=True)
         print(f"(2) naive monitor        : {naive[0]:8.0f} msg/s  {naive[1]:5.0f} us CPU/msg", flush=True)
         print(f"(3) plantwatch monitor   : {p[0]:8.0f} msg/s  {p[1]:5.0f} us CPU/msg", flush=True)
-        print(f"ratios (best of {args.rounds}): plantwatch/bare = {p[0] / b[0]:.2f} (target >= 0.8; CPU-based "
-              f"{b[1] / p[1]:.2f}), plantwatch/naive = {p[0] / naive[0]:.1f} (target >= 6); "
-              f"plantwatch/bare on its own client = {p[0] / f[0]:.2f}", flush=True)
+        print(
+            f"ratios (best of {args.rounds}): plantwatch/bare = {p[0] / b[0]:.2f} (target >= 0.8; CPU-based "
+            f"{b[1] / p[1]:.2f}), plantwatch/naive = {p[0] / naive[0]:.1f} (target >= 6); "
+            f"plantwatch/bare on its own client = {p[0] / f[0]:.2f}",
+            flush=True,
+        )
         assert mon is not None
-        result: dict[str, object] = {"bare": round(b[0]), "bare_fast_client": round(f[0]), "naive": round(naive[0]),
-                  "plantwatch": round(p[0]),
-                  "cpu_us": {"bare": round(b[1], 1), "bare_fast_client": round(f[1], 1), "naive": round(naive[1], 1),
-                             "plantwatch": round(p[1], 1)},
-                  "ratio_bare": round(p[0] / b[0], 3), "ratio_naive": round(p[0] / naive[0], 2)}
+        result: dict[str, object] = {
+            "bare": round(b[0]),
+            "bare_fast_client": round(f[0]),
+            "naive": round(naive[0]),
+            "plantwatch": round(p[0]),
+            "cpu_us": {
+                "bare": round(b[1], 1),
+                "bare_fast_client": round(f[1], 1),
+                "naive": round(naive[1], 1),
+                "plantwatch": round(p[1], 1),
+            },
+            "ratio_bare": round(p[0] / b[0], 3),
+            "ratio_naive": round(p[0] / naive[0], 2),
+        }
         seq0 = n // ASSETS
         for frac in (8, 4):
             ms, ticks = latency(port, mon, p[0] / frac, 10.0, seq0)
             seq0 += ticks
-            print(f"p99 payload-ts->scored at 1/{frac} of plantwatch's rate ({p[0] / frac:.0f} msg/s, 10 s): {ms:.1f} ms",
-                  flush=True)
+            print(
+                f"p99 payload-ts->scored at 1/{frac} of plantwatch's rate ({p[0] / frac:.0f} msg/s, 10 s): {ms:.1f} ms",
+                flush=True,
+            )
             result[f"p99_ms_at_1/{frac}"] = round(ms, 1)
         result.update(soak(port, mon, p[0] / 2, args.soak, seq0))
         print(json.dumps(result))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import statistics
 import subprocess
 import sys
@@ -24,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-FAULT_START = 160            # 0-based first faulty row of dNN_te (row 161)
-EXCLUDED = (3, 9, 15)        # faults known to be undetectable from the data
+FAULT_START = 160  # 0-based first faulty row of dNN_te (row 161)
+EXCLUDED = (3, 9, 15)  # faults known to be undetectable from the data
 NAMES = [f"xmeas_{i + 1}" for i in range(41)] + [f"xmv_{i + 1}" for i in range(11)]
 SAMPLE_MINUTES = 3.0
 
@@ -38,15 +37,16 @@ def load(path: Path) -> np.ndarray:
 def write_csv(a: np.ndarray, path: Path) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["time"] + NAMES)
+        w.writerow(["time", *NAMES])
         for i, row in enumerate(a):
             w.writerow([i * 180] + [repr(float(v)) for v in row])
 
 
 def plantwatch(*args: str) -> float:
     started = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "monitor", "--log-level", "warning", *args],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "monitor", "--log-level", "warning", *args], capture_output=True, text=True
+    )
     if r.returncode != 0:
         sys.exit(f"plantwatch {' '.join(args)} failed:\n{r.stderr}")
     return time.perf_counter() - started
@@ -65,7 +65,8 @@ def evaluate(flags: dict[int, np.ndarray]) -> dict[str, object]:
         delay[k] = float(hit[0]) if hit.size else float("nan")
     detectable = [k for k in range(1, 22) if k not in EXCLUDED]
     return {
-        "fdr": fdr, "delay": delay,
+        "fdr": fdr,
+        "delay": delay,
         "avg18": float(np.mean([fdr[k] for k in detectable])),
         "avg21": float(np.mean(list(fdr.values()))),
         "far_pre": float(np.mean(np.concatenate([flags[k][:FAULT_START] for k in range(1, 22)]))),
@@ -88,7 +89,7 @@ def pca_baseline(train: np.ndarray, tests: dict[int, np.ndarray]) -> dict[str, o
     th = [np.sum(w[a:] ** i) for i in (1, 2, 3)]
     h0 = 1 - 2 * th[0] * th[2] / (3 * th[1] ** 2)
     ca = stats.norm.ppf(0.99)
-    spe_lim = th[0] * (ca * np.sqrt(2 * th[1] * h0 ** 2) / th[0] + 1 + th[1] * h0 * (h0 - 1) / th[0] ** 2) ** (1 / h0)
+    spe_lim = th[0] * (ca * np.sqrt(2 * th[1] * h0**2) / th[0] + 1 + th[1] * h0 * (h0 - 1) / th[0] ** 2) ** (1 / h0)
     flags = {}
     for k, x in tests.items():
         zt = (x - mu) / sd
@@ -117,18 +118,25 @@ def speed(model: Path, tests: dict[int, np.ndarray], workdir: Path) -> dict[str,
     rows = 2000
     started = time.perf_counter()
     for i in range(rows):
-        det.score(state, big[i:i + 1])
+        det.score(state, big[i : i + 1])
     naive = rows / (time.perf_counter() - started)
     state = det.new_stream()
     started = time.perf_counter()
     det.score(state, big)
     engine = len(big) / (time.perf_counter() - started)
-    return {"rows": float(len(big)), "cli_rows_per_s": len(big) / secs, "engine_rows_per_s": engine,
-            "row_at_a_time_rows_per_s": naive}
+    return {
+        "rows": float(len(big)),
+        "cli_rows_per_s": len(big) / secs,
+        "engine_rows_per_s": engine,
+        "row_at_a_time_rows_per_s": naive,
+    }
 
 
 def table(results: list[dict[str, object]], pca: dict[str, object], train_secs: list[float]) -> str:
-    lines = ["| fault | plantwatch FDR % (mean ± sd, 3 seeds) | delay (samples) | PCA T2/SPE FDR % |", "|---|---|---|---|"]
+    lines = [
+        "| fault | plantwatch FDR % (mean ± sd, 3 seeds) | delay (samples) | PCA T2/SPE FDR % |",
+        "|---|---|---|---|",
+    ]
     for k in range(1, 22):
         vals = [100 * r["fdr"][k] for r in results]  # type: ignore[index]
         delays = [r["delay"][k] for r in results]  # type: ignore[index]
@@ -170,8 +178,18 @@ def main() -> int:
         results, train_secs = [], []
         for seed in args.seeds:
             model = work / f"model{seed}"
-            train_secs.append(plantwatch("train", "--data", str(work / "d00.csv"), "--out", str(model),
-                                         "--seed", str(seed), *args.train_options))
+            train_secs.append(
+                plantwatch(
+                    "train",
+                    "--data",
+                    str(work / "d00.csv"),
+                    "--out",
+                    str(model),
+                    "--seed",
+                    str(seed),
+                    *args.train_options,
+                )
+            )
             flags = {}
             for k in tests:
                 out = work / f"scores{seed}_{k:02d}.csv"
@@ -179,21 +197,31 @@ def main() -> int:
                 flags[k] = read_flags(out)
             r = evaluate(flags)
             results.append(r)
-            print(f"seed {seed}: FDR avg18 {100 * r['avg18']:.1f}%  FAR pre {100 * r['far_pre']:.2f}%  "
-                  f"FAR d00_te {100 * r['far_d00']:.2f}%  train {train_secs[-1]:.1f}s", file=sys.stderr, flush=True)
+            print(
+                f"seed {seed}: FDR avg18 {100 * r['avg18']:.1f}%  FAR pre {100 * r['far_pre']:.2f}%  "
+                f"FAR d00_te {100 * r['far_d00']:.2f}%  train {train_secs[-1]:.1f}s",
+                file=sys.stderr,
+                flush=True,
+            )
         pca = pca_baseline(train, tests)
-        print(f"\nTEP benchmark: train on d00.dat, score dNN_te.dat; seeds {args.seeds}; "
-              f"PCA baseline with {pca['components']} components (90% variance), 99% limits\n")
+        print(
+            f"\nTEP benchmark: train on d00.dat, score dNN_te.dat; seeds {args.seeds}; "
+            f"PCA baseline with {pca['components']} components (90% variance), 99% limits\n"
+        )
         print(table(results, pca, train_secs))
         if not args.no_speed:
             s = speed(work / f"model{args.seeds[0]}", tests, work)
-            print(f"\nscoring speed ({int(s['rows'])} rows x 52 sensors, 1 thread): "
-                  f"engine {s['engine_rows_per_s']:,.0f} rows/s = {s['engine_rows_per_s'] / s['row_at_a_time_rows_per_s']:.0f}x "
-                  f"the row-at-a-time baseline ({s['row_at_a_time_rows_per_s']:,.0f} rows/s); "
-                  f"whole score command incl. CSV I/O and start-up {s['cli_rows_per_s']:,.0f} rows/s "
-                  f"({s['cli_rows_per_s'] / 20000:.2f}x the 20,000 rows/s target)")
-            print(f"training time on 500 x 52: {statistics.mean(train_secs):.1f}s "
-                  f"({60 / statistics.mean(train_secs):.1f}x under the 60 s target)")
+            print(
+                f"\nscoring speed ({int(s['rows'])} rows x 52 sensors, 1 thread): "
+                f"engine {s['engine_rows_per_s']:,.0f} rows/s = {s['engine_rows_per_s'] / s['row_at_a_time_rows_per_s']:.0f}x "
+                f"the row-at-a-time baseline ({s['row_at_a_time_rows_per_s']:,.0f} rows/s); "
+                f"whole score command incl. CSV I/O and start-up {s['cli_rows_per_s']:,.0f} rows/s "
+                f"({s['cli_rows_per_s'] / 20000:.2f}x the 20,000 rows/s target)"
+            )
+            print(
+                f"training time on 500 x 52: {statistics.mean(train_secs):.1f}s "
+                f"({60 / statistics.mean(train_secs):.1f}x under the 60 s target)"
+            )
     return 0
 
 

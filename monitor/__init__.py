@@ -14,5 +14,18 @@ model folders), :mod:`.daemon` (MQTT in, batches scored, metrics out),
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "broker_login", "cli", "commands", "config", "csvio", "daemon", "detector", "errors",
-           "logs", "mqtt", "signals", "wire"]
+__all__ = [
+    "__version__",
+    "broker_login",
+    "cli",
+    "commands",
+    "config",
+    "csvio",
+    "daemon",
+    "detector",
+    "errors",
+    "logs",
+    "mqtt",
+    "signals",
+    "wire",
+]

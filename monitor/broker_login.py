@@ -26,8 +26,15 @@ from .mqtt import BrokerSettings
 #: The [broker] keys of a client that is not the monitor: no fixed client id or persistent session.
 KEYS = ("url", "ca_file", "cert_file", "key_file", "username", "password_env", "password_file")
 #: argparse destination -> [broker] key (``--broker`` is each command's own, for the URL).
-FLAGS = {"broker": "url", "username": "username", "password_file": "password_file",
-         "password_env": "password_env", "ca_file": "ca_file", "cert_file": "cert_file", "key_file": "key_file"}
+FLAGS = {
+    "broker": "url",
+    "username": "username",
+    "password_file": "password_file",
+    "password_env": "password_env",
+    "ca_file": "ca_file",
+    "cert_file": "cert_file",
+    "key_file": "key_file",
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,7 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def given(args: argparse.Namespace) -> list[str]:
     """The login flags given on the command line (for commands to refuse them where they do not apply)."""
-    return ["--" + dest.replace("_", "-") for dest in FLAGS if dest != "broker" and getattr(args, dest, None) is not None]
+    return [
+        "--" + dest.replace("_", "-") for dest in FLAGS if dest != "broker" and getattr(args, dest, None) is not None
+    ]
 
 
 def check_table(table: Mapping[str, Any]) -> None:
@@ -54,17 +63,24 @@ def check_table(table: Mapping[str, Any]) -> None:
     config.build_broker(table)
 
 
-def settings(table: Mapping[str, Any], args: argparse.Namespace, environ: Mapping[str, str] | None = None,
-             where: str = "") -> BrokerSettings:
+def settings(
+    table: Mapping[str, Any], args: argparse.Namespace, environ: Mapping[str, str] | None = None, where: str = ""
+) -> BrokerSettings:
     """The broker settings from a [broker] table (paths already relative to its file), the environment and
     the flags of ``args``, checked as the monitor checks its own; ``where`` names the table's file in
     errors. The password is read once here, so a missing file or variable fails now."""
     check_table(table)
     data: dict[str, Any] = {"broker": dict(table)}
-    env = {name: (key, tp) for name, (key, tp) in config.env_keys().items()
-           if key.startswith("broker.") and key.removeprefix("broker.") in KEYS}
-    flags = {f"broker.{key}": ("--" + dest.replace("_", "-"), getattr(args, dest))
-             for dest, key in FLAGS.items() if getattr(args, dest, None) is not None}
+    env = {
+        name: (key, tp)
+        for name, (key, tp) in config.env_keys().items()
+        if key.startswith("broker.") and key.removeprefix("broker.") in KEYS
+    }
+    flags = {
+        f"broker.{key}": ("--" + dest.replace("_", "-"), getattr(args, dest))
+        for dest, key in FLAGS.items()
+        if getattr(args, dest, None) is not None
+    }
     origin = config.overlay(data, os.environ if environ is None else environ, env, flags)
     try:
         if "url" not in data["broker"]:

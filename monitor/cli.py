@@ -40,10 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     parser.add_argument("--version", action="version", version=f"plantwatch {__version__}")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
-                        help="log verbosity (default: info)")
-    parser.add_argument("--log-json", action="store_true", default=None,
-                        help="JSON log lines even on a terminal (default: JSON only off a terminal)")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log verbosity (default: info)",
+    )
+    parser.add_argument(
+        "--log-json",
+        action="store_true",
+        default=None,
+        help="JSON log lines even on a terminal (default: JSON only off a terminal)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     add_all(sub, SIMULATOR_COMMANDS)
     add_all(sub, COMMANDS)

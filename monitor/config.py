@@ -64,73 +64,117 @@ class BrokerConfig:
     username: str | None = setting(None, "username; the password comes from password_env or password_file")
     password_env: str | None = setting(None, "name of the environment variable holding the password")
     password_file: str | None = setting(None, "file holding the password (e.g. a systemd credential)")
-    client_id: str | None = setting(None, "fixed client id of the persistent session (default: plantwatch-monitor-<instance>)")
+    client_id: str | None = setting(
+        None, "fixed client id of the persistent session (default: plantwatch-monitor-<instance>)"
+    )
     protocol: int = setting(4, "MQTT protocol: 4 = 3.1.1, 5 = MQTT 5", lambda v: v in (4, 5), "must be 4 or 5")
     keepalive: int = setting(30, "keepalive interval, seconds", lambda v: 5 <= v <= 65535, "must be 5-65535")
-    session_expiry: int = setting(86400, "MQTT 5 Session Expiry Interval, seconds: how long the broker keeps "
-                                  "our queued messages while we are away", lambda v: 0 <= v <= 2**32 - 1,
-                                  "must be 0-4294967295")
+    session_expiry: int = setting(
+        86400,
+        "MQTT 5 Session Expiry Interval, seconds: how long the broker keeps our queued messages while we are away",
+        lambda v: 0 <= v <= 2**32 - 1,
+        "must be 0-4294967295",
+    )
 
 
 @dataclass(frozen=True)
 class MetricsConfig:
     bind: str = setting("127.0.0.1", "address the HTTP server (/metrics, /healthz, /readyz) listens on")
     port: int = setting(9108, "HTTP port (0 = any free port)", lambda v: 0 <= v <= 65535, "must be 0-65535")
-    contributions: bool = setting(False, "export every sensor's contribution of every asset "
-                                  "(asset x sensor series), not only the top sensors of assets in alarm")
+    contributions: bool = setting(
+        False,
+        "export every sensor's contribution of every asset "
+        "(asset x sensor series), not only the top sensors of assets in alarm",
+    )
 
 
 @dataclass(frozen=True)
 class ModelsConfig:
     default: str | None = setting(None, "model folder for assets that no pattern in [models.assets] matches")
     assets: dict[str, str] = setting({}, "asset name pattern (fnmatch, first match in file order) -> model folder")
-    unknown_asset: str = setting("default", "what to do with an asset no pattern matches: 'default' scores it "
-                                 "with models.default, 'reject' counts it as unknown_asset",
-                                 lambda v: v in ("default", "reject"), "must be 'default' or 'reject'")
+    unknown_asset: str = setting(
+        "default",
+        "what to do with an asset no pattern matches: 'default' scores it "
+        "with models.default, 'reject' counts it as unknown_asset",
+        lambda v: v in ("default", "reject"),
+        "must be 'default' or 'reject'",
+    )
 
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    threshold_method: str | None = setting(None, "override the models' rolling threshold: quantile, spot or static",
-                                           lambda v: v in ("quantile", "spot", "static"),
-                                           "must be quantile, spot or static")
-    on_delay: int | None = setting(None, "override: samples above threshold before an alarm is raised",
-                                   lambda v: v >= 1, "must be >= 1")
-    off_delay: int | None = setting(None, "override: samples below the clear level before it clears",
-                                    lambda v: v >= 1, "must be >= 1")
-    deadband: float | None = setting(None, "override: clear level as a fraction of the threshold",
-                                     lambda v: 0 < v <= 1, "must be in (0, 1]")
-    top_k: int = setting(3, "sensors named per alarm and exported for assets in alarm",
-                         lambda v: 0 <= v <= 50, "must be 0-50")
+    threshold_method: str | None = setting(
+        None,
+        "override the models' rolling threshold: quantile, spot or static",
+        lambda v: v in ("quantile", "spot", "static"),
+        "must be quantile, spot or static",
+    )
+    on_delay: int | None = setting(
+        None, "override: samples above threshold before an alarm is raised", lambda v: v >= 1, "must be >= 1"
+    )
+    off_delay: int | None = setting(
+        None, "override: samples below the clear level before it clears", lambda v: v >= 1, "must be >= 1"
+    )
+    deadband: float | None = setting(
+        None, "override: clear level as a fraction of the threshold", lambda v: 0 < v <= 1, "must be in (0, 1]"
+    )
+    top_k: int = setting(
+        3, "sensors named per alarm and exported for assets in alarm", lambda v: 0 <= v <= 50, "must be 0-50"
+    )
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    queue_size: int = setting(2000, "messages buffered between the MQTT thread and the worker; when full, "
-                              "intake waits and the backlog stays at the broker (not in our memory)",
-                              lambda v: 1 <= v <= 10**7, "must be 1-10000000")
-    batch_max_size: int = setting(1000, "most messages scored in one forward pass",
-                                  lambda v: 1 <= v <= 100000, "must be 1-100000")
-    batch_max_time: float = setting(0.005, "seconds a batch waits to fill once its first message is in",
-                                    lambda v: 0 <= v <= 1, "must be 0-1 seconds")
+    queue_size: int = setting(
+        2000,
+        "messages buffered between the MQTT thread and the worker; when full, "
+        "intake waits and the backlog stays at the broker (not in our memory)",
+        lambda v: 1 <= v <= 10**7,
+        "must be 1-10000000",
+    )
+    batch_max_size: int = setting(
+        1000, "most messages scored in one forward pass", lambda v: 1 <= v <= 100000, "must be 1-100000"
+    )
+    batch_max_time: float = setting(
+        0.005,
+        "seconds a batch waits to fill once its first message is in",
+        lambda v: 0 <= v <= 1,
+        "must be 0-1 seconds",
+    )
 
 
 @dataclass(frozen=True)
 class MonitorConfig:
-    instance: str = setting("default", "instance name: status topic and default client id", _name_ok,
-                            "must be a valid topic level (no '/', '+', '#')")
-    prefix: str = setting(wire.DEFAULT_PREFIX, "topic prefix: telemetry is <prefix>/<asset>/telemetry", _prefix_ok,
-                          "must be topic levels without '+', '#'")
-    assets: list[str] = setting([], "assets this monitor subscribes to (one shard of a plant, e.g. with the "
-                                "plantwatch@.service template); empty = every asset under the prefix",
-                                lambda v: all(wire.valid_name(a) for a in v) and len(set(v)) == len(v),
-                                "must be distinct valid topic levels (no '/', '+', '#')")
-    max_assets: int = setting(1000, "assets tracked at most; later ones are rejected as too_many_assets "
-                              "(protects memory and metric cardinality)", lambda v: 1 <= v <= 10**6,
-                              "must be 1-1000000")
+    instance: str = setting(
+        "default",
+        "instance name: status topic and default client id",
+        _name_ok,
+        "must be a valid topic level (no '/', '+', '#')",
+    )
+    prefix: str = setting(
+        wire.DEFAULT_PREFIX,
+        "topic prefix: telemetry is <prefix>/<asset>/telemetry",
+        _prefix_ok,
+        "must be topic levels without '+', '#'",
+    )
+    assets: list[str] = setting(
+        [],
+        "assets this monitor subscribes to (one shard of a plant, e.g. with the "
+        "plantwatch@.service template); empty = every asset under the prefix",
+        lambda v: all(wire.valid_name(a) for a in v) and len(set(v)) == len(v),
+        "must be distinct valid topic levels (no '/', '+', '#')",
+    )
+    max_assets: int = setting(
+        1000,
+        "assets tracked at most; later ones are rejected as too_many_assets (protects memory and metric cardinality)",
+        lambda v: 1 <= v <= 10**6,
+        "must be 1-1000000",
+    )
     broker: BrokerConfig = field(default_factory=BrokerConfig, metadata={"description": "MQTT connection"})
     metrics: MetricsConfig = field(default_factory=MetricsConfig, metadata={"description": "HTTP endpoint"})
-    models: ModelsConfig = field(default_factory=ModelsConfig, metadata={"description": "which model scores which asset"})
+    models: ModelsConfig = field(
+        default_factory=ModelsConfig, metadata={"description": "which model scores which asset"}
+    )
     detector: DetectorConfig = field(default_factory=DetectorConfig, metadata={"description": "run-time overrides"})
     worker: WorkerConfig = field(default_factory=WorkerConfig, metadata={"description": "queue and micro-batches"})
 
@@ -149,9 +193,10 @@ class MonitorConfig:
 
 # ---------------------------------------------------------------- parsing
 
+
 def _coerce(key: str, tp: Any, value: Any) -> Any:
     args = typing.get_args(tp)
-    if type(None) in args:                       # X | None
+    if type(None) in args:  # X | None
         tp = next(a for a in args if a is not type(None))
     if typing.get_origin(tp) is dict:
         if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
@@ -197,10 +242,21 @@ def _build(cls: type, data: Any, path: str) -> Any:
 def broker_settings(b: BrokerConfig, client_id: str | None = None) -> BrokerSettings:
     """How to connect as ``b`` says; every command that connects to the broker goes through here."""
     host, port, tls = parse_url(b.url)
-    return BrokerSettings(host=host, port=port, tls=tls, ca_file=b.ca_file, cert_file=b.cert_file,
-                          key_file=b.key_file, username=b.username, password_env=b.password_env,
-                          password_file=b.password_file, client_id=client_id, protocol=b.protocol,
-                          keepalive=b.keepalive, session_expiry=b.session_expiry)
+    return BrokerSettings(
+        host=host,
+        port=port,
+        tls=tls,
+        ca_file=b.ca_file,
+        cert_file=b.cert_file,
+        key_file=b.key_file,
+        username=b.username,
+        password_env=b.password_env,
+        password_file=b.password_file,
+        client_id=client_id,
+        protocol=b.protocol,
+        keepalive=b.keepalive,
+        session_expiry=b.session_expiry,
+    )
 
 
 def check_broker(b: BrokerConfig) -> None:
@@ -221,7 +277,7 @@ def check_broker(b: BrokerConfig) -> None:
         raise ConfigError("broker.username: a password is configured but no username")
     if b.client_id is not None and not (0 < len(b.client_id) <= 256):
         raise ConfigError("broker.client_id: must be 1-256 characters")
-    broker_settings(b).password()                # names the key when the env var or file is missing
+    broker_settings(b).password()  # names the key when the env var or file is missing
 
 
 def build_broker(data: Mapping[str, Any]) -> BrokerConfig:
@@ -243,7 +299,9 @@ def _cross_check(cfg: MonitorConfig) -> None:
     if not m.default and not m.assets:
         raise ConfigError("models.default: no model configured (give --model, models.default or [models.assets])")
     if m.unknown_asset == "default" and not m.default:
-        raise ConfigError("models.unknown_asset: 'default' needs models.default; set it to 'reject' or give a default model")
+        raise ConfigError(
+            "models.unknown_asset: 'default' needs models.default; set it to 'reject' or give a default model"
+        )
 
 
 def parse(data: Mapping[str, Any]) -> MonitorConfig:
@@ -254,6 +312,7 @@ def parse(data: Mapping[str, Any]) -> MonitorConfig:
 
 
 # ---------------------------------------------------------------- sources
+
 
 def read_file(path: str | Path) -> dict[str, Any]:
     """The TOML file as a mapping; relative model and TLS paths are made relative to the file."""
@@ -303,7 +362,7 @@ def env_keys(cls: type = MonitorConfig, path: str = "") -> dict[str, tuple[str, 
 
 
 def _from_text(name: str, key: str, tp: Any, text: str) -> Any:
-    if typing.get_origin(tp) is list:              # PLANTWATCH_ASSETS=boiler,pump
+    if typing.get_origin(tp) is list:  # PLANTWATCH_ASSETS=boiler,pump
         return [a.strip() for a in text.split(",") if a.strip()]
     base = next((a for a in typing.get_args(tp) if a is not type(None)), tp)
     try:
@@ -339,8 +398,11 @@ class Sources:
 
     def load(self, environ: Mapping[str, str] | None = None) -> MonitorConfig:
         data = read_file(self.path) if self.path else {}
-        flags = {key: ("--" + attr.replace("_", "-"), self.flags[attr])
-                 for attr, key in FLAG_KEYS.items() if self.flags.get(attr) is not None}
+        flags = {
+            key: ("--" + attr.replace("_", "-"), self.flags[attr])
+            for attr, key in FLAG_KEYS.items()
+            if self.flags.get(attr) is not None
+        }
         origin = overlay(data, os.environ if environ is None else environ, env_keys(), flags)
         try:
             return parse(data)
@@ -348,8 +410,12 @@ class Sources:
             raise blame(exc, origin, self.path) from None
 
 
-def overlay(data: dict[str, Any], environ: Mapping[str, str], known: Mapping[str, tuple[str, Any]],
-            flags: Mapping[str, tuple[str, Any]]) -> dict[str, str]:
+def overlay(
+    data: dict[str, Any],
+    environ: Mapping[str, str],
+    known: Mapping[str, tuple[str, Any]],
+    flags: Mapping[str, tuple[str, Any]],
+) -> dict[str, str]:
     """Put the ``known`` environment variables, then ``flags`` (dotted key -> (flag, value)), over ``data``
     in place; returns dotted key -> the variable or flag it came from, for :func:`blame`."""
     origin: dict[str, str] = {}
@@ -372,8 +438,9 @@ def blame(exc: ConfigError, origin: Mapping[str, str], path: str | None = None) 
     return ConfigError(f"{path}: {exc}" if path else str(exc))
 
 
-def load(path: str | None = None, flags: Mapping[str, Any] | None = None,
-         environ: Mapping[str, str] | None = None) -> MonitorConfig:
+def load(
+    path: str | None = None, flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> MonitorConfig:
     """File, then environment, then flags (flags win), validated once."""
     return Sources(path, dict(flags or {})).load(environ)
 

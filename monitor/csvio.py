@@ -14,7 +14,7 @@ import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +91,7 @@ def parse_time(text: str) -> float | None:
     except ValueError:
         return None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
 
 
@@ -154,8 +154,9 @@ def read_layout(path: str | Path) -> Layout:
     sensors = [c for j, c in enumerate(columns) if j != time_index]
     if not sensors:
         raise InputError(f"{path}: no sensor columns besides the timestamp column")
-    return Layout(path, delimiter, columns[time_index] if time_index is not None else None,
-                  time_index, sensors, columns)
+    return Layout(
+        path, delimiter, columns[time_index] if time_index is not None else None, time_index, sensors, columns
+    )
 
 
 def _is_float(text: str) -> bool:
@@ -197,7 +198,7 @@ def _convert(layout: Layout, rows: list[list[str]], numbers: list[int]) -> Chunk
         for i, s in enumerate(stamps):
             if not s:
                 raise InputError(f"{layout.path}: row {numbers[i]}, column {layout.time_column!r}: missing timestamp")
-    cells = [row[:ti] + row[ti + 1:] for row in rows] if ti is not None else rows
+    cells = [row[:ti] + row[ti + 1 :] for row in rows] if ti is not None else rows
     try:
         values = np.array(cells, dtype=np.float64)
     except ValueError:
@@ -215,8 +216,7 @@ def _fast(layout: Layout, lines: list[str], numbers: list[int]) -> Chunk:
     try:
         if '"' in lines[0] or '"' in lines[-1]:
             raise ValueError("quoted")
-        values = np.loadtxt(lines, delimiter=d, usecols=cols, dtype=np.float64, ndmin=2,
-                            comments=None, quotechar=None)
+        values = np.loadtxt(lines, delimiter=d, usecols=cols, dtype=np.float64, ndmin=2, comments=None, quotechar=None)
         if values.shape != (len(lines), len(cols)) or not np.isfinite(values).all():
             raise ValueError("shape or non-finite")
         if any(ln.count(d) != len(layout.columns) - 1 for ln in lines):

@@ -42,20 +42,20 @@ MONITOR_LEVEL = "_monitor"
 
 #: Every reason a message can be rejected for; closed so metrics can pre-create them.
 REJECTION_REASONS: tuple[str, ...] = (
-    "bad_topic",        # topic is not <prefix>/<asset>/telemetry with a valid asset name
-    "too_large",        # payload longer than MAX_PAYLOAD_BYTES
-    "not_json",         # payload is not UTF-8 JSON
-    "not_object",       # JSON, but not an object (or "values" is not an object)
-    "missing_field",    # one of ts, seq, values absent
-    "bad_ts",           # ts not a finite, non-negative number
-    "bad_seq",          # seq not a non-negative integer
-    "non_numeric",      # a sensor value is not a number (strings, bools, null ...)
-    "non_finite",       # a sensor value is NaN or infinite (or overflows float)
-    "unknown_sensor",   # a sensor the asset's model was not trained on
-    "missing_sensor",   # a sensor the asset's model needs is absent
-    "unknown_asset",    # no model is configured for this asset
+    "bad_topic",  # topic is not <prefix>/<asset>/telemetry with a valid asset name
+    "too_large",  # payload longer than MAX_PAYLOAD_BYTES
+    "not_json",  # payload is not UTF-8 JSON
+    "not_object",  # JSON, but not an object (or "values" is not an object)
+    "missing_field",  # one of ts, seq, values absent
+    "bad_ts",  # ts not a finite, non-negative number
+    "bad_seq",  # seq not a non-negative integer
+    "non_numeric",  # a sensor value is not a number (strings, bools, null ...)
+    "non_finite",  # a sensor value is NaN or infinite (or overflows float)
+    "unknown_sensor",  # a sensor the asset's model was not trained on
+    "missing_sensor",  # a sensor the asset's model needs is absent
+    "unknown_asset",  # no model is configured for this asset
     "too_many_assets",  # the max_assets cap is reached
-    "duplicate",        # seq already scored for this asset (redelivery)
+    "duplicate",  # seq already scored for this asset (redelivery)
 )
 
 
@@ -76,13 +76,10 @@ class Telemetry(NamedTuple):
 
 # ---------------------------------------------------------------- topics
 
+
 def valid_name(name: str) -> bool:
     """Whether ``name`` can be one MQTT topic level (asset, prefix part, instance)."""
-    return (
-        0 < len(name) <= MAX_NAME_LENGTH
-        and not any(c in name for c in "/+#\x00")
-        and name == name.strip()
-    )
+    return 0 < len(name) <= MAX_NAME_LENGTH and not any(c in name for c in "/+#\x00") and name == name.strip()
 
 
 def _check_name(kind: str, name: str) -> None:
@@ -143,13 +140,14 @@ def asset_of(topic: str, prefix: str, kind: str = "telemetry") -> str | Rejectio
     tail = "/" + kind
     if not (topic.startswith(head) and topic.endswith(tail)):
         return Rejection("bad_topic", topic[:200])
-    asset = topic[len(head): len(topic) - len(tail)]
+    asset = topic[len(head) : len(topic) - len(tail)]
     if not valid_name(asset) or asset == MONITOR_LEVEL:
         return Rejection("bad_topic", topic[:200])
     return asset
 
 
 # ---------------------------------------------------------------- telemetry
+
 
 def encode_telemetry(ts: float, seq: int, values: Mapping[str, float]) -> bytes:
     """Serialise one sample; values must be finite (NaN is not JSON)."""
@@ -250,6 +248,7 @@ def decode_row(
 
 # ---------------------------------------------------------------- alarms
 
+
 class RowDecoder:
     """:func:`decode_row` with a fast path for the common well-formed payload.
 
@@ -271,9 +270,14 @@ class RowDecoder:
                 doc = None
             if type(doc) is dict:
                 values, ts, seq = doc.get("values"), doc.get("ts"), doc.get("seq")
-                if (type(values) is dict and type(seq) is int and seq >= 0
-                        and (type(ts) is float or type(ts) is int) and ts >= 0
-                        and list(values) == self.sensors):
+                if (
+                    type(values) is dict
+                    and type(seq) is int
+                    and seq >= 0
+                    and (type(ts) is float or type(ts) is int)
+                    and ts >= 0
+                    and list(values) == self.sensors
+                ):
                     row = list(values.values())
                     if _NUMBERS.issuperset(map(type, row)):
                         out[:] = row
@@ -286,9 +290,9 @@ class AlarmEvent:
     """Retained current alarm state of one asset; also the raise/clear event."""
 
     asset: str
-    state: str                      # "raised" or "cleared"
-    ts: float                       # time of this event (payload time of the sample)
-    started: float                  # when the episode started
+    state: str  # "raised" or "cleared"
+    ts: float  # time of this event (payload time of the sample)
+    started: float  # when the episode started
     score: float
     threshold: float
     peak: float
@@ -313,9 +317,13 @@ def decode_alarm(payload: bytes | str) -> AlarmEvent | Rejection:
         if doc["state"] not in ALARM_STATES:
             return Rejection("not_object", f"state {doc['state']!r}")
         return AlarmEvent(
-            asset=str(doc["asset"]), state=doc["state"], ts=float(doc["ts"]),
-            started=float(doc["started"]), score=float(doc["score"]),
-            threshold=float(doc["threshold"]), peak=float(doc["peak"]),
+            asset=str(doc["asset"]),
+            state=doc["state"],
+            ts=float(doc["ts"]),
+            started=float(doc["started"]),
+            score=float(doc["score"]),
+            threshold=float(doc["threshold"]),
+            peak=float(doc["peak"]),
             top_sensors=tuple(str(s) for s in doc.get("top_sensors", ())),
             ended=None if doc.get("ended") is None else float(doc["ended"]),
             schema=int(doc.get("schema", SCHEMA_VERSION)),
@@ -328,6 +336,7 @@ def decode_alarm(payload: bytes | str) -> AlarmEvent | Rejection:
 
 # ---------------------------------------------------------------- drills
 
+
 @dataclass(frozen=True)
 class DrillTruth:
     """Ground truth of one injection, published when it starts (and again at its end).
@@ -338,12 +347,12 @@ class DrillTruth:
 
     asset: str
     injection_id: str
-    kind: str                      # e.g. "bias", "drift", "stuck", "gan:4"
+    kind: str  # e.g. "bias", "drift", "stuck", "gan:4"
     sensors: tuple[str, ...]
     start: float
     end: float
     magnitude: float
-    phase: str = "start"           # "start" when announced, "end" when finished
+    phase: str = "start"  # "start" when announced, "end" when finished
     params: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
 
@@ -359,10 +368,15 @@ def decode_drill(payload: bytes | str) -> DrillTruth | Rejection:
         return doc
     try:
         return DrillTruth(
-            asset=str(doc["asset"]), injection_id=str(doc["injection_id"]), kind=str(doc["kind"]),
-            sensors=tuple(str(s) for s in doc["sensors"]), start=float(doc["start"]),
-            end=float(doc["end"]), magnitude=float(doc["magnitude"]),
-            phase=str(doc.get("phase", "start")), params=dict(doc.get("params", {})),
+            asset=str(doc["asset"]),
+            injection_id=str(doc["injection_id"]),
+            kind=str(doc["kind"]),
+            sensors=tuple(str(s) for s in doc["sensors"]),
+            start=float(doc["start"]),
+            end=float(doc["end"]),
+            magnitude=float(doc["magnitude"]),
+            phase=str(doc.get("phase", "start")),
+            params=dict(doc.get("params", {})),
             schema=int(doc.get("schema", SCHEMA_VERSION)),
         )
     except KeyError as exc:

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import signal
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from types import FrameType
+from collections.abc import Sequence
 from typing import Any
 
 from monitor import broker_login, logs, wire
-from monitor.signals import stop_on_signals
 from monitor.errors import InputError
+from monitor.signals import stop_on_signals
 
 from .faults import FaultTarget, Injection, bind_faults, parse_fault
 from .process import MAX_SENSORS, MIN_SENSORS, AssetProcess, make_assets
@@ -30,11 +27,15 @@ def simulate_command(args: argparse.Namespace) -> int:
     if args.to_csv:
         return _to_csv(args)
     if not args.broker:
-        raise InputError("nothing to do: give --broker URL to publish (or --replay a CSV to it), "
-                         "or --to-csv FILE --samples N to write history")
+        raise InputError(
+            "nothing to do: give --broker URL to publish (or --replay a CSV to it), "
+            "or --to-csv FILE --samples N to write history"
+        )
     _refuse(args, "--samples", args.samples is not None, "only applies to --to-csv")
     _refuse(args, "--start-time", args.start_time is not None, "only applies to --to-csv")
-    _refuse(args, "--asset-index", args.asset_index != 1, "only applies to --to-csv (use --assets N to publish several)")
+    _refuse(
+        args, "--asset-index", args.asset_index != 1, "only applies to --to-csv (use --assets N to publish several)"
+    )
     if args.replay:
         return _replay(args)
     _refuse(args, "--asset", args.asset is not None, "only applies to --replay (name of the replayed asset)")
@@ -68,9 +69,14 @@ def _refuse(args: argparse.Namespace, option: str, given: bool, why: str) -> Non
 def _to_csv(args: argparse.Namespace) -> int:
     from .history import DEFAULT_START_TIME, truth_path, write_history
 
-    for option, given in (("--broker", args.broker), ("--replay", args.replay),
-                          ("--duration", args.duration is not None), ("--loop", args.loop),
-                          ("--asset", args.asset is not None), *((f, True) for f in broker_login.given(args))):
+    for option, given in (
+        ("--broker", args.broker),
+        ("--replay", args.replay),
+        ("--duration", args.duration is not None),
+        ("--loop", args.loop),
+        ("--asset", args.asset is not None),
+        *((f, True) for f in broker_login.given(args)),
+    ):
         _refuse(args, option, bool(given), "does not apply to --to-csv (it writes a file and publishes nothing)")
     if args.samples is None:
         raise InputError("--to-csv needs --samples N (how many rows to write)")
@@ -86,8 +92,7 @@ def _to_csv(args: argparse.Namespace) -> int:
     late = [inj.injection_id for inj in injections if inj.start >= args.samples]
     if late:
         raise InputError(f"fault {late[0]} starts after the last of the {args.samples} rows")
-    truths = write_history(args.to_csv, process, args.samples, rate=args.rate, start_time=start,
-                           injections=injections)
+    truths = write_history(args.to_csv, process, args.samples, rate=args.rate, start_time=start, injections=injections)
     if truths:
         log.info("truth_written", path=str(truth_path(args.to_csv)), faults=len(truths))
     return 0
@@ -96,7 +101,9 @@ def _to_csv(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from .replay import load_replay
 
-    _refuse(args, "--sensors", args.sensors is not None, "does not apply to --replay (the file's columns are the sensors)")
+    _refuse(
+        args, "--sensors", args.sensors is not None, "does not apply to --replay (the file's columns are the sensors)"
+    )
     source = load_replay(args.replay, args.asset, args.loop)
     return _publish(args, [source], [source])
 
@@ -108,7 +115,7 @@ def _injections(specs: Sequence[str], sources: Sequence[Any], seed: int, gan: st
         raise InputError("--gan only applies to gan:<class> faults, e.g. --fault 'gan:4@100+200'")
     patterns = None
     if wants_gan and gan is not None:
-        from .gan.inject import load_patterns     # torch only when a GAN pattern is wanted
+        from .gan.inject import load_patterns  # torch only when a GAN pattern is wanted
 
         patterns = load_patterns(gan)
     return bind_faults(parsed, [FaultTarget.of(s) for s in sources], seed, patterns) if parsed else []
@@ -117,11 +124,15 @@ def _injections(specs: Sequence[str], sources: Sequence[Any], seed: int, gan: st
 def _publish(args: argparse.Namespace, sources: list[Any], targets: Sequence[Any]) -> int:
     from .publish import Publisher
 
-    publisher = Publisher(broker_login.settings({}, args), sources, rate=args.rate, prefix=args.prefix,
-                          qos=args.qos, injections=_injections(args.fault, targets, args.seed, args.gan),
-                          duration=args.duration)
+    publisher = Publisher(
+        broker_login.settings({}, args),
+        sources,
+        rate=args.rate,
+        prefix=args.prefix,
+        qos=args.qos,
+        injections=_injections(args.fault, targets, args.seed, args.gan),
+        duration=args.duration,
+    )
     with stop_on_signals(publisher.request_stop):
         publisher.run()
     return 0
-
-

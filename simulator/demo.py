@@ -50,8 +50,12 @@ def ensure_models(assets: list[AssetProcess], rate: float, cache: Path) -> dict[
     for asset in assets:
         folder = cache / f"v{__version__}-seed{SEED}-{asset.name}-{asset.n_sensors}s"
         if not (folder / "manifest.json").exists():
-            print(f"training the demo model for {asset.name} ({asset.n_sensors} sensors, "
-                  f"{HISTORY_SAMPLES} samples of simulated history; cached in {cache}) ...", file=sys.stderr, flush=True)
+            print(
+                f"training the demo model for {asset.name} ({asset.n_sensors} sensors, "
+                f"{HISTORY_SAMPLES} samples of simulated history; cached in {cache}) ...",
+                file=sys.stderr,
+                flush=True,
+            )
             folder.parent.mkdir(parents=True, exist_ok=True)
             history = folder.parent / f"{folder.name}.csv"
             past = AssetProcess(SEED, asset.asset_index, realization=1)
@@ -84,8 +88,10 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
         if not monitor.wait_ready(30):
             log.error("demo_not_ready", problems=monitor.readiness_problems())
             return 1
-        print(f"metrics: http://127.0.0.1:{monitor.metrics_port}/metrics  "
-              f"(also /healthz, /readyz); Ctrl-C to stop", flush=True)
+        print(
+            f"metrics: http://127.0.0.1:{monitor.metrics_port}/metrics  (also /healthz, /readyz); Ctrl-C to stop",
+            flush=True,
+        )
         _watch(monitor, stop, args.duration, view=not args.no_view and sys.stdout.isatty())
     finally:
         stop.set()
@@ -99,23 +105,32 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
 
 
 def _start_monitor(broker: LocalBroker, models: dict[str, str], port: int) -> Monitor:
-    cfg = parse({
-        "instance": "demo",
-        "broker": {"url": broker.url, "client_id": "plantwatch-demo-monitor"},
-        "metrics": {"port": port},
-        "models": {"assets": models, "unknown_asset": "reject"},
-    })
+    cfg = parse(
+        {
+            "instance": "demo",
+            "broker": {"url": broker.url, "client_id": "plantwatch-demo-monitor"},
+            "metrics": {"port": port},
+            "models": {"assets": models, "unknown_asset": "reject"},
+        }
+    )
     monitor = Monitor(cfg)
     monitor.start()
     return monitor
 
 
-def _start_publisher(broker: LocalBroker, assets: list[AssetProcess], rate: float,
-                     stop: threading.Event) -> tuple[Publisher, threading.Thread]:
+def _start_publisher(
+    broker: LocalBroker, assets: list[AssetProcess], rate: float, stop: threading.Event
+) -> tuple[Publisher, threading.Thread]:
     specs = periodic_faults([a.name for a in assets], FAULT_EVERY_S, rate, SEED, duration_s=(15.0, 30.0))
     injections = bind_faults(specs, [FaultTarget.of(a) for a in assets], SEED)
-    publisher = Publisher(settings_from_url(broker.url), assets, rate=rate, injections=injections,
-                          stop_event=stop, client_id="plantwatch-demo-simulator")
+    publisher = Publisher(
+        settings_from_url(broker.url),
+        assets,
+        rate=rate,
+        injections=injections,
+        stop_event=stop,
+        client_id="plantwatch-demo-simulator",
+    )
     thread = threading.Thread(target=publisher.run, name="simulator", daemon=True)
     thread.start()
     return publisher, thread
@@ -132,7 +147,18 @@ def _watch(monitor: Monitor, stop: threading.Event, duration: float | None, view
             sys.stdout.flush()
         elif time.monotonic() - last_log >= 10:
             last_log = time.monotonic()
-            log.info("demo_status", connected=snap.connected, ready=snap.ready,
-                     assets={a.asset: {"score": round(a.score, 3), "threshold": round(a.threshold, 3),
-                                       "alarm": a.alarm, "messages": a.messages} for a in snap.assets})
+            log.info(
+                "demo_status",
+                connected=snap.connected,
+                ready=snap.ready,
+                assets={
+                    a.asset: {
+                        "score": round(a.score, 3),
+                        "threshold": round(a.threshold, 3),
+                        "alarm": a.alarm,
+                        "messages": a.messages,
+                    }
+                    for a in snap.assets
+                },
+            )
         stop.wait(1.0 if view else 0.5)

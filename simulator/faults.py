@@ -39,8 +39,16 @@ SENSOR_FAULT_KINDS = ("bias", "drift", "stuck", "noise", "spikes", "intermittent
 PROCESS_KINDS = ("coefficient", "decorrelate")
 KINDS = SENSOR_FAULT_KINDS + PROCESS_KINDS
 #: In sensor standard deviations; coefficient: pole slowdown; decorrelate: innovation scale; stuck: unused.
-DEFAULT_MAGNITUDE = {"bias": 4.0, "drift": 6.0, "stuck": 0.0, "noise": 3.0, "spikes": 8.0,
-                     "intermittent": 4.0, "coefficient": 3.0, "decorrelate": 1.0}
+DEFAULT_MAGNITUDE = {
+    "bias": 4.0,
+    "drift": 6.0,
+    "stuck": 0.0,
+    "noise": 3.0,
+    "spikes": 8.0,
+    "intermittent": 4.0,
+    "coefficient": 3.0,
+    "decorrelate": 1.0,
+}
 SPEC_FORMAT = "KIND@START+DURATION[:asset=A,sensors=S1;S2,magnitude=M]"
 GAN_PREFIX = "gan:"
 SPIKE_FRACTION = 0.1
@@ -77,15 +85,15 @@ class FaultSpec:
             return
         if not math.isfinite(m):
             raise InputError(f"fault {me}: magnitude must be a finite number")
-        if self.kind in ("noise",) + PROCESS_KINDS and m <= 0:
+        if self.kind in ("noise", *PROCESS_KINDS) and m <= 0:
             raise InputError(f"fault {me}: {self.kind} magnitude must be > 0")
-        if self.kind not in ("stuck", "noise") + PROCESS_KINDS and m == 0:
+        if self.kind not in ("stuck", "noise", *PROCESS_KINDS) and m == 0:
             raise InputError(f"fault {me}: a {self.kind} of magnitude 0 changes nothing")
 
     @property
     def gan_class(self) -> str | None:
         """The class of a ``gan:<class>`` spec, None for a parametric one."""
-        return self.kind[len(GAN_PREFIX):] if self.kind.startswith(GAN_PREFIX) else None
+        return self.kind[len(GAN_PREFIX) :] if self.kind.startswith(GAN_PREFIX) else None
 
     def __str__(self) -> str:
         """The spec in :data:`SPEC_FORMAT`; :func:`parse_fault` reads it back unchanged."""
@@ -144,8 +152,14 @@ def parse_fault(text: str) -> FaultSpec:
             magnitude = float(opts["magnitude"])
         except ValueError:
             raise InputError(f"fault {text!r}: magnitude must be a number, got {opts['magnitude']!r}") from None
-    return FaultSpec(kind, _whole(text, "START", start, 0), _whole(text, "DURATION", duration, 1),
-                     opts.get("asset"), sensors, magnitude)
+    return FaultSpec(
+        kind,
+        _whole(text, "START", start, 0),
+        _whole(text, "DURATION", duration, 1),
+        opts.get("asset"),
+        sensors,
+        magnitude,
+    )
 
 
 @dataclass(frozen=True)
@@ -181,8 +195,10 @@ class RowNoise:
 
     def rows(self, what: str, lo: int, hi: int) -> np.ndarray:
         """Rows lo..hi-1 of the "normal" or "uniform" stream, shape (hi - lo, width)."""
-        parts = [self._chunk(what, c)[max(lo - c * _CHUNK, 0): hi - c * _CHUNK]
-                 for c in range(lo // _CHUNK, (hi - 1) // _CHUNK + 1)]
+        parts = [
+            self._chunk(what, c)[max(lo - c * _CHUNK, 0) : hi - c * _CHUNK]
+            for c in range(lo // _CHUNK, (hi - 1) // _CHUNK + 1)
+        ]
         return np.concatenate(parts) if len(parts) != 1 else parts[0]
 
 
@@ -192,9 +208,18 @@ class Injection:
     #: Process faults re-make their columns from the latent trace, so they go first.
     rewrites = False
 
-    def __init__(self, asset: str, injection_id: str, kind: str, start: int, duration: int,
-                 sensors: Sequence[str], columns: Sequence[int], magnitude: float,
-                 params: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        asset: str,
+        injection_id: str,
+        kind: str,
+        start: int,
+        duration: int,
+        sensors: Sequence[str],
+        columns: Sequence[int],
+        magnitude: float,
+        params: dict[str, Any] | None = None,
+    ) -> None:
         if start < 0 or duration < 1:
             raise ValueError(f"{injection_id}: start must be >= 0 and duration >= 1, got {start}, {duration}")
         if len(sensors) != len(columns) or not sensors:
@@ -215,7 +240,7 @@ class Injection:
         """Edit the rows of ``block`` (rows first_index..) that this injection covers, in place."""
         lo, hi = max(self.start, first_index), min(self.end + 1, first_index + len(block))
         if lo < hi:
-            self._apply(block[lo - first_index: hi - first_index], lo - self.start)
+            self._apply(block[lo - first_index : hi - first_index], lo - self.start)
 
     def _apply(self, rows: np.ndarray, offset: int) -> None:
         """Edit ``rows`` (all columns), whose first row is row ``offset`` of the fault window."""
@@ -223,9 +248,17 @@ class Injection:
 
     def truth(self, start_ts: float, end_ts: float, phase: str = "start") -> DrillTruth:
         """Ground truth with the payload timestamps of the first and last affected samples."""
-        return DrillTruth(asset=self.asset, injection_id=self.injection_id, kind=self.kind,
-                          sensors=self.sensors, start=start_ts, end=end_ts, magnitude=self.magnitude,
-                          phase=phase, params=dict(self.params))
+        return DrillTruth(
+            asset=self.asset,
+            injection_id=self.injection_id,
+            kind=self.kind,
+            sensors=self.sensors,
+            start=start_ts,
+            end=end_ts,
+            magnitude=self.magnitude,
+            phase=phase,
+            params=dict(self.params),
+        )
 
 
 class SensorFault(Injection):
@@ -236,13 +269,13 @@ class SensorFault(Injection):
         self._delta = self.magnitude * np.asarray(std, dtype=np.float64)[self.columns]
         self._random = RowNoise(key, len(self.columns))
         self._frozen: np.ndarray | None = None
-        if self.kind == "intermittent":   # on for `period` samples, off for `period`, ...
+        if self.kind == "intermittent":  # on for `period` samples, off for `period`, ...
             self.params.setdefault("period", int(np.random.default_rng([*key, 3]).integers(4, 16)))
 
     def apply(self, block: np.ndarray, first_index: int) -> None:
         before = self.start - 1 - first_index
         if self.kind == "stuck" and 0 <= before < len(block):
-            self._frozen = block[before, self.columns].copy()   # the last good value
+            self._frozen = block[before, self.columns].copy()  # the last good value
         super().apply(block, first_index)
 
     def _apply(self, rows: np.ndarray, offset: int) -> None:
@@ -299,7 +332,7 @@ class LatentFault(Injection):
         lo = first - trace.first_index
         sl = slice(lo, lo + len(rows))
         if self._hist is None or offset == 0:
-            self._hist = trace.z[lo: lo + 2].copy()              # true state just before the fault
+            self._hist = trace.z[lo : lo + 2].copy()  # true state just before the fault
         innov = trace.innov[sl]
         if self.kind == "decorrelate":
             innov = self.magnitude * self._process.gain * self._random.rows("normal", offset, offset + len(rows))
@@ -316,26 +349,36 @@ class AdditivePattern(Injection):
     pattern, everything else (rows, ground truth, publishing) is shared.
     """
 
-    def __init__(self, asset: str, injection_id: str, kind: str, start: int, sensors: Sequence[str],
-                 columns: Sequence[int], pattern: np.ndarray, std: np.ndarray,
-                 params: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        asset: str,
+        injection_id: str,
+        kind: str,
+        start: int,
+        sensors: Sequence[str],
+        columns: Sequence[int],
+        pattern: np.ndarray,
+        std: np.ndarray,
+        params: dict[str, Any] | None = None,
+    ) -> None:
         pattern = np.asarray(pattern, dtype=np.float64)
         if pattern.ndim != 2 or pattern.shape[1] != len(columns) or not np.isfinite(pattern).all():
-            raise ValueError(f"{injection_id}: pattern must be finite, shape (duration, {len(columns)}), "
-                             f"got {pattern.shape}")
+            raise ValueError(
+                f"{injection_id}: pattern must be finite, shape (duration, {len(columns)}), got {pattern.shape}"
+            )
         magnitude = float(np.abs(pattern).max()) if pattern.size else 0.0
         super().__init__(asset, injection_id, kind, start, pattern.shape[0], sensors, columns, magnitude, params)
         self._deviation = pattern * np.asarray(std, dtype=np.float64)[self.columns]
 
     def _apply(self, rows: np.ndarray, offset: int) -> None:
-        rows[:, self.columns] += self._deviation[offset: offset + len(rows)]
+        rows[:, self.columns] += self._deviation[offset : offset + len(rows)]
 
 
 class PatternSource(Protocol):
     """Where ``gan:<class>`` patterns come from (:class:`simulator.gan.inject.GanPatterns`)."""
 
-    name: str                  # for messages and the ground truth (e.g. the GAN folder)
-    sensors: list[str]         # the pattern's columns, matched to an asset's sensors by name
+    name: str  # for messages and the ground truth (e.g. the GAN folder)
+    sensors: list[str]  # the pattern's columns, matched to an asset's sensors by name
     classes: list[str]
 
     def pattern(self, label: str, length: int, seed: int) -> np.ndarray:
@@ -343,8 +386,9 @@ class PatternSource(Protocol):
         ...
 
 
-def bind_faults(specs: Sequence[FaultSpec], targets: Sequence[FaultTarget], seed: int,
-                patterns: PatternSource | None = None) -> list[Injection]:
+def bind_faults(
+    specs: Sequence[FaultSpec], targets: Sequence[FaultTarget], seed: int, patterns: PatternSource | None = None
+) -> list[Injection]:
     """Turn parsed specs into injections, filling defaults; InputError names the bad spec.
 
     ``gan:<class>`` specs need ``patterns``; their pattern is drawn with a seed
@@ -364,37 +408,53 @@ def bind_faults(specs: Sequence[FaultSpec], targets: Sequence[FaultTarget], seed
         sensors = spec.sensors or _pick_sensors(target.sensors, np.random.default_rng(key))
         unknown = [s for s in sensors if s not in target.sensors]
         if unknown:
-            raise InputError(f"fault {str(spec)!r}: {target.name} has no sensor {unknown[0]!r}; "
-                             f"its sensors: {', '.join(target.sensors[:12])}{' ...' if len(target.sensors) > 12 else ''}")
+            raise InputError(
+                f"fault {str(spec)!r}: {target.name} has no sensor {unknown[0]!r}; "
+                f"its sensors: {', '.join(target.sensors[:12])}{' ...' if len(target.sensors) > 12 else ''}"
+            )
         columns = [target.sensors.index(s) for s in sensors]
         magnitude = spec.magnitude if spec.magnitude is not None else DEFAULT_MAGNITUDE[spec.kind]
-        args = (target.name, f"{k + 1:03d}-{spec.kind}-{target.name}", spec.kind, spec.start,
-                spec.duration, sensors, columns, magnitude)
+        args = (
+            target.name,
+            f"{k + 1:03d}-{spec.kind}-{target.name}",
+            spec.kind,
+            spec.start,
+            spec.duration,
+            sensors,
+            columns,
+            magnitude,
+        )
         if spec.kind in PROCESS_KINDS:
             if target.process is None:
-                raise InputError(f"fault {str(spec)!r}: {spec.kind} faults change the simulated process; "
-                                 f"a replayed file has none (use bias, drift, stuck, noise, spikes or intermittent)")
+                raise InputError(
+                    f"fault {str(spec)!r}: {spec.kind} faults change the simulated process; "
+                    f"a replayed file has none (use bias, drift, stuck, noise, spikes or intermittent)"
+                )
             out.append(LatentFault(*args, process=target.process, key=key))
         else:
             out.append(SensorFault(*args, std=target.std, key=key))
     return out
 
 
-def _bind_pattern(spec: FaultSpec, target: FaultTarget, k: int, patterns: PatternSource | None,
-                  seed: int) -> AdditivePattern:
+def _bind_pattern(
+    spec: FaultSpec, target: FaultTarget, k: int, patterns: PatternSource | None, seed: int
+) -> AdditivePattern:
     """A ``gan:<class>`` spec as an AdditivePattern on the asset's sensors of the same names."""
     me, label = repr(str(spec)), spec.gan_class
     assert label is not None
     if patterns is None:
         raise InputError(f"fault {me}: gan:<class> patterns come from a trained GAN; give --gan PATH")
     if label not in patterns.classes:
-        raise InputError(f"fault {me}: the GAN {patterns.name} has no class {label!r}; "
-                         f"its classes: {', '.join(patterns.classes)}")
+        raise InputError(
+            f"fault {me}: the GAN {patterns.name} has no class {label!r}; its classes: {', '.join(patterns.classes)}"
+        )
     missing = [s for s in patterns.sensors if s not in target.sensors]
     if missing:
-        raise InputError(f"fault {me}: {target.name} lacks {len(missing)} of the GAN's {len(patterns.sensors)} "
-                         f"sensors (first: {missing[0]!r}); a GAN pattern is applied by sensor name and needs "
-                         f"every sensor it was trained on (extra sensors of the asset are left alone)")
+        raise InputError(
+            f"fault {me}: {target.name} lacks {len(missing)} of the GAN's {len(patterns.sensors)} "
+            f"sensors (first: {missing[0]!r}); a GAN pattern is applied by sensor name and needs "
+            f"every sensor it was trained on (extra sensors of the asset are left alone)"
+        )
     chosen = list(spec.sensors) if spec.sensors is not None else list(patterns.sensors)
     unknown = [s for s in chosen if s not in patterns.sensors]
     if unknown:
@@ -402,11 +462,24 @@ def _bind_pattern(spec: FaultSpec, target: FaultTarget, k: int, patterns: Patter
     pattern = patterns.pattern(label, spec.duration, seed) * (1.0 if spec.magnitude is None else spec.magnitude)
     pattern = pattern[:, [patterns.sensors.index(s) for s in chosen]]
     strongest = np.argsort(-np.abs(pattern).mean(axis=0))[:5]
-    params = {"gan": patterns.name, "class": label, "seed": seed,
-              "scale": 1.0 if spec.magnitude is None else spec.magnitude,
-              "top_sensors": [chosen[j] for j in strongest]}
-    return AdditivePattern(target.name, f"{k + 1:03d}-gan{label}-{target.name}", spec.kind, spec.start, chosen,
-                           [target.sensors.index(s) for s in chosen], pattern, target.std, params)
+    params = {
+        "gan": patterns.name,
+        "class": label,
+        "seed": seed,
+        "scale": 1.0 if spec.magnitude is None else spec.magnitude,
+        "top_sensors": [chosen[j] for j in strongest],
+    }
+    return AdditivePattern(
+        target.name,
+        f"{k + 1:03d}-gan{label}-{target.name}",
+        spec.kind,
+        spec.start,
+        chosen,
+        [target.sensors.index(s) for s in chosen],
+        pattern,
+        target.std,
+        params,
+    )
 
 
 def _pick_sensors(sensors: Sequence[str], rng: np.random.Generator) -> tuple[str, ...]:
@@ -426,7 +499,7 @@ class InjectionSet:
         """Apply to rows first_index..; returns the injections that started and that ended in them."""
         last = first_index + len(block) - 1
         while self._next < len(self._queue) and self._queue[self._next].start - 1 <= last:
-            self.active.append(self._queue[self._next])   # one row early: stuck needs the last good value
+            self.active.append(self._queue[self._next])  # one row early: stuck needs the last good value
             self._next += 1
         for inj in sorted(self.active, key=lambda inj: not inj.rewrites):
             inj.apply(block, first_index)
@@ -441,10 +514,17 @@ class InjectionSet:
         return len(self._queue) - self._next + len(self.active)
 
 
-def periodic_faults(asset_names: Sequence[str], every_s: float, rate: float, seed: int, *,
-                    kinds: Sequence[str] = KINDS, first_s: float | None = None,
-                    duration_s: tuple[float, float] = (20.0, 60.0),
-                    horizon_s: float = 86400.0) -> list[FaultSpec]:
+def periodic_faults(
+    asset_names: Sequence[str],
+    every_s: float,
+    rate: float,
+    seed: int,
+    *,
+    kinds: Sequence[str] = KINDS,
+    first_s: float | None = None,
+    duration_s: tuple[float, float] = (20.0, 60.0),
+    horizon_s: float = 86400.0,
+) -> list[FaultSpec]:
     """A varied fault every ``every_s`` seconds, assets in turn, kinds shuffled per round.
 
     For the demo: faults never overlap (each lasts less than ``every_s``), the
@@ -465,6 +545,13 @@ def periodic_faults(asset_names: Sequence[str], every_s: float, rate: float, see
         kind = order.pop()
         scale = float(rng.uniform(0.75, 1.5))
         magnitude = DEFAULT_MAGNITUDE[kind] * scale if kind != "stuck" else None
-        specs.append(FaultSpec(kind, first + j * every, int(rng.integers(lo, max(lo, hi) + 1)),
-                               asset=asset_names[j % len(asset_names)], magnitude=magnitude))
+        specs.append(
+            FaultSpec(
+                kind,
+                first + j * every,
+                int(rng.integers(lo, max(lo, hi) + 1)),
+                asset=asset_names[j % len(asset_names)],
+                magnitude=magnitude,
+            )
+        )
     return specs

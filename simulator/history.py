@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from monitor import logs
@@ -24,9 +24,9 @@ from .process import AssetProcess
 
 log = logs.get("simulator")
 
-DEFAULT_START_TIME = 1767225600.0    # 2026-01-01T00:00:00Z
+DEFAULT_START_TIME = 1767225600.0  # 2026-01-01T00:00:00Z
 CHUNK_ROWS = 10_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def truth_path(path: str | Path) -> Path:
@@ -46,16 +46,23 @@ def iso_timestamps(start_time: float, rate: float, first: int, n: int) -> list[s
     return out
 
 
-def write_history(path: str | Path, process: AssetProcess, samples: int, *, rate: float = 1.0,
-                  start_time: float = DEFAULT_START_TIME,
-                  injections: Sequence[Injection] = ()) -> list[DrillTruth]:
+def write_history(
+    path: str | Path,
+    process: AssetProcess,
+    samples: int,
+    *,
+    rate: float = 1.0,
+    start_time: float = DEFAULT_START_TIME,
+    injections: Sequence[Injection] = (),
+) -> list[DrillTruth]:
     """Write ``samples`` rows of ``process`` (with injections) and their ground truth.
 
     The file appears complete or not at all (written beside, then renamed).
     """
     if samples < 1 or rate <= 0 or process.index != 0:
-        raise ValueError(f"need a fresh process, samples >= 1 and rate > 0, got index {process.index}, "
-                         f"{samples}, {rate}")
+        raise ValueError(
+            f"need a fresh process, samples >= 1 and rate > 0, got index {process.index}, {samples}, {rate}"
+        )
     path = Path(path)
     faults = InjectionSet(injections)
     truths: list[DrillTruth] = []
@@ -68,21 +75,28 @@ def write_history(path: str | Path, process: AssetProcess, samples: int, *, rate
                 n = min(CHUNK_ROWS, samples - first)
                 block = process.generate(n)
                 _, ended = faults.apply(block, first)
-                truths += [inj.truth(start_time + inj.start / rate, start_time + inj.end / rate, "end")
-                           for inj in ended]
+                truths += [
+                    inj.truth(start_time + inj.start / rate, start_time + inj.end / rate, "end") for inj in ended
+                ]
                 stamps = iso_timestamps(start_time, rate, first, n)
                 f.writelines(f"{ts},{row_fmt % tuple(row)}\n" for ts, row in zip(stamps, block.tolist()))
         os.replace(tmp, path)
         if injections:
-            for inj in (i for i in faults.active if i.start < samples):   # cut short by the end of the file
+            for inj in (i for i in faults.active if i.start < samples):  # cut short by the end of the file
                 inj.params["truncated"] = True
                 truths.append(inj.truth(start_time + inj.start / rate, start_time + (samples - 1) / rate, "end"))
             truth_path(path).write_bytes(b"".join(t.encode() + b"\n" for t in truths))
         else:
-            truth_path(path).unlink(missing_ok=True)      # a stale truth would describe old rows
+            truth_path(path).unlink(missing_ok=True)  # a stale truth would describe old rows
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise InputError(f"{exc.filename or path}: cannot write: {exc.strerror}") from None
-    log.info("history_written", path=str(path), asset=process.name, rows=samples,
-             sensors=process.n_sensors, faults=len(truths))
+    log.info(
+        "history_written",
+        path=str(path),
+        asset=process.name,
+        rows=samples,
+        sensors=process.n_sensors,
+        faults=len(truths),
+    )
     return truths

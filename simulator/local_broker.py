@@ -8,6 +8,7 @@ by its pid.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -53,10 +54,8 @@ def _end_with_parent() -> None:
     The demo stops its broker on the way out, but a demo killed outright
     would leave a broker on its port for good (Linux only; elsewhere a no-op).
     """
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
 
 
 _PR_SET_PDEATHSIG = 1
@@ -124,8 +123,12 @@ def start(port: int | None = None, prefer: str = "auto") -> LocalBroker:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     if kind == "amqtt":
-        log.info("embedded_broker_started", kind=kind, port=port,
-                 note="mosquitto not found; using the embedded amqtt broker (MQTT 3.1.1 only)")
+        log.info(
+            "embedded_broker_started",
+            kind=kind,
+            port=port,
+            note="mosquitto not found; using the embedded amqtt broker (MQTT 3.1.1 only)",
+        )
     else:
         log.info("embedded_broker_started", kind=kind, port=port)
     return LocalBroker(kind, port, proc, workdir)

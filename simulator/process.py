@@ -31,19 +31,19 @@ MAX_SENSORS = 60
 DEFAULT_SENSOR_RANGE = (12, 40)
 #: Instrument tag prefix, plausible range of the nominal value, and how often it is drawn.
 SENSOR_KINDS: tuple[tuple[str, float, float, float], ...] = (
-    ("TI", 50.0, 400.0, 0.35),   # temperature, degC
-    ("PI", 1.0, 30.0, 0.25),     # pressure, bar
+    ("TI", 50.0, 400.0, 0.35),  # temperature, degC
+    ("PI", 1.0, 30.0, 0.25),  # pressure, bar
     ("FI", 10.0, 1000.0, 0.30),  # flow, m3/h
-    ("LI", 20.0, 80.0, 0.10),    # level, %
+    ("LI", 20.0, 80.0, 0.10),  # level, %
 )
-DWELL_RANGE = (500, 2000)        # samples between operating-mode changes
-STD_SAMPLES = 6000               # samples used to measure each sensor's normal spread
+DWELL_RANGE = (500, 2000)  # samples between operating-mode changes
+STD_SAMPLES = 6000  # samples used to measure each sensor's normal spread
 BURN_IN = 300
 
 
 def _ar2_gain(a1: np.ndarray, a2: np.ndarray) -> np.ndarray:
     """Innovation scale giving each AR(2) latent unit stationary variance."""
-    return np.sqrt((1 + a2) * ((1 - a2) ** 2 - a1 ** 2) / (1 - a2))
+    return np.sqrt((1 + a2) * ((1 - a2) ** 2 - a1**2) / (1 - a2))
 
 
 @dataclass
@@ -51,10 +51,10 @@ class LatentTrace:
     """How the last block was made, so a process fault can re-make it differently."""
 
     first_index: int
-    setpoint: np.ndarray   # (n, L) operating-mode setpoint of the latents
-    z: np.ndarray          # (n + 2, L) latent deviations; the first two rows precede the block
-    innov: np.ndarray      # (n, L) innovation added at each step (already scaled)
-    noise: np.ndarray      # (n, K) standard-normal sensor noise
+    setpoint: np.ndarray  # (n, L) operating-mode setpoint of the latents
+    z: np.ndarray  # (n + 2, L) latent deviations; the first two rows precede the block
+    innov: np.ndarray  # (n, L) innovation added at each step (already scaled)
+    noise: np.ndarray  # (n, K) standard-normal sensor noise
 
 
 class AssetProcess:
@@ -71,10 +71,12 @@ class AssetProcess:
         self.asset_index = asset_index
         self.name = f"asset{asset_index:02d}"
         structure, innov, noise, modes = (
-            np.random.default_rng(s) for s in np.random.SeedSequence([seed, asset_index]).spawn(4))
+            np.random.default_rng(s) for s in np.random.SeedSequence([seed, asset_index]).spawn(4)
+        )
         if realization:
-            innov, noise, modes = (np.random.default_rng(s) for s in
-                                   np.random.SeedSequence([seed, asset_index, realization]).spawn(3))
+            innov, noise, modes = (
+                np.random.default_rng(s) for s in np.random.SeedSequence([seed, asset_index, realization]).spawn(3)
+            )
         self._innov_rng, self._noise_rng, self._mode_rng = innov, noise, modes
         lo, hi = DEFAULT_SENSOR_RANGE
         k = int(n_sensors if n_sensors is not None else structure.integers(lo, hi + 1))
@@ -90,12 +92,13 @@ class AssetProcess:
 
     def _build_latents(self, rng: np.random.Generator) -> None:
         n = int(rng.integers(3, 7))
-        oscillating = np.arange(n) % 2 == 1          # half slow, half damped oscillations
+        oscillating = np.arange(n) % 2 == 1  # half slow, half damped oscillations
         radius = np.where(oscillating, rng.uniform(0.93, 0.99, n), rng.uniform(0.95, 0.995, n))
         angle = np.where(oscillating, 2 * np.pi / rng.uniform(20, 200, n), 0.0)
-        second = np.where(oscillating, 0.0, rng.uniform(0.3, 0.8, n))   # second real pole
-        self._poles = np.stack([radius * np.exp(1j * angle),
-                                np.where(oscillating, radius * np.exp(-1j * angle), second)])
+        second = np.where(oscillating, 0.0, rng.uniform(0.3, 0.8, n))  # second real pole
+        self._poles = np.stack(
+            [radius * np.exp(1j * angle), np.where(oscillating, radius * np.exp(-1j * angle), second)]
+        )
         self.n_latent = n
         self._a1, self._a2 = self.coefficients()
         self._gain = _ar2_gain(self._a1, self._a2)
@@ -110,7 +113,7 @@ class AssetProcess:
         self._offset = np.exp(rng.uniform(np.log(lo * 1.3), np.log(hi * 0.8)))
         self._scale = self._offset * rng.uniform(0.02, 0.05, k)
         mix = np.zeros((k, L))
-        for j in range(k):                            # each sensor follows 1-3 latents
+        for j in range(k):  # each sensor follows 1-3 latents
             used = rng.choice(L, size=int(rng.integers(1, min(3, L) + 1)), replace=False)
             mix[j, used] = rng.normal(0, 1, used.size)
         self._mix = mix / np.linalg.norm(mix, axis=1, keepdims=True)
@@ -125,10 +128,10 @@ class AssetProcess:
     def _build_modes(self, rng: np.random.Generator) -> None:
         n = int(rng.integers(2, 4))
         self._mode_setpoints = np.vstack([np.zeros(self.n_latent), rng.normal(0, 1.5, (n - 1, self.n_latent))])
-        self._alpha = 1.0 / rng.uniform(15, 60)       # first-order transition between setpoints
+        self._alpha = 1.0 / rng.uniform(15, 60)  # first-order transition between setpoints
         self._mode = 0
-        self._switched = 0                            # when the current mode began
-        self._from = self._mode_setpoints[0].copy()   # setpoint just before that
+        self._switched = 0  # when the current mode began
+        self._from = self._mode_setpoints[0].copy()  # setpoint just before that
         self._next_switch = int(self._mode_rng.integers(*DWELL_RANGE))
 
     def _burn_in(self, rng: np.random.Generator) -> None:
@@ -189,9 +192,11 @@ class AssetProcess:
     def render(self, latent: np.ndarray, first_index: int, noise: np.ndarray) -> np.ndarray:
         """Sensor values (n, K) for latent states (n, L) at rows first_index.., in engineering units."""
         t = np.arange(first_index, first_index + latent.shape[0], dtype=np.float64)[:, None]
-        signal = (_combine(latent, self._mix)
-                  + self._nl_gain * np.tanh(_combine(latent, self._nl_dir))
-                  + self._drift_amp * np.sin(2 * np.pi * t / self._drift_period + self._drift_phase))
+        signal = (
+            _combine(latent, self._mix)
+            + self._nl_gain * np.tanh(_combine(latent, self._nl_dir))
+            + self._drift_amp * np.sin(2 * np.pi * t / self._drift_period + self._drift_phase)
+        )
         return self._offset + self._scale * (signal + self._noise_std * noise)
 
     @cached_property
@@ -217,7 +222,7 @@ class AssetProcess:
                 self._switched, self._mode = t, (self._mode + 1) % self.n_modes
                 self._next_switch += int(self._mode_rng.integers(*DWELL_RANGE))
             seg = min(n - done, self._next_switch - t)
-            out[done:done + seg] = self._setpoint_at(np.arange(t, t + seg)[:, None])
+            out[done : done + seg] = self._setpoint_at(np.arange(t, t + seg)[:, None])
             done += seg
         return out
 
@@ -225,12 +230,13 @@ class AssetProcess:
         target = self._mode_setpoints[self._mode]
         return target + (self._from - target) * (1 - self._alpha) ** (np.asarray(t) - self._switched + 1)
 
+
 def _combine(latent: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """``latent @ weights.T`` term by term: unlike BLAS, each row's result is the
     same whatever the number of rows, so block sizes never change a value."""
     out = latent[:, :1] * weights[:, 0]
     for j in range(1, latent.shape[1]):
-        out += latent[:, j:j + 1] * weights[:, j]
+        out += latent[:, j : j + 1] * weights[:, j]
     return out
 
 

@@ -39,7 +39,7 @@ log = logs.get("simulator")
 
 MAX_LAG_S = 5.0
 CONNECT_TIMEOUT_S = 10.0
-_TICK_S = 0.1                     # longest sleep: how fast a stop request is noticed
+_TICK_S = 0.1  # longest sleep: how fast a stop request is noticed
 
 
 class Source(Protocol):
@@ -73,10 +73,21 @@ class PublishSummary:
 class Publisher:
     """Publishes every source at ``rate`` samples per second per asset; :meth:`run` it once."""
 
-    def __init__(self, settings: BrokerSettings, sources: Sequence[Source], *, rate: float,
-                 prefix: str = wire.DEFAULT_PREFIX, qos: int = 1, injections: Sequence[Injection] = (),
-                 duration: float | None = None, stop_event: threading.Event | None = None,
-                 max_inflight: int = 200, drain_timeout: float = 3.0, client_id: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        sources: Sequence[Source],
+        *,
+        rate: float,
+        prefix: str = wire.DEFAULT_PREFIX,
+        qos: int = 1,
+        injections: Sequence[Injection] = (),
+        duration: float | None = None,
+        stop_event: threading.Event | None = None,
+        max_inflight: int = 200,
+        drain_timeout: float = 3.0,
+        client_id: str | None = None,
+    ) -> None:
         if not (math.isfinite(rate) and rate > 0):
             raise InputError(f"rate must be > 0 samples per second, got {rate}")
         if duration is not None and not (math.isfinite(duration) and duration > 0):
@@ -146,9 +157,15 @@ class Publisher:
         client.loop_start()
         try:
             self._await_connection()
-            log.info("publish_started", broker=self.settings.url, assets=[s.name for s in self.sources],
-                     sensors=[len(s.sensors) for s in self.sources], rate=self.rate, qos=self.qos,
-                     faults=sum(f.pending for f in self._faults))
+            log.info(
+                "publish_started",
+                broker=self.settings.url,
+                assets=[s.name for s in self.sources],
+                sensors=[len(s.sensors) for s in self.sources],
+                rate=self.rate,
+                qos=self.qos,
+                faults=sum(f.pending for f in self._faults),
+            )
             self._loop(client)
         finally:
             self.summary.unconfirmed = self._drain()
@@ -156,9 +173,16 @@ class Publisher:
             client.disconnect()
             client.loop_stop()
         self.summary.seconds = round(time.monotonic() - began, 3)
-        log.info("publish_finished", messages=self.summary.messages, faults=len(self.summary.faults),
-                 truths=self.summary.truths, unconfirmed=self.summary.unconfirmed,
-                 dropped=self.summary.dropped, reanchored=self.summary.reanchored, seconds=self.summary.seconds)
+        log.info(
+            "publish_finished",
+            messages=self.summary.messages,
+            faults=len(self.summary.faults),
+            truths=self.summary.truths,
+            unconfirmed=self.summary.unconfirmed,
+            dropped=self.summary.dropped,
+            reanchored=self.summary.reanchored,
+            seconds=self.summary.seconds,
+        )
         return self.summary
 
     def _await_connection(self) -> None:
@@ -196,7 +220,7 @@ class Publisher:
                 if live[a]:
                     live[a] = self._publish_block(client, a, source, i, due - i)
             i = due
-        for a, faults in enumerate(self._faults):     # cut short: say where they really ended
+        for a, faults in enumerate(self._faults):  # cut short: say where they really ended
             sent = self.summary.messages[self.sources[a].name]
             for inj in faults.active:
                 if inj.start < sent:
@@ -211,14 +235,21 @@ class Publisher:
         started, ended = self._faults[a].apply(block, first)
         for inj in started:
             self.summary.faults.append(inj.injection_id)
-            log.info("fault_started", asset=inj.asset, injection_id=inj.injection_id, kind=inj.kind,
-                     sensors=list(inj.sensors), magnitude=inj.magnitude, seq=inj.start)
+            log.info(
+                "fault_started",
+                asset=inj.asset,
+                injection_id=inj.injection_id,
+                kind=inj.kind,
+                sensors=list(inj.sensors),
+                magnitude=inj.magnitude,
+                seq=inj.start,
+            )
             self._truth(client, a, inj.truth(self._ts(inj.start), self._ts(inj.end)))
         topic, sensors = self._topics[a][0], source.sensors
         for j, row in enumerate(block.tolist()):
             payload = wire.encode_telemetry(self._ts(first + j), first + j, dict(zip(sensors, row)))
             if not self._publish(client, topic, payload):
-                return False                          # stop requested while the broker was stalled
+                return False  # stop requested while the broker was stalled
             self.summary.messages[source.name] += 1
         for inj in ended:
             log.info("fault_ended", asset=inj.asset, injection_id=inj.injection_id, seq=inj.end)
@@ -243,7 +274,7 @@ class Publisher:
             self._sent += 1
         qos = self.qos if qos is None else qos
         info = client.publish(topic, payload, qos=qos, retain=False)
-        if qos == 0 and info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:   # QoS 0 without a connection: paho drops it
+        if qos == 0 and info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:  # QoS 0 without a connection: paho drops it
             with self._cond:
                 self._sent -= 1
             self.summary.dropped += 1

@@ -20,8 +20,10 @@ class ReplaySource:
 
     def __init__(self, name: str, sensors: list[str], values: np.ndarray, loop: bool = False) -> None:
         if not wire.valid_name(name):
-            raise InputError(f"asset name {name!r} cannot be an MQTT topic level "
-                             f"(1-{wire.MAX_NAME_LENGTH} characters, no '/', '+', '#'); use --asset NAME")
+            raise InputError(
+                f"asset name {name!r} cannot be an MQTT topic level "
+                f"(1-{wire.MAX_NAME_LENGTH} characters, no '/', '+', '#'); use --asset NAME"
+            )
         try:
             wire.assert_sensor_names(sensors)
         except ValueError as exc:
@@ -32,7 +34,7 @@ class ReplaySource:
         self.sensors = list(sensors)
         self.values = values
         self.loop = loop
-        self.position = 0          # rows read so far (keeps counting when looping)
+        self.position = 0  # rows read so far (keeps counting when looping)
 
     def __len__(self) -> int:
         return int(self.values.shape[0])

@@ -24,8 +24,10 @@ def render(snap: Snapshot) -> str:
         ratio = a.score / a.threshold if a.threshold > 0 else 0.0
         top = ", ".join(f"{name} {c:.1f}" for name, c in a.top_sensors[:3])
         state = "ALARM" if a.alarm else ("warmup" if a.warming_up else "ok")
-        lines.append(f"{a.asset:<10} {a.messages:>7} {a.score:>7.3f} {a.threshold:>7.3f}  [{_bar(ratio)}] "
-                     f"{state:<6} {a.alarms:>6}  {top}")
+        lines.append(
+            f"{a.asset:<10} {a.messages:>7} {a.score:>7.3f} {a.threshold:>7.3f}  [{_bar(ratio)}] "
+            f"{state:<6} {a.alarms:>6}  {top}"
+        )
     if not snap.assets:
         lines.append("(waiting for telemetry)")
     lines += ["", "Ctrl-C to stop. Prometheus metrics on /metrics; alarms on plant/<asset>/alarm."]

@@ -30,7 +30,7 @@ def _imports(path: Path, top_level_only: bool = False) -> list[tuple[str, list[s
     package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
     tree = ast.parse(path.read_text())
     out: list[tuple[str, list[str]]] = []
-    for node in (tree.body if top_level_only else ast.walk(tree)):
+    for node in tree.body if top_level_only else ast.walk(tree):
         if isinstance(node, ast.Import):
             out.extend((a.name, []) for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -74,7 +74,7 @@ def test_other_packages_use_only_public_names() -> None:
                     continue
                 public = _public(pkg)
                 if module.startswith(pkg + "."):
-                    sub = module[len(pkg) + 1:].split(".")[0]
+                    sub = module[len(pkg) + 1 :].split(".")[0]
                     if sub not in public:
                         offenders.append(f"{here}: {module}")
                 elif module == pkg:
@@ -83,36 +83,54 @@ def test_other_packages_use_only_public_names() -> None:
 
 
 def test_the_detector_knows_nothing_of_the_daemon_commands_or_mqtt() -> None:
-    offenders = [f"{_module_name(p)}: {m}" for p in (ROOT / "monitor/detector").rglob("*.py")
-                 for m, _ in _imports(p)
-                 if m.split(".")[:2] in (["monitor", "daemon"], ["monitor", "commands"], ["monitor", "mqtt"],
-                                          ["monitor", "cli"], ["monitor", "config"], ["monitor", "wire"])]
+    offenders = [
+        f"{_module_name(p)}: {m}"
+        for p in (ROOT / "monitor/detector").rglob("*.py")
+        for m, _ in _imports(p)
+        if m.split(".")[:2]
+        in (
+            ["monitor", "daemon"],
+            ["monitor", "commands"],
+            ["monitor", "mqtt"],
+            ["monitor", "cli"],
+            ["monitor", "config"],
+            ["monitor", "wire"],
+        )
+    ]
     assert offenders == []
 
 
 def test_torch_only_under_the_detector_and_the_gan() -> None:
     allowed = (ROOT / "monitor/detector", ROOT / "simulator/gan")
-    offenders = [str(p.relative_to(ROOT)) for p in _sources()
-                 if not any(p.is_relative_to(a) for a in allowed)
-                 and any(m.split(".")[0] in ("torch", "safetensors") for m, _ in _imports(p))]
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in _sources()
+        if not any(p.is_relative_to(a) for a in allowed)
+        and any(m.split(".")[0] in ("torch", "safetensors") for m, _ in _imports(p))
+    ]
     assert offenders == []
 
 
 def test_the_monitor_never_imports_the_simulator() -> None:
     """Only the CLI, which reads both packages' command lists, knows both."""
-    offenders = [_module_name(p) for p in (ROOT / "monitor").rglob("*.py")
-                 if p != ROOT / "monitor/cli.py" and any(m.split(".")[0] == "simulator" for m, _ in _imports(p))]
+    offenders = [
+        _module_name(p)
+        for p in (ROOT / "monitor").rglob("*.py")
+        if p != ROOT / "monitor/cli.py" and any(m.split(".")[0] == "simulator" for m, _ in _imports(p))
+    ]
     assert offenders == []
 
 
 def test_plantwatch_monitor_loads_no_simulator_code_and_no_gan() -> None:
     """What 'plantwatch monitor' imports: the daemon loads no simulator module; the CLI only the command lists."""
-    code = ("import sys, monitor.daemon; print(sorted(m for m in sys.modules if m.split('.')[0] == 'simulator'))")
+    code = "import sys, monitor.daemon; print(sorted(m for m in sys.modules if m.split('.')[0] == 'simulator'))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.strip() == "[]"
-    code = ("import sys; from monitor import cli; from monitor.commands import resolve; "
-            "args = cli.build_parser().parse_args(['monitor', '--model', 'm']); resolve(args.handler); "
-            "print(sorted(m for m in sys.modules if m.startswith('simulator.') and not m.endswith('.cli')))")
+    code = (
+        "import sys; from monitor import cli; from monitor.commands import resolve; "
+        "args = cli.build_parser().parse_args(['monitor', '--model', 'm']); resolve(args.handler); "
+        "print(sorted(m for m in sys.modules if m.startswith('simulator.') and not m.endswith('.cli')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.strip() in ("[]", "['simulator.drill', 'simulator.gan']"), out
 
@@ -126,8 +144,12 @@ def test_no_import_loops_between_modules() -> None:
         for module, names in _imports(path, top_level_only=True):
             deps.update(c for c in [module, *(f"{module}.{n}" for n in names)] if c in modules)
         graph[_module_name(path)] = deps
-    cycles = [f"{a} <-> {b}" for a in graph for b in graph[a] if a in graph.get(b, set()) and a < b
-              and not (b.startswith(a + ".") or a.startswith(b + "."))]    # a package and its own modules
+    cycles = [
+        f"{a} <-> {b}"
+        for a in graph
+        for b in graph[a]
+        if a in graph.get(b, set()) and a < b and not (b.startswith(a + ".") or a.startswith(b + "."))
+    ]  # a package and its own modules
     assert cycles == []
 
 

@@ -24,8 +24,12 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-FLEET_PANELS = ("Score / threshold per asset", "Messages scored per second by asset",
-                "Rejected messages by reason", "Scoring lag")
+FLEET_PANELS = (
+    "Score / threshold per asset",
+    "Messages scored per second by asset",
+    "Rejected messages by reason",
+    "Scoring lag",
+)
 ASSET_PANELS = ("Anomaly score and threshold", "Sensor contributions during alarms")
 
 
@@ -55,8 +59,9 @@ def legend(fmt: str, labels: dict[str, str]) -> str:
     return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: labels.get(m.group(1), ""), fmt)
 
 
-def series(base: str, p: dict[str, Any], variables: dict[str, str], start: float, end: float,
-           step: float) -> list[tuple[str, list[datetime], list[float]]]:
+def series(
+    base: str, p: dict[str, Any], variables: dict[str, str], start: float, end: float, step: float
+) -> list[tuple[str, list[datetime], list[float]]]:
     out = []
     for t in p["targets"]:
         for r in api(base, "query_range", query=fill(t["expr"], variables), start=start, end=end, step=step)["result"]:
@@ -64,7 +69,7 @@ def series(base: str, p: dict[str, Any], variables: dict[str, str], start: float
             ys: list[float] = []
             last = None
             for ts, v in r["values"]:
-                if last is not None and float(ts) - last > 1.5 * step:      # a gap: break the line there
+                if last is not None and float(ts) - last > 1.5 * step:  # a gap: break the line there
                     xs.append(datetime.fromtimestamp(last + step))
                     ys.append(float("nan"))
                 xs.append(datetime.fromtimestamp(float(ts)))
@@ -74,12 +79,17 @@ def series(base: str, p: dict[str, Any], variables: dict[str, str], start: float
     return out
 
 
-def draw(ax: Any, p: dict[str, Any], title: str, lines: list[tuple[str, list[datetime], list[float]]],
-         xlim: tuple[datetime, datetime]) -> None:
+def draw(
+    ax: Any,
+    p: dict[str, Any],
+    title: str,
+    lines: list[tuple[str, list[datetime], list[float]]],
+    xlim: tuple[datetime, datetime],
+) -> None:
     """One Grafana time-series panel: its scale, its threshold line, series that are all zero folded."""
     custom = p["fieldConfig"]["defaults"].get("custom", {})
     flat = [ln for ln in lines if not any(y == y and y != 0 for y in ln[2])]
-    if len(flat) > 3:                            # e.g. every rejection reason at 0: one line, one label
+    if len(flat) > 3:  # e.g. every rejection reason at 0: one line, one label
         lines = [ln for ln in lines if ln not in flat] + [(f"{len(flat)} series at 0", flat[0][1], flat[0][2])]
     for name, xs, ys in lines:
         style = {"color": "red", "linestyle": "--"} if name == "threshold" else {}
@@ -121,8 +131,13 @@ def main() -> int:
     if asset is None:
         ranked = api(args.prometheus, "query", query="sort_desc(max by (asset) (plantwatch_alarms_total))", time=end)
         asset = ranked["result"][0]["metric"]["asset"] if ranked["result"] else "asset01"
-    variables = {"instance": ".*", "asset": asset, "__rate_interval": "30s", "__interval": f"{int(step)}s",
-                 "__range": f"{int(args.minutes * 60)}s"}
+    variables = {
+        "instance": ".*",
+        "asset": asset,
+        "__rate_interval": "30s",
+        "__interval": f"{int(step)}s",
+        "__range": f"{int(args.minutes * 60)}s",
+    }
 
     xlim = (datetime.fromtimestamp(start), datetime.fromtimestamp(end))
     fig, axes = plt.subplots(3, 2, figsize=(14, 10), constrained_layout=True)
@@ -139,11 +154,14 @@ def main() -> int:
                     ax.axvspan(x0, x1, color="red", alpha=0.12, linewidth=0)
     for ax in axes.flat:
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S" if args.minutes <= 30 else "%H:%M"))
-    fig.suptitle("plantwatch: fleet overview and asset dashboards (live data from plantwatch demo; red: alarms)",
-                 fontsize=12)
+    fig.suptitle(
+        "plantwatch: fleet overview and asset dashboards (live data from plantwatch demo; red: alarms)", fontsize=12
+    )
     fig.savefig(args.out, dpi=90)
-    print(f"wrote {args.out} ({datetime.fromtimestamp(start):%H:%M:%S}-{datetime.fromtimestamp(end):%H:%M:%S}, "
-          f"asset {asset})")
+    print(
+        f"wrote {args.out} ({datetime.fromtimestamp(start):%H:%M:%S}-{datetime.fromtimestamp(end):%H:%M:%S}, "
+        f"asset {asset})"
+    )
     return 0
 
 

@@ -9,38 +9,119 @@ from .registry import Command
 
 
 def _train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, metavar="CSV", help="normal operating history: header row, optional timestamp column, one numeric column per sensor")
-    p.add_argument("--out", required=True, metavar="MODEL", help="model folder to create (safetensors weights + JSON manifest)")
-    p.add_argument("--epochs", type=int, default=None, metavar="N", help="maximum training epochs (default: the model's default; early stopping usually ends sooner)")
-    p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed; the same seed and data give the same model (default: 0)")
-    p.add_argument("--window", type=int, default=None, metavar="W", help="samples per causal window fed to the model (default: 10; 1 scores each row alone)")
-    p.add_argument("--noise", type=float, default=None, metavar="SIGMA", help="Gaussian corruption, in standard deviations (default: 0.2)")
-    p.add_argument("--mask", type=float, default=None, metavar="P", help="fraction of inputs masked during training (default: 0.1)")
-    p.add_argument("--false-alarm-rate", type=float, default=None, metavar="R", help="target fraction of normal samples flagged (default: 0.005)")
-    p.add_argument("--false-alarms-per-day", type=float, default=None, metavar="N", help="target false alarms per day instead of a rate (needs the sample period)")
-    p.add_argument("--sample-period", type=float, default=None, metavar="S", help="seconds between samples (default: from the timestamp column, else 1)")
-    p.add_argument("--folds", type=int, default=None, metavar="K", help="contiguous out-of-fold blocks for calibration (default: 5)")
-    p.add_argument("--threshold", default=None, choices=["quantile", "spot", "static"],
-                   help="rolling threshold: 'quantile' scales with a tracked quantile of normal scores, 'spot' fits an "
-                   "extreme-value tail, 'static' keeps the calibrated value (default: spot)")
-    p.add_argument("--on-delay", type=int, default=None, metavar="N", help="samples above threshold before an alarm is raised (default: 5)")
-    p.add_argument("--off-delay", type=int, default=None, metavar="N", help="samples below the clear level before it clears (default: 3)")
+    p.add_argument(
+        "--data",
+        required=True,
+        metavar="CSV",
+        help="normal operating history: header row, optional timestamp column, one numeric column per sensor",
+    )
+    p.add_argument(
+        "--out", required=True, metavar="MODEL", help="model folder to create (safetensors weights + JSON manifest)"
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="maximum training epochs (default: the model's default; early stopping usually ends sooner)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="random seed; the same seed and data give the same model (default: 0)",
+    )
+    p.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        metavar="W",
+        help="samples per causal window fed to the model (default: 10; 1 scores each row alone)",
+    )
+    p.add_argument(
+        "--noise",
+        type=float,
+        default=None,
+        metavar="SIGMA",
+        help="Gaussian corruption, in standard deviations (default: 0.2)",
+    )
+    p.add_argument(
+        "--mask", type=float, default=None, metavar="P", help="fraction of inputs masked during training (default: 0.1)"
+    )
+    p.add_argument(
+        "--false-alarm-rate",
+        type=float,
+        default=None,
+        metavar="R",
+        help="target fraction of normal samples flagged (default: 0.005)",
+    )
+    p.add_argument(
+        "--false-alarms-per-day",
+        type=float,
+        default=None,
+        metavar="N",
+        help="target false alarms per day instead of a rate (needs the sample period)",
+    )
+    p.add_argument(
+        "--sample-period",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds between samples (default: from the timestamp column, else 1)",
+    )
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=None,
+        metavar="K",
+        help="contiguous out-of-fold blocks for calibration (default: 5)",
+    )
+    p.add_argument(
+        "--threshold",
+        default=None,
+        choices=["quantile", "spot", "static"],
+        help="rolling threshold: 'quantile' scales with a tracked quantile of normal scores, 'spot' fits an "
+        "extreme-value tail, 'static' keeps the calibrated value (default: spot)",
+    )
+    p.add_argument(
+        "--on-delay",
+        type=int,
+        default=None,
+        metavar="N",
+        help="samples above threshold before an alarm is raised (default: 5)",
+    )
+    p.add_argument(
+        "--off-delay",
+        type=int,
+        default=None,
+        metavar="N",
+        help="samples below the clear level before it clears (default: 3)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite MODEL if it exists")
 
 
 def _score(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="MODEL", help="model folder made by 'plantwatch train'")
-    p.add_argument("--data", required=True, metavar="CSV", help="data with the same sensor columns as the training data")
+    p.add_argument(
+        "--data", required=True, metavar="CSV", help="data with the same sensor columns as the training data"
+    )
     p.add_argument("--out", required=True, metavar="SCORES", help="scores CSV to write (one row per input row)")
-    p.add_argument("--top", type=int, default=3, metavar="K", help="top contributing sensors to name per row (default: 3)")
+    p.add_argument(
+        "--top", type=int, default=3, metavar="K", help="top contributing sensors to name per row (default: 3)"
+    )
 
 
 def _monitor(p: argparse.ArgumentParser) -> None:
     p.add_argument("--broker", metavar="URL", help="mqtt://HOST:PORT or mqtts://HOST:PORT")
     p.add_argument("--model", metavar="MODEL", help="default model folder for every asset")
-    p.add_argument("--metrics-port", type=int, metavar="N", help="HTTP port for /metrics, /healthz, /readyz (default: 9108)")
+    p.add_argument(
+        "--metrics-port", type=int, metavar="N", help="HTTP port for /metrics, /healthz, /readyz (default: 9108)"
+    )
     p.add_argument("--prefix", metavar="P", help="topic prefix (default: plant)")
-    p.add_argument("--config", metavar="FILE", help="TOML config file (flags override it, environment PLANTWATCH_* sits between)")
+    p.add_argument(
+        "--config", metavar="FILE", help="TOML config file (flags override it, environment PLANTWATCH_* sits between)"
+    )
 
 
 def _check_config(p: argparse.ArgumentParser) -> None:
@@ -52,46 +133,60 @@ def _record(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prefix", default="plant", metavar="P", help="topic prefix (default: plant)")
     p.add_argument("--assets", default=None, metavar="A,B", help="comma-separated assets to record (default: all)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for <asset>.csv files (appended to)")
-    p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds (default: until Ctrl-C)")
-    p.add_argument("--client-id", default=None, help="fixed client id for a persistent session (default: plantwatch-record-<host>)")
+    p.add_argument(
+        "--duration", type=float, default=None, metavar="S", help="stop after S seconds (default: until Ctrl-C)"
+    )
+    p.add_argument(
+        "--client-id", default=None, help="fixed client id for a persistent session (default: plantwatch-record-<host>)"
+    )
     broker_login.add_arguments(p)
 
 
 COMMANDS = (
-    Command("train",
-            "monitor.commands.train:train_command",
-            "Train a denoising-autoencoder detector on normal history and calibrate its threshold.",
-            "  plantwatch train --data history.csv --out models/boiler\n"
-                "  plantwatch train --data history.csv --out m/ --window 10 --false-alarms-per-day 2 --sample-period 60\n",
-            arguments=_train),
-    Command("score",
-            "monitor.commands.score:score_command",
-            "Score a CSV file causally, row by row, exactly as the monitor would score the stream.",
-            "  plantwatch score --model models/boiler --data today.csv --out scores.csv\n",
-            arguments=_score),
-    Command("monitor",
-            "monitor.commands.monitor:monitor_command",
-            "Run the monitoring daemon: subscribe to telemetry, score it, raise alarms, serve /metrics.",
-            "  plantwatch monitor --broker mqtt://127.0.0.1:1883 --model models/boiler --metrics-port 9108\n"
-                "  plantwatch monitor --config /etc/plantwatch/plantwatch.toml\n",
-            arguments=_monitor),
-    Command("check-config",
-            "monitor.commands.check_config:check_config_command",
-            "Validate a monitor config file (and the models it names) without starting; exit 0 or 2.",
-            "  plantwatch check-config /etc/plantwatch/plantwatch.toml\n",
-            arguments=_check_config),
-    Command("record",
-            "monitor.commands.record:record_command",
-            "Record live telemetry into per-asset CSV files that 'plantwatch train' reads.",
-            "  plantwatch record --broker mqtt://127.0.0.1:1883 --out history/ --duration 3600\n"
-                "  plantwatch record --broker mqtt://127.0.0.1:1883 --assets boiler,pump --out history/\n"
-                "\nthe retraining loop:\n"
-                "  1. plantwatch record --broker URL --assets boiler --out history/ --duration 86400\n"
-                "  2. plantwatch train --data history/boiler.csv --out models/boiler-v2\n"
-                "  3. point the monitor at models/boiler-v2 (models.default or [models.assets] in its config)\n"
-                "  4. kill -HUP <monitor pid>   (or systemctl reload plantwatch): the new model is checked, then\n"
-                "     swapped in; only assets whose model changed restart their stream state\n"
-                "\nrows are acknowledged to the broker only once written and flushed; stopping (Ctrl-C, SIGTERM)\n"
-                "writes what was received and leaves the rest queued at the broker for the next run.\n",
-            arguments=_record),
+    Command(
+        "train",
+        "monitor.commands.train:train_command",
+        "Train a denoising-autoencoder detector on normal history and calibrate its threshold.",
+        "  plantwatch train --data history.csv --out models/boiler\n"
+        "  plantwatch train --data history.csv --out m/ --window 10 --false-alarms-per-day 2 --sample-period 60\n",
+        arguments=_train,
+    ),
+    Command(
+        "score",
+        "monitor.commands.score:score_command",
+        "Score a CSV file causally, row by row, exactly as the monitor would score the stream.",
+        "  plantwatch score --model models/boiler --data today.csv --out scores.csv\n",
+        arguments=_score,
+    ),
+    Command(
+        "monitor",
+        "monitor.commands.monitor:monitor_command",
+        "Run the monitoring daemon: subscribe to telemetry, score it, raise alarms, serve /metrics.",
+        "  plantwatch monitor --broker mqtt://127.0.0.1:1883 --model models/boiler --metrics-port 9108\n"
+        "  plantwatch monitor --config /etc/plantwatch/plantwatch.toml\n",
+        arguments=_monitor,
+    ),
+    Command(
+        "check-config",
+        "monitor.commands.check_config:check_config_command",
+        "Validate a monitor config file (and the models it names) without starting; exit 0 or 2.",
+        "  plantwatch check-config /etc/plantwatch/plantwatch.toml\n",
+        arguments=_check_config,
+    ),
+    Command(
+        "record",
+        "monitor.commands.record:record_command",
+        "Record live telemetry into per-asset CSV files that 'plantwatch train' reads.",
+        "  plantwatch record --broker mqtt://127.0.0.1:1883 --out history/ --duration 3600\n"
+        "  plantwatch record --broker mqtt://127.0.0.1:1883 --assets boiler,pump --out history/\n"
+        "\nthe retraining loop:\n"
+        "  1. plantwatch record --broker URL --assets boiler --out history/ --duration 86400\n"
+        "  2. plantwatch train --data history/boiler.csv --out models/boiler-v2\n"
+        "  3. point the monitor at models/boiler-v2 (models.default or [models.assets] in its config)\n"
+        "  4. kill -HUP <monitor pid>   (or systemctl reload plantwatch): the new model is checked, then\n"
+        "     swapped in; only assets whose model changed restart their stream state\n"
+        "\nrows are acknowledged to the broker only once written and flushed; stopping (Ctrl-C, SIGTERM)\n"
+        "writes what was received and leaves the rest queued at the broker for the next run.\n",
+        arguments=_record,
+    ),
 )

@@ -24,7 +24,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import broker_login, csvio, logs, wire
@@ -44,7 +44,7 @@ def iso(ts: float) -> str:
     >>> iso(1700000000.25)
     '2023-11-14T22:13:20.250000Z'
     """
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class AssetFile:
@@ -56,7 +56,7 @@ class AssetFile:
         self.last_ts = -math.inf
         if path.exists() and path.stat().st_size > 0:
             self._resume()
-        self._f = open(path, "a", encoding="utf-8", newline="")
+        self._f = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115 (open while recording)
 
     def _resume(self) -> None:
         """Continue an existing recording: its header, and its last timestamp for deduplication."""
@@ -65,8 +65,8 @@ class AssetFile:
             size = f.seek(0, os.SEEK_END)
             f.seek(max(0, size - 65536))
             tail = f.read()
-            if tail and not tail.endswith(b"\n"):          # a row cut by a crash: never acknowledged,
-                cut = tail.rfind(b"\n") + 1                # the broker sends it again
+            if tail and not tail.endswith(b"\n"):  # a row cut by a crash: never acknowledged,
+                cut = tail.rfind(b"\n") + 1  # the broker sends it again
                 f.truncate(size - len(tail) + cut)
                 tail = tail[:cut]
         if not header or header[0] != "timestamp":
@@ -83,8 +83,11 @@ class AssetFile:
         if len(t.values) != len(self.sensors) or any(s not in t.values for s in self.sensors):
             extra = [s for s in t.values if s not in self.sensors]
             missing = [s for s in self.sensors if s not in t.values]
-            return (Rejection("unknown_sensor", ",".join(extra[:5])) if extra
-                    else Rejection("missing_sensor", ",".join(missing[:5])))
+            return (
+                Rejection("unknown_sensor", ",".join(extra[:5]))
+                if extra
+                else Rejection("missing_sensor", ",".join(missing[:5]))
+            )
         if t.ts <= self.last_ts:
             return Rejection("duplicate", f"ts {t.ts} <= {self.last_ts}")
         self._f.write(iso(t.ts) + "," + ",".join(repr(t.values[s]) for s in self.sensors) + "\n")
@@ -103,8 +106,14 @@ class AssetFile:
 class Recorder:
     """Subscribe, write, flush, acknowledge; :meth:`request_stop` is safe in a signal handler."""
 
-    def __init__(self, settings: BrokerSettings, out: Path, prefix: str = wire.DEFAULT_PREFIX,
-                 assets: list[str] | None = None, client_id: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        out: Path,
+        prefix: str = wire.DEFAULT_PREFIX,
+        assets: list[str] | None = None,
+        client_id: str | None = None,
+    ) -> None:
         try:
             filters = [wire.telemetry_filter(prefix, a) for a in assets] if assets else [wire.telemetry_filter(prefix)]
         except ValueError as exc:
@@ -131,10 +140,12 @@ class Recorder:
             while not self._stop and (deadline is None or time.monotonic() < deadline):
                 self._batch(0.2)
                 if self.session.login_refused:
-                    raise BrokerError(f"{self.session.settings.url} refused the login: {self.session.login_refused} "
-                                      "(check --username and the password file or variable)")
+                    raise BrokerError(
+                        f"{self.session.settings.url} refused the login: {self.session.login_refused} "
+                        "(check --username and the password file or variable)"
+                    )
             self.session.close_intake()
-            while self._batch(0.0):                          # drain what was taken in
+            while self._batch(0.0):  # drain what was taken in
                 pass
         finally:
             self.session.close()
@@ -146,7 +157,7 @@ class Recorder:
         touched = {self._write(topic, payload) for topic, payload, *_ in items}
         for f in touched:
             if f is not None:
-                f.flush()                                    # written and flushed, then acknowledged
+                f.flush()  # written and flushed, then acknowledged
         self.session.ack(items)
         return len(items)
 
@@ -164,7 +175,9 @@ class Recorder:
             self.rejected[t.reason] += 1
             suppressed = self._sampler.take(t.reason)
             if suppressed is not None:
-                log.warning("message_rejected", reason=t.reason, topic=topic[:200], detail=t.detail, suppressed=suppressed)
+                log.warning(
+                    "message_rejected", reason=t.reason, topic=topic[:200], detail=t.detail, suppressed=suppressed
+                )
             return f
         self.rows[str(asset)] += 1
         return f
@@ -179,7 +192,9 @@ def record_command(args: argparse.Namespace) -> int:
     with stop_on_signals(rec.request_stop):
         rec.run(args.duration)
     log.info("record_finished", rows=dict(rec.rows), rejected=dict(rec.rejected))
-    print(f"recorded {sum(rec.rows.values())} rows for {len(rec.rows)} asset(s) into {args.out}; "
-          f"rejected {sum(rec.rejected.values())}" + (f" ({dict(rec.rejected)})" if rec.rejected else ""),
-          file=sys.stderr)
+    print(
+        f"recorded {sum(rec.rows.values())} rows for {len(rec.rows)} asset(s) into {args.out}; "
+        f"rejected {sum(rec.rejected.values())}" + (f" ({dict(rec.rejected)})" if rec.rejected else ""),
+        file=sys.stderr,
+    )
     return 0

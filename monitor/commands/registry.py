@@ -37,8 +37,9 @@ def formatter(prog: str) -> argparse.HelpFormatter:
 
 def add(sub: argparse._SubParsersAction[argparse.ArgumentParser], cmd: Command) -> argparse.ArgumentParser:
     """Add ``cmd`` (and its subcommands) to a subparsers action."""
-    p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help, epilog="examples:\n" + cmd.examples,
-                       formatter_class=formatter)
+    p = sub.add_parser(
+        cmd.name, help=cmd.help, description=cmd.help, epilog="examples:\n" + cmd.examples, formatter_class=formatter
+    )
     p.set_defaults(handler=cmd.handler)
     if cmd.arguments is not None:
         cmd.arguments(p)

@@ -37,8 +37,9 @@ def score_command(args: argparse.Namespace) -> int:
     detector = load_model(args.model)
     if args.top < 0:
         raise InputError("--top must be >= 0")
-    detector.settings = DetectorSettings(detector.settings.threshold_method, detector.settings.bounds,
-                                         detector.settings.alarm, args.top)
+    detector.settings = DetectorSettings(
+        detector.settings.threshold_method, detector.settings.bounds, detector.settings.alarm, args.top
+    )
     layout = csvio.read_layout(args.data)
     order = _column_order(detector, layout)
     single_thread()
@@ -49,7 +50,13 @@ def score_command(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         with open(tmp, "w", newline="") as f:
-            header = ([layout.time_column] if layout.time_column else []) + ["score", "threshold", "anomaly", "top_sensor", "top_sensors"]
+            header = ([layout.time_column] if layout.time_column else []) + [
+                "score",
+                "threshold",
+                "anomaly",
+                "top_sensor",
+                "top_sensors",
+            ]
             f.write(csvio.csv_line(header) + "\n")
             for chunk in csvio.iter_chunks(layout.path, layout=layout):
                 res = detector.score(state, chunk.values[:, order])
@@ -63,8 +70,14 @@ def score_command(args: argparse.Namespace) -> int:
         if tmp.exists():
             tmp.unlink()
     secs = time.perf_counter() - started
-    log.info("scored", data=str(layout.path), rows=rows, alarms=alarms, seconds=round(secs, 2),
-             rows_per_second=int(rows / max(secs, 1e-9)))
+    log.info(
+        "scored",
+        data=str(layout.path),
+        rows=rows,
+        alarms=alarms,
+        seconds=round(secs, 2),
+        rows_per_second=int(rows / max(secs, 1e-9)),
+    )
     print(f"scored {rows} rows of {layout.path} into {out}: {alarms} alarm(s)", file=sys.stderr)
     return 0
 

@@ -15,5 +15,16 @@ from .model_registry import LoadedModel, ModelSet, load_models
 from .monitor import AssetSnapshot, Monitor, Snapshot
 from .mqtt_session import Item, MqttSession
 
-__all__ = ["AssetSnapshot", "BatchQueue", "Item", "LoadedModel", "LogSampler", "ModelSet", "Monitor", "MqttSession",
-           "Snapshot", "State", "load_models"]
+__all__ = [
+    "AssetSnapshot",
+    "BatchQueue",
+    "Item",
+    "LoadedModel",
+    "LogSampler",
+    "ModelSet",
+    "Monitor",
+    "MqttSession",
+    "Snapshot",
+    "State",
+    "load_models",
+]

@@ -15,16 +15,40 @@ log = logs.get("alarms")
 def transition_event(asset: str, tr: Transition, ts: float, score: float, threshold: float) -> wire.AlarmEvent:
     """The event for a raise or clear, logged at warning (raised) or info (cleared)."""
     ep = tr.episode
-    ev = wire.AlarmEvent(asset=asset, state=tr.kind, ts=ts, started=ep.start, score=score, threshold=threshold,
-                         peak=ep.peak, top_sensors=tuple(ep.top_sensors), ended=ep.end)
+    ev = wire.AlarmEvent(
+        asset=asset,
+        state=tr.kind,
+        ts=ts,
+        started=ep.start,
+        score=score,
+        threshold=threshold,
+        peak=ep.peak,
+        top_sensors=tuple(ep.top_sensors),
+        ended=ep.end,
+    )
     (log.warning if tr.kind == "raised" else log.info)(
-        "alarm_" + tr.kind, asset=asset, score=round(score, 4), threshold=round(threshold, 4),
-        peak=round(ep.peak, 4), top_sensors=list(ev.top_sensors), started=ep.start)
+        "alarm_" + tr.kind,
+        asset=asset,
+        score=round(score, 4),
+        threshold=round(threshold, 4),
+        peak=round(ep.peak, 4),
+        top_sensors=list(ev.top_sensors),
+        started=ep.start,
+    )
     return ev
 
 
 def reset_event(asset: str, ep: Episode, ts: float, score: float, threshold: float, reason: str) -> wire.AlarmEvent:
     """A clear for an alarm whose stream state is being thrown away; else it would stay raised, retained."""
     log.info("alarm_cleared", asset=asset, reason=reason)
-    return wire.AlarmEvent(asset=asset, state="cleared", ts=ts, started=ep.start, score=score, threshold=threshold,
-                           peak=ep.peak, top_sensors=tuple(ep.top_sensors), ended=ts)
+    return wire.AlarmEvent(
+        asset=asset,
+        state="cleared",
+        ts=ts,
+        started=ep.start,
+        score=score,
+        threshold=threshold,
+        peak=ep.peak,
+        top_sensors=tuple(ep.top_sensors),
+        ended=ts,
+    )

@@ -50,7 +50,7 @@ class BatchQueue(Generic[T]):
         if len(items) >= self.maxsize:
             self._not_full.clear()
             deadline = None if timeout is None else time.monotonic() + timeout
-            while len(items) >= self.maxsize:         # re-checked after clear(): no lost wake-up
+            while len(items) >= self.maxsize:  # re-checked after clear(): no lost wake-up
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
@@ -76,7 +76,7 @@ class BatchQueue(Generic[T]):
             self._not_empty.clear()
             if not items and not self._not_empty.wait(wait):
                 return []
-            if not items:                             # woken by wake()
+            if not items:  # woken by wake()
                 return []
         if fill_time > 0 and len(items) < max_items:
             time.sleep(fill_time)

@@ -35,4 +35,3 @@ def trim() -> bool:
         return False
     _TRIM(0)
     return True
-

@@ -30,7 +30,7 @@ Check = Callable[[], list[str]]
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             encoder, content_type = choose_encoder(self.headers.get("Accept"))
@@ -72,9 +72,12 @@ class HttpServer:
         try:
             self._server = _Server((bind, port), registry, health, ready)
         except OSError as exc:
-            raise ConfigError(f"metrics.bind/metrics.port: cannot listen on {bind}:{port}: {exc.strerror or exc}") from None
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="plantwatch-http", daemon=True)
+            raise ConfigError(
+                f"metrics.bind/metrics.port: cannot listen on {bind}:{port}: {exc.strerror or exc}"
+            ) from None
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="plantwatch-http", daemon=True
+        )
 
     @property
     def port(self) -> int:

@@ -28,8 +28,30 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from .. import __version__
 from ..wire import REJECTION_REASONS
 
-LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5,
-               1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+LAG_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.02,
+    0.025,
+    0.03,
+    0.04,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+)
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 #: ``stage`` of plantwatch_scoring_lag_seconds: since the message reached us, since its payload ``ts``.
 LAG_STAGES = ("receive", "source")
@@ -59,7 +81,7 @@ class Histogram:
     def observe_many(self, values: np.ndarray) -> None:
         if len(values) == 0:
             return
-        v = np.maximum(values, 0.0)       # a clock ahead of ours must not make _sum negative
+        v = np.maximum(values, 0.0)  # a clock ahead of ours must not make _sum negative
         self.counts += np.bincount(np.searchsorted(self._edges, v, side="left"), minlength=len(self.counts))
         self.sum += float(v.sum())
 
@@ -89,8 +111,8 @@ class AssetStats:
     last_ts: float = math.nan
     first_seq: int = -1
     last_seq: int = -1
-    top: tuple[int, ...] = ()                      # sensor indices, largest contribution first
-    contrib: np.ndarray | None = None              # (d,) contributions of the last scored row
+    top: tuple[int, ...] = ()  # sensor indices, largest contribution first
+    contrib: np.ndarray | None = None  # (d,) contributions of the last scored row
 
 
 @dataclass
@@ -137,37 +159,83 @@ class Collector:
         s = self.state
         fam = {
             "messages": _family(CounterMetricFamily, "plantwatch_messages", "Telemetry messages scored", ["asset"]),
-            "rejected": _family(CounterMetricFamily, "plantwatch_messages_rejected",
-                                "Messages not scored (counted, acknowledged), by reason", ["reason"]),
-            "score": _family(GaugeMetricFamily, "plantwatch_anomaly_score", "Anomaly score of the last sample (1 = normal high level)", ["asset"]),
-            "threshold": _family(GaugeMetricFamily, "plantwatch_threshold", "Threshold in force for the last sample", ["asset"]),
+            "rejected": _family(
+                CounterMetricFamily,
+                "plantwatch_messages_rejected",
+                "Messages not scored (counted, acknowledged), by reason",
+                ["reason"],
+            ),
+            "score": _family(
+                GaugeMetricFamily,
+                "plantwatch_anomaly_score",
+                "Anomaly score of the last sample (1 = normal high level)",
+                ["asset"],
+            ),
+            "threshold": _family(
+                GaugeMetricFamily, "plantwatch_threshold", "Threshold in force for the last sample", ["asset"]
+            ),
             "alarm": _family(GaugeMetricFamily, "plantwatch_alarm", "1 while an alarm is active", ["asset"]),
             "alarms": _family(CounterMetricFamily, "plantwatch_alarms", "Alarms raised", ["asset"]),
-            "gaps": _family(CounterMetricFamily, "plantwatch_sequence_gaps", "Sequence numbers never received", ["asset"]),
-            "last_ts": _family(GaugeMetricFamily, "plantwatch_last_message_timestamp_seconds",
-                               "Payload timestamp of the last scored message", ["asset"]),
-            "warming": _family(GaugeMetricFamily, "plantwatch_asset_warming_up",
-                               "1 while the asset's stream has fewer samples than the model's window", ["asset"]),
-            "info": _family(GaugeMetricFamily, "plantwatch_model_info", "Model scoring each asset (value 1)",
-                            ["asset", "model", "version"]),
-            "contrib": _family(GaugeMetricFamily, "plantwatch_top_sensor_contribution",
-                               "Contribution of a sensor to the score (top sensors of assets in alarm)", ["asset", "sensor"]),
-            "lag": _family(HistogramMetricFamily, "plantwatch_scoring_lag_seconds",
-                           "Seconds until a message is scored: since it was received (stage=receive) "
-                           "or since its payload timestamp (stage=source)", ["stage"]),
+            "gaps": _family(
+                CounterMetricFamily, "plantwatch_sequence_gaps", "Sequence numbers never received", ["asset"]
+            ),
+            "last_ts": _family(
+                GaugeMetricFamily,
+                "plantwatch_last_message_timestamp_seconds",
+                "Payload timestamp of the last scored message",
+                ["asset"],
+            ),
+            "warming": _family(
+                GaugeMetricFamily,
+                "plantwatch_asset_warming_up",
+                "1 while the asset's stream has fewer samples than the model's window",
+                ["asset"],
+            ),
+            "info": _family(
+                GaugeMetricFamily,
+                "plantwatch_model_info",
+                "Model scoring each asset (value 1)",
+                ["asset", "model", "version"],
+            ),
+            "contrib": _family(
+                GaugeMetricFamily,
+                "plantwatch_top_sensor_contribution",
+                "Contribution of a sensor to the score (top sensors of assets in alarm)",
+                ["asset", "sensor"],
+            ),
+            "lag": _family(
+                HistogramMetricFamily,
+                "plantwatch_scoring_lag_seconds",
+                "Seconds until a message is scored: since it was received (stage=receive) "
+                "or since its payload timestamp (stage=source)",
+                ["stage"],
+            ),
             "batch": _family(HistogramMetricFamily, "plantwatch_batch_size", "Messages per micro-batch"),
             "queue": _family(GaugeMetricFamily, "plantwatch_queue_depth", "Messages waiting for the worker"),
             "capacity": _family(GaugeMetricFamily, "plantwatch_queue_capacity", "Size of the intake queue"),
             "connected": _family(GaugeMetricFamily, "plantwatch_broker_connected", "1 while connected to the broker"),
             "connects": _family(CounterMetricFamily, "plantwatch_broker_connects", "Successful broker connections"),
             "assets": _family(GaugeMetricFamily, "plantwatch_assets", "Assets tracked (capped by max_assets)"),
-            "cb_errors": _family(CounterMetricFamily, "plantwatch_callback_errors",
-                                 "Exceptions caught in MQTT callbacks (logged)", ["callback"]),
-            "w_errors": _family(CounterMetricFamily, "plantwatch_worker_errors",
-                                "Batches that failed to score (logged, left unacknowledged)"),
-            "reloads": _family(CounterMetricFamily, "plantwatch_config_reloads", "SIGHUP reloads by result", ["result"]),
-            "build": _family(GaugeMetricFamily, "plantwatch_build_info", "Version and monitor instance name (value 1)",
-                             ["version", "monitor"]),
+            "cb_errors": _family(
+                CounterMetricFamily,
+                "plantwatch_callback_errors",
+                "Exceptions caught in MQTT callbacks (logged)",
+                ["callback"],
+            ),
+            "w_errors": _family(
+                CounterMetricFamily,
+                "plantwatch_worker_errors",
+                "Batches that failed to score (logged, left unacknowledged)",
+            ),
+            "reloads": _family(
+                CounterMetricFamily, "plantwatch_config_reloads", "SIGHUP reloads by result", ["result"]
+            ),
+            "build": _family(
+                GaugeMetricFamily,
+                "plantwatch_build_info",
+                "Version and monitor instance name (value 1)",
+                ["version", "monitor"],
+            ),
         }
         if sample:
             with s.lock:

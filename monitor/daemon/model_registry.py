@@ -41,10 +41,14 @@ class ModelSet:
 
 def _overrides(base: DetectorSettings, d: DetectorConfig, path: str) -> DetectorSettings:
     try:
-        alarm = AlarmSettings(d.on_delay or base.alarm.on_delay, d.off_delay or base.alarm.off_delay,
-                              base.alarm.deadband if d.deadband is None else d.deadband)
-        return dataclasses.replace(base, threshold_method=d.threshold_method or base.threshold_method,
-                                   alarm=alarm, top_k=d.top_k)
+        alarm = AlarmSettings(
+            d.on_delay or base.alarm.on_delay,
+            d.off_delay or base.alarm.off_delay,
+            base.alarm.deadband if d.deadband is None else d.deadband,
+        )
+        return dataclasses.replace(
+            base, threshold_method=d.threshold_method or base.threshold_method, alarm=alarm, top_k=d.top_k
+        )
     except ValueError as exc:
         raise ConfigError(f"detector: {exc} (with the settings of model {path})") from None
 

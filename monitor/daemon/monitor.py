@@ -18,6 +18,7 @@ Embedding (the demo's live view)::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import signal
 import time
@@ -39,8 +40,8 @@ from .worker import Worker
 
 log = logs.get("daemon")
 
-STOP_TIMEOUT_S = 8.0          # systemd's default TimeoutStopSec is 90 s; the issue asks for 10 s
-STUCK_WORKER_S = 30.0         # /healthz fails when the worker loop has not turned for this long
+STOP_TIMEOUT_S = 8.0  # systemd's default TimeoutStopSec is 90 s; the issue asks for 10 s
+STUCK_WORKER_S = 30.0  # /healthz fails when the worker loop has not turned for this long
 #: Settings that need a restart; everything else (models, detector, policies) is swapped on SIGHUP.
 RESTART_KEYS = ("instance", "prefix", "assets", "broker.", "metrics.bind", "metrics.port", "worker.")
 
@@ -75,12 +76,16 @@ class Snapshot:
 class Monitor:
     """The daemon as an object: ``start()``, ``ready()``, ``snapshot()``, ``stop()``, ``run_forever()``."""
 
-    def __init__(self, settings: MonitorConfig, registry: CollectorRegistry | None = None,
-                 sources: config.Sources | None = None) -> None:
+    def __init__(
+        self, settings: MonitorConfig, registry: CollectorRegistry | None = None, sources: config.Sources | None = None
+    ) -> None:
         self.config, self.sources = settings, sources
         self.registry = registry if registry is not None else metrics.build_registry()
-        self.state = metrics.State(contributions=settings.metrics.contributions, instance=settings.instance,
-                                   queue_capacity=settings.worker.queue_size)
+        self.state = metrics.State(
+            contributions=settings.metrics.contributions,
+            instance=settings.instance,
+            queue_capacity=settings.worker.queue_size,
+        )
         self.queue: BatchQueue[Item] = BatchQueue(settings.worker.queue_size)
         self.state.queue_depth = self.queue.qsize
         self._collector = metrics.Collector(self.state)
@@ -98,22 +103,30 @@ class Monitor:
         cfg = self.config
         self.registry.register(self._collector)
         try:
-            self.http = HttpServer(cfg.metrics.bind, cfg.metrics.port, self.registry, self.health_problems,
-                                   self.readiness_problems)
+            self.http = HttpServer(
+                cfg.metrics.bind, cfg.metrics.port, self.registry, self.health_problems, self.readiness_problems
+            )
             self.http.start()
             self.models = load_models(cfg)
             self.session = session = MqttSession.for_monitor(cfg, self.queue, self.state)
             self.state.broker_connected = session.connected.is_set
-            self.worker = Worker(cfg, self.models, self.queue, self.state, session.ack,
-                                 session.publish, sdnotify.Watchdog().tick)
+            self.worker = Worker(
+                cfg, self.models, self.queue, self.state, session.ack, session.publish, sdnotify.Watchdog().tick
+            )
             self.worker.start()
             session.start()
         except BaseException:
             self._close_http()
             raise
-        log.info("monitor_started", instance=cfg.instance, broker=cfg.broker.url, prefix=cfg.prefix,
-                 client_id=cfg.client_id, metrics=f"{cfg.metrics.bind}:{self.metrics_port}",
-                 models=[m.name for m in self.models.loaded])
+        log.info(
+            "monitor_started",
+            instance=cfg.instance,
+            broker=cfg.broker.url,
+            prefix=cfg.prefix,
+            client_id=cfg.client_id,
+            metrics=f"{cfg.metrics.bind}:{self.metrics_port}",
+            models=[m.name for m in self.models.loaded],
+        )
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """Stop intake, drain and acknowledge, publish ``offline``, disconnect, close HTTP."""
@@ -132,9 +145,15 @@ class Monitor:
         with self.state.lock:
             assets = list(self.state.assets.values())
             rejected = sum(self.state.rejected.values())
-        for a in assets:                                    # what this run scored, for the journal
-            log.debug("stream_final", asset=a.asset, first_seq=a.first_seq, last_seq=a.last_seq,
-                      messages=a.messages, gaps=a.gaps)
+        for a in assets:  # what this run scored, for the journal
+            log.debug(
+                "stream_final",
+                asset=a.asset,
+                first_seq=a.first_seq,
+                last_seq=a.last_seq,
+                messages=a.messages,
+                gaps=a.gaps,
+            )
         scored = sum(a.messages for a in assets)
         log.info("monitor_stopped", scored=scored, rejected=rejected, left_at_broker=self.session.withheld)
 
@@ -142,10 +161,8 @@ class Monitor:
         if self.http is not None:
             self.http.stop()
             self.http = None
-        try:
+        with contextlib.suppress(KeyError):  # not registered: start() failed before it
             self.registry.unregister(self._collector)
-        except KeyError:
-            pass
 
     # ------------------------------------------------------------ probes and views
 
@@ -187,10 +204,22 @@ class Monitor:
         """A consistent copy of every asset's state, for a live terminal view."""
         with self.state.lock:
             assets = tuple(
-                AssetSnapshot(a.asset, a.model, a.version, a.messages, a.score, a.threshold, a.alarm, a.alarms,
-                              a.warming_up, a.gaps, a.last_ts,
-                              tuple((a.sensors[j], float(a.contrib[j])) for j in a.top) if a.contrib is not None else ())
-                for a in self.state.assets.values())
+                AssetSnapshot(
+                    a.asset,
+                    a.model,
+                    a.version,
+                    a.messages,
+                    a.score,
+                    a.threshold,
+                    a.alarm,
+                    a.alarms,
+                    a.warming_up,
+                    a.gaps,
+                    a.last_ts,
+                    tuple((a.sensors[j], float(a.contrib[j])) for j in a.top) if a.contrib is not None else (),
+                )
+                for a in self.state.assets.values()
+            )
             rejected = dict(self.state.rejected)
         connected = self.session is not None and self.session.connected.is_set()
         return Snapshot(assets, rejected, connected, self.ready(), self.queue.qsize())
@@ -209,10 +238,14 @@ class Monitor:
         restart = sorted(k for k in fresh if fresh[k] != old.get(k) and k.startswith(RESTART_KEYS))
         if restart:
             log.warning("reload_needs_restart", keys=restart, note="kept the running values of these keys")
-        self.config = dataclasses.replace(new, instance=self.config.instance, prefix=self.config.prefix,
-                                          broker=self.config.broker, worker=self.config.worker,
-                                          metrics=dataclasses.replace(new.metrics, bind=self.config.metrics.bind,
-                                                                      port=self.config.metrics.port))
+        self.config = dataclasses.replace(
+            new,
+            instance=self.config.instance,
+            prefix=self.config.prefix,
+            broker=self.config.broker,
+            worker=self.config.worker,
+            metrics=dataclasses.replace(new.metrics, bind=self.config.metrics.bind, port=self.config.metrics.port),
+        )
         self.models = models
         self.worker.max_assets = new.max_assets
         self.worker.swap_models(models)
@@ -245,15 +278,17 @@ class Monitor:
 
         The handlers are the caller's again once this returns.
         """
-        with signals.handlers({signal.SIGTERM: self._on_stop_signal, signal.SIGINT: self._on_stop_signal,
-                               signal.SIGHUP: self._on_hup}):
+        with signals.handlers(
+            {signal.SIGTERM: self._on_stop_signal, signal.SIGINT: self._on_stop_signal, signal.SIGHUP: self._on_hup}
+        ):
             self.start()
             try:
                 return self._loop()
             finally:
                 sdnotify.notify("STOPPING=1")
-                log.info("monitor_stopping",
-                         signal=signal.Signals(self._stop_signal).name if self._stop_signal else None)
+                log.info(
+                    "monitor_stopping", signal=signal.Signals(self._stop_signal).name if self._stop_signal else None
+                )
                 self.stop()
 
     def _loop(self) -> int:

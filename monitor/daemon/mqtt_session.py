@@ -28,7 +28,7 @@ from .metrics import State
 
 log = logs.get("mqtt_session")
 
-Item = tuple[str, bytes, float, int, int, int]   # topic, payload, received_at, mid, qos, generation
+Item = tuple[str, bytes, float, int, int, int]  # topic, payload, received_at, mid, qos, generation
 _PUT_SLICE_S = 0.1
 #: CONNACK reasons that retrying cannot fix: bad user name or password, not authorized (3.1.1 and 5)
 _LOGIN_REFUSALS = frozenset((4, 5, 134, 135))
@@ -37,15 +37,22 @@ _LOGIN_REFUSALS = frozenset((4, 5, 134, 135))
 class MqttSession:
     """A persistent QoS 1 session with manual acknowledgement (the monitor's and the recorder's)."""
 
-    def __init__(self, settings: mqtt.BrokerSettings, client_id: str, filters: Sequence[str],
-                 queue: BatchQueue[Item], state: State, status_topic: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: mqtt.BrokerSettings,
+        client_id: str,
+        filters: Sequence[str],
+        queue: BatchQueue[Item],
+        state: State,
+        status_topic: str | None = None,
+    ) -> None:
         self.settings, self.client_id, self.filters = settings, client_id, list(filters)
         self.queue, self.state, self.status_topic = queue, state, status_topic
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self.generation = 0
-        self.withheld = 0                        # messages left unacknowledged once intake closed
-        self.login_refused: str | None = None    # the broker's reason while it refuses our credentials
+        self.withheld = 0  # messages left unacknowledged once intake closed
+        self.login_refused: str | None = None  # the broker's reason while it refuses our credentials
         self._intake_open = True
         self._closing = False
         self._sub_mid: int | None = None
@@ -62,11 +69,18 @@ class MqttSession:
     @classmethod
     def for_monitor(cls, cfg: MonitorConfig, queue: BatchQueue[Item], state: State) -> MqttSession:
         """The monitor's session: all assets' telemetry, retained online/offline status."""
-        return cls(cfg.broker_settings(), cfg.client_id, [wire.telemetry_filter(cfg.prefix, a) for a in cfg.assets] or [wire.telemetry_filter(cfg.prefix)], queue, state,
-                   wire.status_topic(cfg.prefix, cfg.instance))
+        return cls(
+            cfg.broker_settings(),
+            cfg.client_id,
+            [wire.telemetry_filter(cfg.prefix, a) for a in cfg.assets] or [wire.telemetry_filter(cfg.prefix)],
+            queue,
+            state,
+            wire.status_topic(cfg.prefix, cfg.instance),
+        )
 
     def _guard(self, name: str, fn: Callable[..., None]) -> Callable[..., None]:
         """An exception escaping a callback would kill paho's thread: log (sampled) and count it."""
+
         def guarded(*args: Any) -> None:
             try:
                 fn(*args)
@@ -75,6 +89,7 @@ class MqttSession:
                 suppressed = self._sampler.take(name)
                 if suppressed is not None:
                     log.exception("callback_failed", callback=name, suppressed=suppressed)
+
         return guarded
 
     # ------------------------------------------------------------ paho callbacks
@@ -93,8 +108,12 @@ class MqttSession:
         _, self._sub_mid = client.subscribe([(f, 1) for f in self.filters])
         if self.status_topic:
             client.publish(self.status_topic, wire.STATUS_ONLINE, qos=1, retain=True)
-        log.info("broker_connected", broker=self.settings.url, client_id=self.client_id,
-                 session_present=bool(getattr(flags, "session_present", False)))
+        log.info(
+            "broker_connected",
+            broker=self.settings.url,
+            client_id=self.client_id,
+            session_present=bool(getattr(flags, "session_present", False)),
+        )
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         if mid != self._sub_mid:
@@ -115,16 +134,16 @@ class MqttSession:
         try:
             topic = msg.topic
         except UnicodeDecodeError:
-            topic = "\x00not-utf8"                 # counted as bad_topic by the worker
+            topic = "\x00not-utf8"  # counted as bad_topic by the worker
         item = (topic, msg.payload, time.time(), msg.mid, msg.qos, self.generation)
         if not self._intake_open:
-            self.withheld += 1                     # unacknowledged: redelivered after our restart
+            self.withheld += 1  # unacknowledged: redelivered after our restart
             return
         put = self.queue.put
-        while self._intake_open:                   # when full, backpressure: paho stops reading the socket
+        while self._intake_open:  # when full, backpressure: paho stops reading the socket
             if put(item, _PUT_SLICE_S):
                 return
-        self.withheld += 1                         # unacknowledged: redelivered after our restart
+        self.withheld += 1  # unacknowledged: redelivered after our restart
 
     # ------------------------------------------------------------ used by the daemon and the worker
 
@@ -149,7 +168,7 @@ class MqttSession:
     def close_intake(self) -> None:
         """Stop taking messages (the first step of a stop); later ones stay at the broker."""
         self._intake_open = False
-        self.queue.wake()                          # a worker waiting on an empty intake looks again
+        self.queue.wake()  # a worker waiting on an empty intake looks again
 
     def close(self, timeout: float = 2.0) -> None:
         """Publish the retained ``offline`` status, disconnect and stop paho's thread."""

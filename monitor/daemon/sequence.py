@@ -11,12 +11,12 @@ import numpy as np
 class Ordered(NamedTuple):
     """What :func:`order` decided for one asset's rows of a batch."""
 
-    keep: list[int] | None                  # row indices to score in this order; None: all, as they came
-    gaps: int                               # sequence numbers never seen
-    first: int                              # first seq kept (-1 if none)
-    last: int                               # last seq scored, the new baseline
-    duplicates: list[int]                   # seqs dropped as redeliveries
-    restarts: list[tuple[int, int]]         # (last seq, new seq) where the publisher started again
+    keep: list[int] | None  # row indices to score in this order; None: all, as they came
+    gaps: int  # sequence numbers never seen
+    first: int  # first seq kept (-1 if none)
+    last: int  # last seq scored, the new baseline
+    duplicates: list[int]  # seqs dropped as redeliveries
+    restarts: list[tuple[int, int]]  # (last seq, new seq) where the publisher started again
 
 
 def order(seqs: np.ndarray, ts: np.ndarray, last: int, last_ts: float) -> Ordered:

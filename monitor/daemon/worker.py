@@ -59,9 +59,16 @@ class _Asset:
 class Worker(threading.Thread):
     """Scores the intake queue; ``ack`` and ``publish`` are the MQTT side's, injected."""
 
-    def __init__(self, cfg: MonitorConfig, models: ModelSet, queue: BatchQueue[Item], state: State,
-                 ack: Callable[[list[Item]], None], publish: Callable[[str, bytes], None],
-                 tick: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        cfg: MonitorConfig,
+        models: ModelSet,
+        queue: BatchQueue[Item],
+        state: State,
+        ack: Callable[[list[Item]], None],
+        publish: Callable[[str, bytes], None],
+        tick: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(name="plantwatch-worker", daemon=True)
         self.queue, self.state, self._ack, self._publish, self._tick = queue, state, ack, publish, tick
         self.prefix, self.max_assets = cfg.prefix, cfg.max_assets
@@ -92,8 +99,8 @@ class Worker(threading.Thread):
             if batch:
                 try:
                     self._process(batch)
-                except Exception:                         # a bug must not kill the worker: the batch
-                    with self.state.lock:                 # stays unacknowledged and is redelivered
+                except Exception:  # a bug must not kill the worker: the batch
+                    with self.state.lock:  # stays unacknowledged and is redelivered
                         self.state.worker_errors += 1
                     if self._sampler.take("batch_failed") is not None:
                         log.exception("batch_failed", messages=len(batch))
@@ -123,17 +130,23 @@ class Worker(threading.Thread):
         dup: list[tuple[str, str, str]] = []
         scored: dict[int, list[tuple[_Asset, np.ndarray, np.ndarray, np.ndarray]]] = {}
         if rows:
-            arr = np.array(rows, dtype=np.float64)         # (n, 4): asset id, ts, received, buffer row
+            arr = np.array(rows, dtype=np.float64)  # (n, 4): asset id, ts, received, buffer row
             by_asset = np.argsort(arr[:, 0], kind="stable")  # in arrival order within an asset
             arr = arr[by_asset]
-            seqs = np.array(seq_list)[by_asset]            # exact ints (int64, or wider when needed)
+            seqs = np.array(seq_list)[by_asset]  # exact ints (int64, or wider when needed)
             ids = arr[:, 0].astype(np.int64)
             starts = np.concatenate([[0], np.flatnonzero(np.diff(ids)) + 1])
             ends = np.append(starts[1:], len(arr))
             # the common case, checked for every asset at once: its rows are one consecutive seq run
             breaks = np.concatenate([[0], np.cumsum(np.diff(seqs) != 1)])
-            runs = zip(starts.tolist(), ends.tolist(), ids[starts].tolist(), seqs[starts].tolist(),
-                       seqs[ends - 1].tolist(), (breaks[ends - 1] - breaks[starts]).tolist())
+            runs = zip(
+                starts.tolist(),
+                ends.tolist(),
+                ids[starts].tolist(),
+                seqs[starts].tolist(),
+                seqs[ends - 1].tolist(),
+                (breaks[ends - 1] - breaks[starts]).tolist(),
+            )
             by_id, pos = self._by_id, arr[:, 3].astype(np.int64)
             for s, e, asset_id, first, last, broken in runs:
                 a = by_id[asset_id]
@@ -158,8 +171,9 @@ class Worker(threading.Thread):
             self._publish(topic, payload)
         self._ack(batch)
 
-    def _decode(self, batch: list[Item]) -> tuple[list[tuple[int, float, float, int]], list[int],
-                                                  list[tuple[str, str, str]]]:
+    def _decode(
+        self, batch: list[Item]
+    ) -> tuple[list[tuple[int, float, float, int]], list[int], list[tuple[str, str, str]]]:
         rows: list[tuple[int, float, float, int]] = []
         seqs: list[int] = []
         rejects: list[tuple[str, str, str]] = []
@@ -168,7 +182,7 @@ class Worker(threading.Thread):
         by_topic = self._by_topic
         for topic, payload, received, _mid, _qos, _gen in batch:
             a = by_topic.get(topic)
-            if a is None:                                  # first message on this topic (or after a reload)
+            if a is None:  # first message on this topic (or after a reload)
                 a = self._lookup(topic)
                 if type(a) is Rejection:
                     rejects.append((a.reason, a.detail, topic))
@@ -179,8 +193,8 @@ class Worker(threading.Thread):
             if type(r) is Rejection:
                 rejects.append((r.reason, r.detail, a.name))
                 continue
-            if a.id < 0:                                   # admitted only once a message of it is valid,
-                a = self._admit(a, topic)                  # so garbage cannot fill max_assets
+            if a.id < 0:  # admitted only once a message of it is valid,
+                a = self._admit(a, topic)  # so garbage cannot fill max_assets
                 if type(a) is Rejection:
                     rejects.append((a.reason, a.detail, topic))
                     continue
@@ -189,9 +203,11 @@ class Worker(threading.Thread):
             seqs.append(r[1])
         return rows, seqs, rejects
 
-    def _sequence(self, a: _Asset, seqs: np.ndarray, ts: np.ndarray, dup: list[tuple[str, str, str]]) -> list[int] | None:
+    def _sequence(
+        self, a: _Asset, seqs: np.ndarray, ts: np.ndarray, dup: list[tuple[str, str, str]]
+    ) -> list[int] | None:
         """Rows of one asset to score, in order (None: all as they came); see :func:`.sequence.order`."""
-        st = a.stats                                       # plain ints only this thread writes
+        st = a.stats  # plain ints only this thread writes
         o = order(seqs, ts, st.last_seq, -math.inf if math.isnan(st.last_ts) else st.last_ts)
         st.gaps += o.gaps
         if st.first_seq < 0 and o.first >= 0:
@@ -202,7 +218,9 @@ class Worker(threading.Thread):
             log.warning("sequence_restarted", asset=a.name, last_seq=last, seq=seq)
         return o.keep
 
-    def _score(self, scored: dict[int, list[Any]], rejects: list[tuple[str, str, str]], n: int) -> list[tuple[str, bytes]]:
+    def _score(
+        self, scored: dict[int, list[Any]], rejects: list[tuple[str, str, str]], n: int
+    ) -> list[tuple[str, bytes]]:
         results = []
         for group in scored.values():
             det = group[0][0].model.detector
@@ -231,10 +249,10 @@ class Worker(threading.Thread):
         st.messages += len(res.score)
         st.score, st.threshold, st.alarm = res.score.item(-1), res.threshold.item(-1), bool(res.anomaly.item(-1))
         last_ts = ts.item(-1)
-        st.last_ts = last_ts if not last_ts < st.last_ts else st.last_ts     # NaN (nothing yet) compares False
+        st.last_ts = last_ts if not last_ts < st.last_ts else st.last_ts  # NaN (nothing yet) compares False
         st.warming_up = a.stream.rows < det.window
         st.top = tuple(res.top[-1].tolist())
-        st.contrib = res.contrib                           # the last row of this batch's array: never written again
+        st.contrib = res.contrib  # the last row of this batch's array: never written again
         for i, tr in res.transitions:
             if tr.kind == "raised":
                 st.alarms += 1
@@ -255,18 +273,24 @@ class Worker(threading.Thread):
         if isinstance(name, Rejection):
             return name
         known = self._assets.get(name)
-        if known is not None:                              # the topic cache was reset by a reload
+        if known is not None:  # the topic cache was reset by a reload
             self._by_topic[topic] = known
             return known
         model = self.models.resolve(name)
         if model is None:
             return Rejection("unknown_asset", name)
         det = model.detector
-        return _Asset(-1, name, model, det.new_stream(), self._slot(model),
-                      AssetStats(name, model.name, model.version, det.sensors))
+        return _Asset(
+            -1,
+            name,
+            model,
+            det.new_stream(),
+            self._slot(model),
+            AssetStats(name, model.name, model.version, det.sensors),
+        )
 
     def _admit(self, a: _Asset, topic: str) -> _Asset | Rejection:
-        if a.name in self._assets:                         # a second new topic spelling of it in this batch
+        if a.name in self._assets:  # a second new topic spelling of it in this batch
             return self._assets[a.name]
         if len(self._assets) >= self.max_assets:
             return Rejection("too_many_assets", a.name)
@@ -290,8 +314,14 @@ class Worker(threading.Thread):
                 self._clear_alarm(a)
                 a.model, a.stream, a.slot = m, m.detector.new_stream(), self._slot(m)
                 with self.state.lock:
-                    a.stats = self.state.assets[a.name] = AssetStats(a.name, m.name, m.version, m.detector.sensors,
-                                                                      last_seq=a.stats.last_seq, first_seq=a.stats.first_seq)
+                    a.stats = self.state.assets[a.name] = AssetStats(
+                        a.name,
+                        m.name,
+                        m.version,
+                        m.detector.sensors,
+                        last_seq=a.stats.last_seq,
+                        first_seq=a.stats.first_seq,
+                    )
             else:
                 a.model, a.slot = m, self._slot(m)
         live = {m.identity for m in new.loaded}
@@ -299,8 +329,13 @@ class Worker(threading.Thread):
         self._by_topic.clear()
         self.models = new
         self._swapped.set()
-        log.info("models_swapped", changed=changed[:50], changed_count=len(changed), dropped=dropped[:50],
-                 models=[m.name for m in new.loaded])
+        log.info(
+            "models_swapped",
+            changed=changed[:50],
+            changed_count=len(changed),
+            dropped=dropped[:50],
+            models=[m.name for m in new.loaded],
+        )
 
     def _retire(self, a: _Asset) -> None:
         self._clear_alarm(a)

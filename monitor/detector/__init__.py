@@ -20,6 +20,24 @@ from .model_folder import save as save_model
 from .threshold import METHODS, Bounds
 from .train import TrainSettings, check_out, train_table
 
-__all__ = ["METHODS", "AlarmLogic", "AlarmSettings", "Bounds", "Detector", "DetectorSettings", "Episode",
-           "StreamResult", "StreamState", "TrainSettings", "Transition", "check_out", "fingerprint", "folder_format",
-           "load_model", "read_manifest", "save_model", "single_thread", "train_table"]
+__all__ = [
+    "METHODS",
+    "AlarmLogic",
+    "AlarmSettings",
+    "Bounds",
+    "Detector",
+    "DetectorSettings",
+    "Episode",
+    "StreamResult",
+    "StreamState",
+    "TrainSettings",
+    "Transition",
+    "check_out",
+    "fingerprint",
+    "folder_format",
+    "load_model",
+    "read_manifest",
+    "save_model",
+    "single_thread",
+    "train_table",
+]

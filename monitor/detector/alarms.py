@@ -44,7 +44,7 @@ class Episode:
 
 @dataclass
 class Transition:
-    kind: str           # "raised" or "cleared"
+    kind: str  # "raised" or "cleared"
     episode: Episode
 
 

@@ -9,6 +9,7 @@ The deployed model is then fitted on everything for the median best epoch.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,9 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import logs
+from .fit import FitOptions, ProgressFn, fit
 from .model import DAEConfig, DenoisingAE
 from .scoring import Calibration, Smoothed, combine, initial_state, raw_components, smooth
-from .fit import FitOptions, ProgressFn, fit
 from .windows import full_windows, stream_windows
 
 log = logs.get("calibration")
@@ -51,7 +52,7 @@ def min_rows(window: int, folds: int) -> int:
 
 def _fold_bounds(n: int, folds: int) -> list[tuple[int, int]]:
     edges = np.linspace(0, n, folds + 1).astype(int)
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+    return [(int(a), int(b)) for a, b in itertools.pairwise(edges)]
 
 
 def _fold_windows(z: np.ndarray, a: int, b: int, window: int) -> np.ndarray:
@@ -60,14 +61,18 @@ def _fold_windows(z: np.ndarray, a: int, b: int, window: int) -> np.ndarray:
 
 
 def _block_components(model: DenoisingAE, z: np.ndarray, a: int, b: int, window: int) -> tuple[np.ndarray, np.ndarray]:
-    tail = z[max(0, a - window + 1):a] if a > 0 else None
+    tail = z[max(0, a - window + 1) : a] if a > 0 else None
     w, seen, _ = stream_windows(z[a:b], [b - a], [tail], window, rows_before=[a])
     return raw_components(model, w, z.shape[1], seen if seen.min() < window else None)
 
 
 def calibrate_and_fit(
-    z: np.ndarray, cfg: DAEConfig, opts: FitOptions, seed: int,
-    copts: CalibrationOptions, progress: ProgressFn | None = None,
+    z: np.ndarray,
+    cfg: DAEConfig,
+    opts: FitOptions,
+    seed: int,
+    copts: CalibrationOptions,
+    progress: ProgressFn | None = None,
     stage: Callable[[str, int], None] | None = None,
 ) -> tuple[DenoisingAE, Calibration, TrainReport]:
     """Fit K fold models, calibrate on their held-out blocks, fit the deployed model."""
@@ -125,9 +130,16 @@ def calibrate(blocks: list[tuple[np.ndarray, np.ndarray]], copts: CalibrationOpt
     threshold = float(np.quantile(oof, q))
     level = float(np.quantile(oof, 0.98))
     return Calibration(
-        resid_scale=resid_scale, shift_scale=shift_scale, energy_norm=energy_norm,
-        shift_norm=shift_norm, alpha=alpha, threshold=threshold, target_rate=copts.target_rate,
-        reference=float(np.quantile(oof, 0.9)), spot_level=level,
+        resid_scale=resid_scale,
+        shift_scale=shift_scale,
+        energy_norm=energy_norm,
+        shift_norm=shift_norm,
+        alpha=alpha,
+        threshold=threshold,
+        target_rate=copts.target_rate,
+        reference=float(np.quantile(oof, 0.9)),
+        spot_level=level,
         spot_peaks=[float(x - level) for x in oof[oof > level]][-500:],
-        oof_rows=int(len(oof)), oof_exceed_rate=float(np.mean(oof > threshold)),
+        oof_rows=len(oof),
+        oof_exceed_rate=float(np.mean(oof > threshold)),
     )

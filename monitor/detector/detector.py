@@ -29,7 +29,7 @@ class DetectorSettings:
     bounds: Bounds = Bounds()
     alarm: AlarmSettings = AlarmSettings()
     top_k: int = 3
-    holdoff: int = 50    # samples after a flagged one before the threshold learns again
+    holdoff: int = 50  # samples after a flagged one before the threshold learns again
 
     def __post_init__(self) -> None:
         if self.threshold_method not in METHODS:
@@ -38,13 +38,23 @@ class DetectorSettings:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"threshold_method": self.threshold_method, "top_k": self.top_k, "holdoff": self.holdoff,
-                "bounds": self.bounds.__dict__, "alarm": self.alarm.__dict__}
+        return {
+            "threshold_method": self.threshold_method,
+            "top_k": self.top_k,
+            "holdoff": self.holdoff,
+            "bounds": self.bounds.__dict__,
+            "alarm": self.alarm.__dict__,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DetectorSettings:
-        return cls(threshold_method=d["threshold_method"], top_k=int(d["top_k"]), holdoff=int(d.get("holdoff", 50)),
-                   bounds=Bounds(**d["bounds"]), alarm=AlarmSettings(**d["alarm"]))
+        return cls(
+            threshold_method=d["threshold_method"],
+            top_k=int(d["top_k"]),
+            holdoff=int(d.get("holdoff", 50)),
+            bounds=Bounds(**d["bounds"]),
+            alarm=AlarmSettings(**d["alarm"]),
+        )
 
 
 @dataclass
@@ -53,29 +63,35 @@ class StreamState:
 
     threshold: Threshold
     alarm: AlarmLogic
-    history: np.ndarray | None = None   # last window-1 standardised rows
-    energy: np.ndarray | None = None    # smoothed energy per sensor
-    shift: np.ndarray | None = None     # smoothed signed residual per sensor
+    history: np.ndarray | None = None  # last window-1 standardised rows
+    energy: np.ndarray | None = None  # smoothed energy per sensor
+    shift: np.ndarray | None = None  # smoothed signed residual per sensor
     rows: int = 0
-    quiet: int = 0                      # samples since the last flagged one
+    quiet: int = 0  # samples since the last flagged one
 
 
 @dataclass
 class StreamResult:
-    score: np.ndarray          # (n,)
-    threshold: np.ndarray      # (n,) threshold in force for each row
-    anomaly: np.ndarray        # (n,) uint8, 1 while an alarm is active
-    top: np.ndarray            # (n, k) sensor indices, largest contribution first
-    contrib: np.ndarray        # (d,) contributions of the last row
+    score: np.ndarray  # (n,)
+    threshold: np.ndarray  # (n,) threshold in force for each row
+    anomaly: np.ndarray  # (n,) uint8, 1 while an alarm is active
+    top: np.ndarray  # (n, k) sensor indices, largest contribution first
+    contrib: np.ndarray  # (d,) contributions of the last row
     transitions: list[tuple[int, Transition]] = field(default_factory=list)
 
 
 class Detector:
     """A trained model plus its calibration and run-time settings."""
 
-    def __init__(self, model: DenoisingAE, scaler: Scaler, calib: Calibration,
-                 sensors: Sequence[str], settings: DetectorSettings | None = None,
-                 manifest: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: DenoisingAE,
+        scaler: Scaler,
+        calib: Calibration,
+        sensors: Sequence[str],
+        settings: DetectorSettings | None = None,
+        manifest: dict[str, Any] | None = None,
+    ) -> None:
         self.model = model.eval()
         self.scaler = scaler
         self.calib = calib
@@ -120,15 +136,21 @@ class Detector:
         states = [items[k][0] for k in active]
         ns = [sizes[k] for k in active]
         z = self.scaler.transform(np.concatenate([items[k][1] for k in active]))
-        windows, seen, tails = stream_windows(z, ns, [st.history for st in states], self.window,
-                                              [st.rows for st in states])
-        energy, shift = raw_components(self.model, windows, self.n_sensors,
-                                       seen if seen.min() < self.window else None)
+        windows, seen, tails = stream_windows(
+            z, ns, [st.history for st in states], self.window, [st.rows for st in states]
+        )
+        energy, shift = raw_components(self.model, windows, self.n_sensors, seen if seen.min() < self.window else None)
         c = self.calib
         e0, s0 = initial_state(self.n_sensors)
-        sm = smooth(energy, shift, c.resid_scale, c.alpha,
-                    np.stack([e0 if st.energy is None else st.energy for st in states]),
-                    np.stack([s0 if st.shift is None else st.shift for st in states]), ns)
+        sm = smooth(
+            energy,
+            shift,
+            c.resid_scale,
+            c.alpha,
+            np.stack([e0 if st.energy is None else st.energy for st in states]),
+            np.stack([s0 if st.shift is None else st.shift for st in states]),
+            ns,
+        )
         for i, st in enumerate(states):
             st.history, st.energy, st.shift = tails[i], sm.last_energy[i], sm.last_shift[i]
         score, contrib = combine(sm, c.shift_scale, c.energy_norm, c.shift_norm)
@@ -143,11 +165,13 @@ class Detector:
 
     def _empty(self) -> StreamResult:
         k = min(self.settings.top_k, self.n_sensors)
-        return StreamResult(np.zeros(0), np.zeros(0), np.zeros(0, np.uint8), np.zeros((0, k), np.int64),
-                            np.zeros(self.n_sensors))
+        return StreamResult(
+            np.zeros(0), np.zeros(0), np.zeros(0, np.uint8), np.zeros((0, k), np.int64), np.zeros(self.n_sensors)
+        )
 
-    def _decide(self, state: StreamState, score: np.ndarray, contrib: np.ndarray, top: np.ndarray,
-                ts: np.ndarray | None) -> StreamResult:
+    def _decide(
+        self, state: StreamState, score: np.ndarray, contrib: np.ndarray, top: np.ndarray, ts: np.ndarray | None
+    ) -> StreamResult:
         """Threshold and alarm logic, row by row: each row's threshold depends on the rows before."""
         n = len(score)
         times = ts if ts is not None else np.arange(state.rows, state.rows + n, dtype=np.float64)

@@ -26,23 +26,23 @@ class FitOptions:
     """How to corrupt and how long to train."""
 
     max_epochs: int = 300
-    batch_size: int = 64        # grows with the data so an epoch is at most max_steps batches
+    batch_size: int = 64  # grows with the data so an epoch is at most max_steps batches
     max_steps: int = 40
     lr: float = 2e-3
     weight_decay: float = 1e-5
-    noise: float = 0.2          # Gaussian corruption, standard deviations
-    mask: float = 0.1           # fraction of inputs zeroed
-    sensor_mask: float = 0.0    # fraction of whole sensors (all window steps) zeroed
-    n_sensors: int = 0          # needed for sensor_mask
-    patience: int = 30          # epochs without validation improvement
-    val_fraction: float = 0.2   # contiguous tail held out for early stopping
+    noise: float = 0.2  # Gaussian corruption, standard deviations
+    mask: float = 0.1  # fraction of inputs zeroed
+    sensor_mask: float = 0.0  # fraction of whole sensors (all window steps) zeroed
+    n_sensors: int = 0  # needed for sensor_mask
+    patience: int = 30  # epochs without validation improvement
+    val_fraction: float = 0.2  # contiguous tail held out for early stopping
 
 
 @dataclass
 class FitResult:
     model: DenoisingAE
-    epochs: int            # epochs actually run
-    best_epoch: int        # epoch of the kept weights (1-based)
+    epochs: int  # epochs actually run
+    best_epoch: int  # epoch of the kept weights (1-based)
     train_loss: float
     val_loss: float
     seconds: float
@@ -68,14 +68,15 @@ def batch_size(n: int, opts: FitOptions) -> int:
     return max(opts.batch_size, -(-n // opts.max_steps))
 
 
-def _epoch(model: DenoisingAE, opt: torch.optim.Optimizer, x: torch.Tensor,
-           opts: FitOptions, gen: torch.Generator) -> float:
+def _epoch(
+    model: DenoisingAE, opt: torch.optim.Optimizer, x: torch.Tensor, opts: FitOptions, gen: torch.Generator
+) -> float:
     model.train()
     order = torch.randperm(len(x), generator=gen)
     total = 0.0
     size = batch_size(len(x), opts)
     for start in range(0, len(x), size):
-        batch = x[order[start:start + size]]
+        batch = x[order[start : start + size]]
         loss = torch.mean((model(_corrupt(batch, opts, gen)) - batch) ** 2)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -110,7 +111,7 @@ def fit(
     model = DenoisingAE(cfg)
     x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))
     if fixed_epochs is None:
-        n_val = max(1, int(round(len(x) * opts.val_fraction)))
+        n_val = max(1, round(len(x) * opts.val_fraction))
         if len(x) - n_val < 2:
             raise ValueError(f"too few windows ({len(x)}) to hold out a validation tail")
         train_x, val_x = x[:-n_val], x[-n_val:]
@@ -168,8 +169,14 @@ class Progress:
             self.bar.set_postfix(loss=f"{loss:.4f}", val=f"{val:.4f}")
         elif time.monotonic() - self.last_log > 5.0:
             self.last_log = time.monotonic()
-            log.info("training_progress", stage=self.desc, epoch=epoch, max_epochs=total,
-                     loss=round(loss, 5), val_loss=round(val, 5))
+            log.info(
+                "training_progress",
+                stage=self.desc,
+                epoch=epoch,
+                max_epochs=total,
+                loss=round(loss, 5),
+                val_loss=round(val, 5),
+            )
 
     def close(self) -> None:
         if self.bar is not None:

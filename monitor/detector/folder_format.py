@@ -58,8 +58,15 @@ def write(path: str | Path, weights: dict[str, torch.Tensor], manifest: dict[str
     return path
 
 
-def read_manifest(path: str | Path, fmt: str, version: int, what: str, made_by: str, max_bytes: int,
-                  hints: dict[str, str] | None = None) -> dict[str, Any]:
+def read_manifest(
+    path: str | Path,
+    fmt: str,
+    version: int,
+    what: str,
+    made_by: str,
+    max_bytes: int,
+    hints: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """The manifest of a ``fmt`` folder, or an ArtefactError saying what the folder is instead.
 
     ``what`` names the kind in messages ("model", "GAN"), ``made_by`` the
@@ -82,8 +89,9 @@ def read_manifest(path: str | Path, fmt: str, version: int, what: str, made_by: 
         hint = (hints or {}).get(str(found), "")
         raise ArtefactError(f"{path}: not a plantwatch {what} (format {found!r}){hint}")
     if manifest.get("format_version") != version:
-        raise ArtefactError(f"{path}: {what} format version {manifest.get('format_version')!r}; "
-                            f"this plantwatch reads {version}")
+        raise ArtefactError(
+            f"{path}: {what} format version {manifest.get('format_version')!r}; this plantwatch reads {version}"
+        )
     return manifest  # type: ignore[no-any-return]
 
 

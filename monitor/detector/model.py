@@ -48,17 +48,22 @@ class DenoisingAE(nn.Module):
         self.cfg = cfg
         n = cfg.n_inputs
         self.encoder = nn.Sequential(
-            nn.Linear(n, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout),
+            nn.Linear(n, cfg.hidden),
+            nn.GELU(),
+            nn.Dropout(cfg.dropout),
             nn.Linear(cfg.hidden, cfg.latent),
         )
         self.decoder = nn.Sequential(
-            nn.GELU(), nn.Linear(cfg.latent, cfg.hidden), nn.GELU(),
+            nn.GELU(),
+            nn.Linear(cfg.latent, cfg.hidden),
+            nn.GELU(),
             nn.Linear(cfg.hidden, n),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         assert x.dim() == 2 and x.shape[1] == self.cfg.n_inputs, (
-            f"expected (batch, {self.cfg.n_inputs}) got {tuple(x.shape)}")
+            f"expected (batch, {self.cfg.n_inputs}) got {tuple(x.shape)}"
+        )
         return self.decoder(self.encoder(x))
 
 

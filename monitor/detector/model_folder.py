@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..errors import ArtefactError
 from . import folder_format as folder
 from .detector import Detector, DetectorSettings
-from ..errors import ArtefactError
 from .folder_format import MANIFEST, WEIGHTS, sha256_file
 from .model import DAEConfig, DenoisingAE, Scaler
 from .scoring import Calibration
@@ -49,8 +49,11 @@ def save(path: str | Path, detector: Detector, extra: dict[str, Any], force: boo
         "plantwatch_version": __version__,
         "sensors": list(detector.sensors),
         "architecture": detector.model.cfg.to_dict(),
-        "scaler": {"mean": detector.scaler.mean.tolist(), "scale": detector.scaler.scale.tolist(),
-                   "constant": detector.scaler.constant.astype(bool).tolist()},
+        "scaler": {
+            "mean": detector.scaler.mean.tolist(),
+            "scale": detector.scaler.scale.tolist(),
+            "constant": detector.scaler.constant.astype(bool).tolist(),
+        },
         "calibration": detector.calib.to_dict(),
         "detector": detector.settings.to_dict(),
         **extra,
@@ -59,8 +62,15 @@ def save(path: str | Path, detector: Detector, extra: dict[str, Any], force: boo
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    return folder.read_manifest(path, FORMAT, FORMAT_VERSION, "model", "plantwatch train", MAX_MANIFEST_BYTES,
-                                {"plantwatch-gan": " (a GAN: use it with 'plantwatch simulate --gan' or a drill)"})
+    return folder.read_manifest(
+        path,
+        FORMAT,
+        FORMAT_VERSION,
+        "model",
+        "plantwatch train",
+        MAX_MANIFEST_BYTES,
+        {"plantwatch-gan": " (a GAN: use it with 'plantwatch simulate --gan' or a drill)"},
+    )
 
 
 def load(path: str | Path, settings: DetectorSettings | None = None) -> Detector:
@@ -71,16 +81,23 @@ def load(path: str | Path, settings: DetectorSettings | None = None) -> Detector
         sensors = [str(s) for s in manifest["sensors"]]
         cfg = DAEConfig(**manifest["architecture"])
         sc = manifest["scaler"]
-        scaler = Scaler(np.asarray(sc["mean"], dtype=np.float64), np.asarray(sc["scale"], dtype=np.float64),
-                        np.asarray(sc["constant"], dtype=bool))
+        scaler = Scaler(
+            np.asarray(sc["mean"], dtype=np.float64),
+            np.asarray(sc["scale"], dtype=np.float64),
+            np.asarray(sc["constant"], dtype=bool),
+        )
         calib = Calibration.from_dict(manifest["calibration"])
         stored = DetectorSettings.from_dict(manifest["detector"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtefactError(f"{path}: manifest is missing or has a bad field: {exc}") from None
     d = len(sensors)
-    for name, arr in (("scaler.mean", scaler.mean), ("scaler.scale", scaler.scale),
-                      ("scaler.constant", scaler.constant), ("calibration.resid_scale", calib.resid_scale),
-                      ("calibration.shift_scale", calib.shift_scale)):
+    for name, arr in (
+        ("scaler.mean", scaler.mean),
+        ("scaler.scale", scaler.scale),
+        ("scaler.constant", scaler.constant),
+        ("calibration.resid_scale", calib.resid_scale),
+        ("calibration.shift_scale", calib.shift_scale),
+    ):
         if arr.shape != (d,):
             raise ArtefactError(f"{path}: {name} has {arr.shape[0] if arr.ndim else 0} entries for {d} sensors")
     if cfg.n_sensors != d:

@@ -24,26 +24,26 @@ from typing import Any
 import numpy as np
 import torch
 
-from .smoothing import ewma
 from .model import DenoisingAE
+from .smoothing import ewma
 
 
 @dataclass(frozen=True)
 class Calibration:
     """Everything the score needs besides the weights; stored in the manifest."""
 
-    resid_scale: np.ndarray          # (d,) normal RMS residual per sensor
-    shift_scale: np.ndarray          # (d,) normal RMS of the smoothed signed residual
-    energy_norm: float               # normal high quantile of the smoothed energy
-    shift_norm: float                # normal high quantile of the worst scaled shift
-    alpha: float                     # EWMA smoothing factor of the score
-    threshold: float                 # calibrated threshold for target_rate
-    target_rate: float               # fraction of normal samples allowed above threshold
-    reference: float                 # 0.9 quantile of normal scores (rolling quantile)
-    spot_level: float                # 0.98 quantile of normal scores (SPOT peaks level)
+    resid_scale: np.ndarray  # (d,) normal RMS residual per sensor
+    shift_scale: np.ndarray  # (d,) normal RMS of the smoothed signed residual
+    energy_norm: float  # normal high quantile of the smoothed energy
+    shift_norm: float  # normal high quantile of the worst scaled shift
+    alpha: float  # EWMA smoothing factor of the score
+    threshold: float  # calibrated threshold for target_rate
+    target_rate: float  # fraction of normal samples allowed above threshold
+    reference: float  # 0.9 quantile of normal scores (rolling quantile)
+    spot_level: float  # 0.98 quantile of normal scores (SPOT peaks level)
     spot_peaks: list[float] = field(default_factory=list)
     oof_rows: int = 0
-    oof_exceed_rate: float = 0.0     # fraction of OOF scores above threshold (should ~ target)
+    oof_exceed_rate: float = 0.0  # fraction of OOF scores above threshold (should ~ target)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -60,8 +60,9 @@ class Calibration:
         return cls(**d)
 
 
-def raw_components(model: DenoisingAE, windows: np.ndarray, n_sensors: int,
-                   valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def raw_components(
+    model: DenoisingAE, windows: np.ndarray, n_sensors: int, valid: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-row, per-sensor mean squared and mean signed residual over the window (unscaled).
 
     ``valid`` (n,) says how many of each window's newest rows are real; the
@@ -107,14 +108,21 @@ def _forward(model: DenoisingAE, x: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class Smoothed:
-    energy: np.ndarray        # (n, d) smoothed scaled squared residual
-    shift: np.ndarray         # (n, d) smoothed scaled signed residual
-    last_energy: np.ndarray   # (k, d) each stream's state after its rows
+    energy: np.ndarray  # (n, d) smoothed scaled squared residual
+    shift: np.ndarray  # (n, d) smoothed scaled signed residual
+    last_energy: np.ndarray  # (k, d) each stream's state after its rows
     last_shift: np.ndarray
 
 
-def smooth(energy: np.ndarray, shift: np.ndarray, resid_scale: np.ndarray, alpha: float,
-           prev_energy: np.ndarray, prev_shift: np.ndarray, sizes: Sequence[int]) -> Smoothed:
+def smooth(
+    energy: np.ndarray,
+    shift: np.ndarray,
+    resid_scale: np.ndarray,
+    alpha: float,
+    prev_energy: np.ndarray,
+    prev_shift: np.ndarray,
+    sizes: Sequence[int],
+) -> Smoothed:
     """Scale by the normal residual spread and smooth each stream causally.
 
     ``sizes`` rows of each stream lie end to end; ``prev_*`` (k, d) are each
@@ -133,7 +141,9 @@ def initial_state(n_sensors: int) -> tuple[np.ndarray, np.ndarray]:
     return np.ones(n_sensors), np.zeros(n_sensors)
 
 
-def combine(sm: Smoothed, shift_scale: np.ndarray, energy_norm: float, shift_norm: float) -> tuple[np.ndarray, np.ndarray]:
+def combine(
+    sm: Smoothed, shift_scale: np.ndarray, energy_norm: float, shift_norm: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Score (n,) and per-sensor contributions (n, d) on one scale (1 = normal high level)."""
     d = sm.energy.shape[1]
     energy_part = sm.energy / (d * energy_norm)

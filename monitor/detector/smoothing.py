@@ -48,11 +48,11 @@ def ewma(x: np.ndarray, alpha: float, prev: np.ndarray, sizes: Sequence[int]) ->
     for b0 in range(0, longest, BLOCK):
         sel = np.flatnonzero(ns > b0)
         steps = b0 + np.arange(min(BLOCK, longest - b0))
-        last = np.minimum(ns[sel] - 1 - b0, len(steps) - 1)            # each stream's last step in this block
+        last = np.minimum(ns[sel] - 1 - b0, len(steps) - 1)  # each stream's last step in this block
         idx = starts[sel, None] + np.minimum(steps[None, :], ns[sel, None] - 1)  # past a stream's end: its last row
         lower, carry = _weights(alpha, len(steps))
-        y = lower @ x[idx] + carry[None, :, None] * state[sel][:, None, :]    # (streams, steps, d)
+        y = lower @ x[idx] + carry[None, :, None] * state[sel][:, None, :]  # (streams, steps, d)
         valid = steps[None, :] < ns[sel, None]
-        out[idx[valid]] = y[valid]                                     # causal: padding never reaches a real row
+        out[idx[valid]] = y[valid]  # causal: padding never reaches a real row
         state[sel] = y[np.arange(len(sel)), last]
     return out, state

@@ -38,7 +38,7 @@ class Bounds:
     # default thresholds only rise (a plant noisier than its history), never sink.
     low: float = 1.0
     high: float = 1.5
-    step: float = 0.002     # fraction of the reference per learned sample
+    step: float = 0.002  # fraction of the reference per learned sample
 
     def __post_init__(self) -> None:
         if not 0 < self.low <= 1 <= self.high:
@@ -102,8 +102,16 @@ class SpotThreshold:
     peak rate is a slow running mean, so memory and time per sample are O(1).
     """
 
-    def __init__(self, base: float, level: float, peaks: list[float], risk: float,
-                 peak_rate: float, bounds: Bounds = Bounds(), max_peaks: int = 500) -> None:
+    def __init__(
+        self,
+        base: float,
+        level: float,
+        peaks: list[float],
+        risk: float,
+        peak_rate: float,
+        bounds: Bounds = Bounds(),
+        max_peaks: int = 500,
+    ) -> None:
         if not 0 < risk < 1:
             raise ValueError(f"risk must be in (0, 1), got {risk}")
         self.base, self.level, self.risk, self.bounds = float(base), float(level), float(risk), bounds

@@ -85,8 +85,10 @@ def _check(table: csvio.Table, ts: TrainSettings) -> None:
         raise InputError("--noise must be in [0, 10) and --mask in [0, 1)")
     need = min_rows(ts.window, ts.folds)
     if len(table) < need:
-        raise InputError(f"{table.path}: {len(table)} data rows; training with window {ts.window} "
-                         f"and {ts.folds} folds needs at least {need}")
+        raise InputError(
+            f"{table.path}: {len(table)} data rows; training with window {ts.window} "
+            f"and {ts.folds} folds needs at least {need}"
+        )
 
 
 def check_out(out: Path, force: bool) -> None:
@@ -112,8 +114,15 @@ def train_table(table: csvio.Table, ts: TrainSettings, out: Path, force: bool = 
     opts = FitOptions(max_epochs=ts.max_epochs, noise=ts.noise, mask=ts.mask)
     copts = CalibrationOptions(folds=ts.folds, target_rate=rate)
     single_thread()
-    log.info("training_started", data=str(table.path), rows=len(table), sensors=len(table.sensors),
-             window=ts.window, folds=ts.folds, target_rate=rate)
+    log.info(
+        "training_started",
+        data=str(table.path),
+        rows=len(table),
+        sensors=len(table.sensors),
+        window=ts.window,
+        folds=ts.folds,
+        target_rate=rate,
+    )
     progress = Progress("fold 1", opts.max_epochs)
     try:
         model, calib, report = calibrate_and_fit(z, cfg, opts, ts.seed, copts, progress=progress, stage=progress.stage)
@@ -124,15 +133,29 @@ def train_table(table: csvio.Table, ts: TrainSettings, out: Path, force: bool = 
         "time_column": table.time_column,
         "sample_period": period,
         "training": {
-            "data": str(table.path), "rows": len(table), "seed": ts.seed, "folds": ts.folds,
-            "max_epochs": opts.max_epochs, "best_epochs": report.best_epochs,
-            "final_epochs": report.final_epochs, "noise": opts.noise, "mask": opts.mask,
-            "seconds": round(report.seconds, 2), "fold_val_loss": report.val_loss,
-            "torch_version": torch.__version__, "plantwatch_version": __version__,
+            "data": str(table.path),
+            "rows": len(table),
+            "seed": ts.seed,
+            "folds": ts.folds,
+            "max_epochs": opts.max_epochs,
+            "best_epochs": report.best_epochs,
+            "final_epochs": report.final_epochs,
+            "noise": opts.noise,
+            "mask": opts.mask,
+            "seconds": round(report.seconds, 2),
+            "fold_val_loss": report.val_loss,
+            "torch_version": torch.__version__,
+            "plantwatch_version": __version__,
         },
         "data_fingerprint": fingerprint(table.values, table.sensors),
     }
     save(out, detector, extra, force=force)
-    log.info("model_written", path=str(out), seconds=round(report.seconds, 1), threshold=round(calib.threshold, 4),
-             oof_exceed_rate=round(calib.oof_exceed_rate, 4), epochs=report.final_epochs)
+    log.info(
+        "model_written",
+        path=str(out),
+        seconds=round(report.seconds, 1),
+        threshold=round(calib.threshold, 4),
+        oof_exceed_rate=round(calib.oof_exceed_rate, 4),
+        epochs=report.final_epochs,
+    )
     return detector

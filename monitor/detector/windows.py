@@ -22,8 +22,13 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 
-def stream_windows(z: np.ndarray, sizes: Sequence[int], tails: Sequence[np.ndarray | None], window: int,
-                   rows_before: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+def stream_windows(
+    z: np.ndarray,
+    sizes: Sequence[int],
+    tails: Sequence[np.ndarray | None],
+    window: int,
+    rows_before: Sequence[int] | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """Windows of the new rows of several streams, laid end to end in ``z``.
 
     ``sizes[k]`` new rows of stream k follow those of stream k-1 in ``z``
@@ -36,24 +41,25 @@ def stream_windows(z: np.ndarray, sizes: Sequence[int], tails: Sequence[np.ndarr
     need = window - 1
     ns = np.asarray(sizes, dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(ns)[:-1]]).astype(np.int64)
-    before = np.asarray([len(t) if t is not None else 0 for t in tails] if rows_before is None else rows_before,
-                        dtype=np.int64)
+    before = np.asarray(
+        [len(t) if t is not None else 0 for t in tails] if rows_before is None else rows_before, dtype=np.int64
+    )
     seen = np.repeat(before + 1 - starts, ns) + np.arange(n)
     if need == 0:
         return np.ascontiguousarray(z), seen, [z[:0] for _ in sizes]
     blocks = []
     for tail, a, m in zip(tails, starts.tolist(), ns.tolist()):
-        blocks.append(_padded_tail(tail, z[a:a + m], need))
-        blocks.append(z[a:a + m])
+        blocks.append(_padded_tail(tail, z[a : a + m], need))
+        blocks.append(z[a : a + m])
     ext = np.concatenate(blocks)
-    block_start = starts + need * np.arange(len(ns))                 # where each stream's tail begins in ext
-    if len(ns) == 1:                                                  # one stream: a strided view, one copy
+    block_start = starts + need * np.arange(len(ns))  # where each stream's tail begins in ext
+    if len(ns) == 1:  # one stream: a strided view, one copy
         windows = sliding_window_view(ext, (window, d))[:, 0].reshape(n, window * d)
     else:
         pos = np.repeat(block_start + need - starts, ns) + np.arange(n)  # each new row's index in ext
         windows = ext[pos[:, None] + np.arange(-need, 1)].reshape(n, window * d)
-    new_tails = [ext[b + m:b + m + need].copy() for b, m in zip(block_start.tolist(), ns.tolist())]
-    return np.require(windows, requirements=["C", "W"]), seen, new_tails   # torch wants writable memory
+    new_tails = [ext[b + m : b + m + need].copy() for b, m in zip(block_start.tolist(), ns.tolist())]
+    return np.require(windows, requirements=["C", "W"]), seen, new_tails  # torch wants writable memory
 
 
 def _padded_tail(tail: np.ndarray | None, z: np.ndarray, need: int) -> np.ndarray:

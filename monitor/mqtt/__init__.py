@@ -9,5 +9,13 @@ from .client import connect, connect_properties, make_client
 from .fast_client import BufferedSocket, Client
 from .settings import BrokerSettings, parse_url, settings_from_url
 
-__all__ = ["BrokerSettings", "BufferedSocket", "Client", "connect", "connect_properties", "make_client",
-           "parse_url", "settings_from_url"]
+__all__ = [
+    "BrokerSettings",
+    "BufferedSocket",
+    "Client",
+    "connect",
+    "connect_properties",
+    "make_client",
+    "parse_url",
+    "settings_from_url",
+]

@@ -37,13 +37,19 @@ def make_client(
     if protocol == MQTTProtocolVersion.MQTTv311:
         kwargs["clean_session"] = not persistent
     client = Client(
-        CallbackAPIVersion.VERSION2, client_id=cid, protocol=protocol,
-        manual_ack=manual_ack, **kwargs,  # type: ignore[arg-type]
+        CallbackAPIVersion.VERSION2,
+        client_id=cid,
+        protocol=protocol,
+        manual_ack=manual_ack,
+        **kwargs,  # type: ignore[arg-type]
     )
     if settings.tls:
         client.tls_set(
-            ca_certs=settings.ca_file, certfile=settings.cert_file, keyfile=settings.key_file,
-            cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            ca_certs=settings.ca_file,
+            certfile=settings.cert_file,
+            keyfile=settings.key_file,
+            cert_reqs=ssl.CERT_REQUIRED,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
         )
     if settings.username:
         client.username_pw_set(settings.username, settings.password())

@@ -28,7 +28,7 @@ from typing import Any
 import paho.mqtt.client as paho
 
 READ_SIZE = 65536
-DRAIN_PACKETS = 1000           # packets handled from the buffer per loop turn before paho's own checks
+DRAIN_PACKETS = 1000  # packets handled from the buffer per loop turn before paho's own checks
 _PUBACK = 0x40
 
 
@@ -44,8 +44,8 @@ class BufferedSocket:
         pos = self._pos
         if pos < len(self._buf):
             self._pos = pos + n
-            return self._buf[pos:pos + n]
-        data: bytes = self._sock.recv(max(n, READ_SIZE))   # BlockingIOError etc. reach paho unchanged
+            return self._buf[pos : pos + n]
+        data: bytes = self._sock.recv(max(n, READ_SIZE))  # BlockingIOError etc. reach paho unchanged
         if len(data) <= n:
             self._buf, self._pos = b"", 0
             return data
@@ -60,7 +60,7 @@ class BufferedSocket:
         inner = getattr(self._sock, "pending", None)
         return self.buffered() + (inner() if inner is not None else 0)
 
-    def __getattr__(self, name: str) -> Any:          # send, fileno, close, setblocking, ...
+    def __getattr__(self, name: str) -> Any:  # send, fileno, close, setblocking, ...
         return getattr(self._sock, name)
 
 
@@ -91,7 +91,7 @@ class Client(paho.Client):
         if not mids:
             return
         queue = getattr(self, "_packet_queue", None)
-        if queue is None or not self._manual_ack:          # paho internals changed: one by one
+        if queue is None or not self._manual_ack:  # paho internals changed: one by one
             for mid in mids:
                 self.ack(mid, 1)
             return

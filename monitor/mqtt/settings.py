@@ -24,9 +24,9 @@ class BrokerSettings:
     password_env: str | None = None
     password_file: str | None = None
     client_id: str | None = None
-    protocol: int = 4            # 4 = MQTT 3.1.1, 5 = MQTT 5
+    protocol: int = 4  # 4 = MQTT 3.1.1, 5 = MQTT 5
     keepalive: int = 30
-    session_expiry: int = 3600   # MQTT 5 Session Expiry Interval, seconds
+    session_expiry: int = 3600  # MQTT 5 Session Expiry Interval, seconds
 
     @property
     def url(self) -> str:
@@ -55,7 +55,9 @@ def parse_url(url: str) -> tuple[str, int, bool]:
     if not parts.hostname:
         raise ConfigError(f"broker URL {url!r}: no host")
     if parts.username or parts.password:
-        raise ConfigError(f"broker URL {url!r}: put the username in the config and the password in a file or environment variable, not in the URL")
+        raise ConfigError(
+            f"broker URL {url!r}: put the username in the config and the password in a file or environment variable, not in the URL"
+        )
     try:
         port = parts.port or (8883 if tls else 1883)
     except ValueError:

@@ -18,4 +18,4 @@ alert rule's firing and resolution in Prometheus), :mod:`.report` (verdicts,
 report.json/.md, timelines), :mod:`.commands`.
 """
 
-__all__ = ["cli"]   # the command list; the handlers are named as text
+__all__ = ["cli"]  # the command list; the handlers are named as text

@@ -38,7 +38,7 @@ class AlertRule:
     name: str
     for_s: float
     keep_firing_for_s: float
-    interval_s: float                  # evaluation interval of its group
+    interval_s: float  # evaluation interval of its group
 
     @property
     def resolve_wait_s(self) -> float:
@@ -56,8 +56,8 @@ class AlertOutcome:
     """The alert's answer to one injection; times are seconds since its first faulty sample."""
 
     fired: bool
-    latency_s: float | None = None     # first firing evaluation seen
-    resolved_s: float | None = None    # last firing evaluation seen; None if never fired or still firing
+    latency_s: float | None = None  # first firing evaluation seen
+    resolved_s: float | None = None  # last firing evaluation seen; None if never fired or still firing
     note: str | None = None
 
 
@@ -76,8 +76,12 @@ def alert_rule(prometheus_url: str, alert: str) -> AlertRule:
     for group in api(prometheus_url, "rules", {"type": "alert"})["groups"]:
         for r in group["rules"]:
             if r.get("type") == "alerting" and r.get("name") == alert:
-                return AlertRule(alert, float(r.get("duration", 0.0)), float(r.get("keepFiringFor", 0.0)),
-                                 float(group.get("interval", 60.0)))
+                return AlertRule(
+                    alert,
+                    float(r.get("duration", 0.0)),
+                    float(r.get("keepFiringFor", 0.0)),
+                    float(group.get("interval", 60.0)),
+                )
     raise ValueError(f"no alerting rule {alert!r} is loaded (see the rule_files of its config)")
 
 
@@ -102,8 +106,15 @@ def wait_resolved(prometheus_url: str, rule: AlertRule, assets: Sequence[str], s
             return firing
 
 
-def firing_spans(prometheus_url: str, alert: str, assets: Sequence[str], start: float, end: float,
-                 still_firing: Collection[str] = (), step: float = 1.0) -> dict[str, list[Span]]:
+def firing_spans(
+    prometheus_url: str,
+    alert: str,
+    assets: Sequence[str],
+    start: float,
+    end: float,
+    still_firing: Collection[str] = (),
+    step: float = 1.0,
+) -> dict[str, list[Span]]:
     """Firing spans of ``alert`` per asset between start and end, from ``ALERTS`` (range queries of at most
     :data:`MAX_POINTS` steps). The last span of an asset in ``still_firing`` (firing when last asked, see
     :func:`wait_resolved`) that reaches the last step is open (end None); the others had resolved before
@@ -114,8 +125,11 @@ def firing_spans(prometheus_url: str, alert: str, assets: Sequence[str], start: 
     lo = start
     while lo <= end:
         hi = min(end, lo + (MAX_POINTS - 1) * step)
-        result = api(prometheus_url, "query_range", {"query": _selector(alert), "start": f"{lo:.3f}",
-                                                      "end": f"{hi:.3f}", "step": f"{step:g}"})["result"]
+        result = api(
+            prometheus_url,
+            "query_range",
+            {"query": _selector(alert), "start": f"{lo:.3f}", "end": f"{hi:.3f}", "step": f"{step:g}"},
+        )["result"]
         for series in result:
             asset = series["metric"].get("asset")
             if asset in seen:
@@ -150,6 +164,10 @@ def outcome(spans: Sequence[Span], start: float, until: float) -> AlertOutcome:
     held = next(((a, b) for a, b in spans if a < start and (b is None or b >= start)), None)
     if held is not None:
         b = held[1]
-        return AlertOutcome(True, None, None if b is None else round(b - start, 3),
-                            note="already firing when the injection started (an earlier alarm, kept by keep_firing_for)")
+        return AlertOutcome(
+            True,
+            None,
+            None if b is None else round(b - start, 3),
+            note="already firing when the injection started (an earlier alarm, kept by keep_firing_for)",
+        )
     return AlertOutcome(False)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from monitor import broker_login, logs
 from monitor.errors import ConfigError
-
 from monitor.signals import stop_on_signals
+
 from . import report, scenario
 from .run import run
 
@@ -18,8 +18,9 @@ log = logs.get("drill")
 
 
 def drill_command(args: argparse.Namespace) -> int:
-    s = scenario.load(args.scenario).with_overrides(metrics_url=args.metrics_url,
-                                                    prometheus_url=args.prometheus_url, gan=args.gan)
+    s = scenario.load(args.scenario).with_overrides(
+        metrics_url=args.metrics_url, prometheus_url=args.prometheus_url, gan=args.gan
+    )
     # The scenario's [broker] table < PLANTWATCH_BROKER_* < flags, checked as the monitor's own.
     settings = broker_login.settings(s.broker_table(), args, where=str(args.scenario))
     s = s.with_overrides(broker_url=settings.url)
@@ -38,12 +39,20 @@ def drill_command(args: argparse.Namespace) -> int:
         record = run(s, settings, patterns, stop)
     result = report.evaluate(record)
     paths = report.write(result, record, Path(args.report))
-    log.info("drill_report", path=str(paths[0]), passed=result["pass"], detection_rate=result["detection_rate"],
-             false_alarms_per_hour=result["false_alarms_per_hour"])
+    log.info(
+        "drill_report",
+        path=str(paths[0]),
+        passed=result["pass"],
+        detection_rate=result["detection_rate"],
+        false_alarms_per_hour=result["false_alarms_per_hour"],
+    )
     failed = [k for k, v in result["criteria"].items() if not v["pass"]]
-    print(f"drill {'PASSED' if result['pass'] else 'FAILED'}: detection rate {result['detection_rate']:.0%}, "
-          f"{result['false_alarms_per_hour']:.3g} false alarms/h"
-          + (f"; failed: {', '.join(failed)}" if failed else "")
-          + (f"; {'; '.join(result['problems'])}" if result["problems"] else "")
-          + f"; report in {paths[0].parent}/", file=sys.stderr)
+    print(
+        f"drill {'PASSED' if result['pass'] else 'FAILED'}: detection rate {result['detection_rate']:.0%}, "
+        f"{result['false_alarms_per_hour']:.3g} false alarms/h"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+        + (f"; {'; '.join(result['problems'])}" if result["problems"] else "")
+        + f"; report in {paths[0].parent}/",
+        file=sys.stderr,
+    )
     return 0 if result["pass"] else 1

@@ -11,7 +11,7 @@ import threading
 import time
 import urllib.request
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -27,7 +27,7 @@ HTTP_TIMEOUT_S = 3.0
 @dataclass(frozen=True)
 class AlarmRecord:
     event: wire.AlarmEvent
-    received: float            # wall clock when it arrived
+    received: float  # wall clock when it arrived
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class AlarmFollower:
                     self.alarms.append(AlarmRecord(event, time.time()))
                 return
             self.undecodable += 1
-        except Exception:        # never let an exception kill paho's network thread
+        except Exception:  # never let an exception kill paho's network thread
             self.undecodable += 1
 
     def start(self, timeout: float = 10.0) -> None:
@@ -110,8 +110,12 @@ class AlarmFollower:
 class MetricsScraper(threading.Thread):
     """Scrapes /metrics every ``interval`` seconds for each drill asset's score, threshold and alarm."""
 
-    FAMILIES = {"plantwatch_anomaly_score": "score", "plantwatch_threshold": "threshold",
-                "plantwatch_alarm": "alarm", "plantwatch_messages": "messages"}
+    FAMILIES: ClassVar[dict[str, str]] = {
+        "plantwatch_anomaly_score": "score",
+        "plantwatch_threshold": "threshold",
+        "plantwatch_alarm": "alarm",
+        "plantwatch_messages": "messages",
+    }
 
     def __init__(self, url: str, assets: list[str], interval: float) -> None:
         super().__init__(name="drill-scraper", daemon=True)
@@ -139,7 +143,7 @@ class MetricsScraper(threading.Thread):
 
 
 def fetch(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as r:   # noqa: S310 - operator-given URL
+    with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as r:
         return r.read().decode("utf-8")  # type: ignore[no-any-return]
 
 
@@ -151,6 +155,15 @@ def parse_metrics(text: str, assets: set[str], t: float) -> list[Scrape]:
             asset = sample.labels.get("asset")
             if field and asset in values and not sample.name.endswith("_created"):
                 values[asset][field] = float(sample.value)
-    return [Scrape(t, a, v.get("score", math.nan), v.get("threshold", math.nan), v.get("alarm", math.nan),
-                   v.get("messages", math.nan)) for a, v in values.items() if v]
-
+    return [
+        Scrape(
+            t,
+            a,
+            v.get("score", math.nan),
+            v.get("threshold", math.nan),
+            v.get("alarm", math.nan),
+            v.get("messages", math.nan),
+        )
+        for a, v in values.items()
+        if v
+    ]

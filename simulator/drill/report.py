@@ -101,11 +101,18 @@ def evaluate(record: DrillRecord) -> dict[str, Any]:
         injected = list(t.params.get("top_sensors", t.sensors))[:5]
         ttd = None if hit is None else round(hit.raised - t.start, 3)
         row: dict[str, Any] = {
-            "injection_id": t.injection_id, "asset": t.asset, "kind": t.kind,
-            "start": round(t.start - t0, 3), "end": round(t.end - t0, 3), "start_ts": t.start,
-            "magnitude": t.magnitude, "detected": hit is not None, "time_to_detect_s": ttd,
+            "injection_id": t.injection_id,
+            "asset": t.asset,
+            "kind": t.kind,
+            "start": round(t.start - t0, 3),
+            "end": round(t.end - t0, 3),
+            "start_ts": t.start,
+            "magnitude": t.magnitude,
+            "detected": hit is not None,
+            "time_to_detect_s": ttd,
             **_alert_fields(record, t, hi, truths),
-            "false_alarms": len(false_before), "peak_score": peak,
+            "false_alarms": len(false_before),
+            "peak_score": peak,
             "monitor_top_sensors": list(hit.top_sensors) if hit is not None else [],
             "injected_sensors": injected,
             "sensor_match": hit is not None and bool(set(hit.top_sensors) & set(injected)),
@@ -122,11 +129,21 @@ def evaluate(record: DrillRecord) -> dict[str, Any]:
     c = s.criteria
     scored = _scored(record)
     verdicts: dict[str, dict[str, Any]] = {
-        "min_detection_rate": {"limit": c.min_detection_rate, "value": rate, "pass": bool(rows) and rate >= c.min_detection_rate},
-        "max_time_to_detect_s": {"limit": c.max_time_to_detect_s, "value": slowest,
-                                 "pass": slowest is None or slowest <= c.max_time_to_detect_s},
-        "max_false_alarms_per_hour": {"limit": c.max_false_alarms_per_hour, "value": round(fa_per_hour, 3),
-                                      "pass": fa_per_hour <= c.max_false_alarms_per_hour},
+        "min_detection_rate": {
+            "limit": c.min_detection_rate,
+            "value": rate,
+            "pass": bool(rows) and rate >= c.min_detection_rate,
+        },
+        "max_time_to_detect_s": {
+            "limit": c.max_time_to_detect_s,
+            "value": slowest,
+            "pass": slowest is None or slowest <= c.max_time_to_detect_s,
+        },
+        "max_false_alarms_per_hour": {
+            "limit": c.max_false_alarms_per_hour,
+            "value": round(fa_per_hour, 3),
+            "pass": fa_per_hour <= c.max_false_alarms_per_hour,
+        },
         "monitor_scored_every_asset": {"value": scored, "pass": all(scored.values())},
     }
     if s.prometheus_url is not None:
@@ -135,41 +152,77 @@ def evaluate(record: DrillRecord) -> dict[str, Any]:
         answered = record.alerts is not None
         fired = [r for r in detected if r.get("alert_fired")]
         resolved = [r for r in fired if r.get("alert_resolved_s") is not None]
-        verdicts["alert_fired"] = {"alert": s.alert, "value": f"{len(fired)}/{len(detected)}" if answered else None,
-                                   "pass": answered and len(fired) == len(detected)}
-        verdicts["alert_resolved"] = {"alert": s.alert, "value": f"{len(resolved)}/{len(fired)}" if answered else None,
-                                      "pass": answered and len(resolved) == len(fired)}
+        verdicts["alert_fired"] = {
+            "alert": s.alert,
+            "value": f"{len(fired)}/{len(detected)}" if answered else None,
+            "pass": answered and len(fired) == len(detected),
+        }
+        verdicts["alert_resolved"] = {
+            "alert": s.alert,
+            "value": f"{len(resolved)}/{len(fired)}" if answered else None,
+            "pass": answered and len(resolved) == len(fired),
+        }
     problems = list(record.problems)
     for asset, ok in scored.items():
         if not ok:
-            problems.append(f"the monitor never scored {asset}: map it to the model of the asset it copies in the "
-                            f"monitor's [models.assets] (e.g. \"{asset.removesuffix('-drill')}*\" = MODEL)")
+            problems.append(
+                f"the monitor never scored {asset}: map it to the model of the asset it copies in the "
+                f'monitor\'s [models.assets] (e.g. "{asset.removesuffix("-drill")}*" = MODEL)'
+            )
     unheard = _alarms_unheard(record)
     if unheard:
         # mosquitto grants a subscription its ACL will never deliver to: say so instead of a bare miss.
-        problems.append(f"the monitor's /metrics showed alarms on {', '.join(unheard)} but no alarm event reached "
-                        f"the drill: may its broker login read {s.prefix}/+/alarm (the broker's ACL)?")
+        problems.append(
+            f"the monitor's /metrics showed alarms on {', '.join(unheard)} but no alarm event reached "
+            f"the drill: may its broker login read {s.prefix}/+/alarm (the broker's ACL)?"
+        )
     if record.interrupted:
         problems.append("the drill was interrupted before its end")
     if len(truths) < len(record.injections):
         problems.append(f"{len(record.injections) - len(truths)} injection(s) never started")
-    passed = all(v["pass"] for v in verdicts.values()) and not record.interrupted and len(truths) == len(record.injections)
+    passed = (
+        all(v["pass"] for v in verdicts.values()) and not record.interrupted and len(truths) == len(record.injections)
+    )
     return {
-        "scenario": s.name, "pass": passed, "detection_rate": rate,
-        "false_alarms_per_hour": round(fa_per_hour, 3), "false_alarms": len(false_all),
-        "clean_hours": round(clean_s / 3600.0, 4), "criteria": verdicts, "injections": rows,
-        "alarms": [{"asset": e.asset, "raised": round(e.raised - t0, 3),
-                    "ended": None if e.ended is None else round(e.ended - t0, 3), "peak": e.peak,
-                    "top_sensors": list(e.top_sensors), "false": not _inside(e.raised, window_of.get(e.asset, []))}
-                   for e in eps],
-        "started": t0, "duration_s": round(record.ended - t0, 3), "rate": s.rate,
+        "scenario": s.name,
+        "pass": passed,
+        "detection_rate": rate,
+        "false_alarms_per_hour": round(fa_per_hour, 3),
+        "false_alarms": len(false_all),
+        "clean_hours": round(clean_s / 3600.0, 4),
+        "criteria": verdicts,
+        "injections": rows,
+        "alarms": [
+            {
+                "asset": e.asset,
+                "raised": round(e.raised - t0, 3),
+                "ended": None if e.ended is None else round(e.ended - t0, 3),
+                "peak": e.peak,
+                "top_sensors": list(e.top_sensors),
+                "false": not _inside(e.raised, window_of.get(e.asset, [])),
+            }
+            for e in eps
+        ],
+        "started": t0,
+        "duration_s": round(record.ended - t0, 3),
+        "rate": s.rate,
         "assets": {a: {"sensors": len(sens)} for a, sens in record.sensors.items()},
-        "messages": dict(record.summary.messages), "scrapes": len(record.scrapes),
-        "scrape_failures": record.scrape_failures, "problems": problems,
-        "prometheus": None if s.prometheus_url is None else {
-            "url": s.prometheus_url, "alert": s.alert, "answered": record.alerts is not None,
-            **({} if (rule := record.alert_rule) is None else
-               {"for_s": rule.for_s, "keep_firing_for_s": rule.keep_firing_for_s, "interval_s": rule.interval_s})},
+        "messages": dict(record.summary.messages),
+        "scrapes": len(record.scrapes),
+        "scrape_failures": record.scrape_failures,
+        "problems": problems,
+        "prometheus": None
+        if s.prometheus_url is None
+        else {
+            "url": s.prometheus_url,
+            "alert": s.alert,
+            "answered": record.alerts is not None,
+            **(
+                {}
+                if (rule := record.alert_rule) is None
+                else {"for_s": rule.for_s, "keep_firing_for_s": rule.keep_firing_for_s, "interval_s": rule.interval_s}
+            ),
+        },
     }
 
 
@@ -185,8 +238,12 @@ def _alert_fields(record: DrillRecord, t: wire.DrillTruth, hi: float, truths: li
         following = [u.start for u in truths if u.asset == t.asset and u.start > t.start]
         until = min([hi + record.alert_rule.fire_slack_s, *following])
         o = outcome(record.alerts.get(t.asset, []), t.start, until)
-    return {"alert_latency_s": o.latency_s, "alert_resolved_s": o.resolved_s, "alert_fired": o.fired,
-            **({"alert_note": o.note} if o.note else {})}
+    return {
+        "alert_latency_s": o.latency_s,
+        "alert_resolved_s": o.resolved_s,
+        "alert_fired": o.fired,
+        **({"alert_note": o.note} if o.note else {}),
+    }
 
 
 def _inside(t: float, windows: list[tuple[float, float]]) -> bool:
@@ -197,8 +254,11 @@ def _clean_seconds(record: DrillRecord, windows: dict[str, list[tuple[float, flo
     total = 0.0
     for asset, n in record.summary.messages.items():
         span = n / record.scenario.rate
-        busy = sum(min(hi, record.started + span) - max(lo, record.started)
-                   for lo, hi in windows.get(asset, []) if hi > record.started and lo < record.started + span)
+        busy = sum(
+            min(hi, record.started + span) - max(lo, record.started)
+            for lo, hi in windows.get(asset, [])
+            if hi > record.started and lo < record.started + span
+        )
         total += max(0.0, span - busy)
     return total
 
@@ -216,6 +276,7 @@ def _scored(record: DrillRecord) -> dict[str, bool]:
 
 
 # ---------------------------------------------------------------- writing
+
 
 def write(report: dict[str, Any], record: DrillRecord, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
@@ -251,29 +312,46 @@ def _v(x: Any) -> str:
 
 
 def markdown(r: dict[str, Any]) -> str:
-    lines = [f"# Drill report: {r['scenario']}", "",
-             f"**{'PASS' if r['pass'] else 'FAIL'}**: detection rate {r['detection_rate']:.0%}, "
-             f"{r['false_alarms']} false alarm(s) in {r['clean_hours'] * 60:.1f} clean minutes "
-             f"({r['false_alarms_per_hour']:.3g}/h), {r['duration_s']:.0f}s at {r['rate']:g} samples/s.", "",
-             "| criterion | limit | value | pass |", "|---|---|---|---|"]
+    lines = [
+        f"# Drill report: {r['scenario']}",
+        "",
+        f"**{'PASS' if r['pass'] else 'FAIL'}**: detection rate {r['detection_rate']:.0%}, "
+        f"{r['false_alarms']} false alarm(s) in {r['clean_hours'] * 60:.1f} clean minutes "
+        f"({r['false_alarms_per_hour']:.3g}/h), {r['duration_s']:.0f}s at {r['rate']:g} samples/s.",
+        "",
+        "| criterion | limit | value | pass |",
+        "|---|---|---|---|",
+    ]
     for name, v in r["criteria"].items():
         lines.append(f"| {name} | {_v(v.get('limit', v.get('alert')))} | {_v(v['value'])} | {_v(v['pass'])} |")
     prom = r["prometheus"]
     if prom is not None:
-        rule = (f" (for {prom['for_s']:g}s, keep_firing_for {prom['keep_firing_for_s']:g}s, evaluated every "
-                f"{prom['interval_s']:g}s)" if "for_s" in prom else "")
-        lines += ["", f"Alert `{prom['alert']}`{rule} from Prometheus at {prom['url']}: its latency and resolution "
-                  "are from the injection's first faulty sample, like the monitor's time to detect."]
+        rule = (
+            f" (for {prom['for_s']:g}s, keep_firing_for {prom['keep_firing_for_s']:g}s, evaluated every "
+            f"{prom['interval_s']:g}s)"
+            if "for_s" in prom
+            else ""
+        )
+        lines += [
+            "",
+            f"Alert `{prom['alert']}`{rule} from Prometheus at {prom['url']}: its latency and resolution "
+            "are from the injection's first faulty sample, like the monitor's time to detect.",
+        ]
     alerts = prom is not None
-    lines += ["", "| injection | asset | kind | start (s) | detected | time to detect (s) | "
-              + ("alert latency (s) | alert resolved (s) | " if alerts else "")
-              + "false alarms before | peak score | monitor's top sensors | injected sensors |",
-              "|---" * (10 + 2 * alerts) + "|"]
+    lines += [
+        "",
+        "| injection | asset | kind | start (s) | detected | time to detect (s) | "
+        + ("alert latency (s) | alert resolved (s) | " if alerts else "")
+        + "false alarms before | peak score | monitor's top sensors | injected sensors |",
+        "|---" * (10 + 2 * alerts) + "|",
+    ]
     for i in r["injections"]:
         alert = _alert_cells(i) if alerts else ""
-        lines.append(f"| {i['injection_id']} | {i['asset']} | {i['kind']} | {i['start']:.1f} | {_v(i['detected'])} | "
-                     f"{_v(i['time_to_detect_s'])} | {alert}{i['false_alarms']} | {_v(i['peak_score'])} | "
-                     f"{', '.join(i['monitor_top_sensors']) or '-'} | {', '.join(i['injected_sensors'])} |")
+        lines.append(
+            f"| {i['injection_id']} | {i['asset']} | {i['kind']} | {i['start']:.1f} | {_v(i['detected'])} | "
+            f"{_v(i['time_to_detect_s'])} | {alert}{i['false_alarms']} | {_v(i['peak_score'])} | "
+            f"{', '.join(i['monitor_top_sensors']) or '-'} | {', '.join(i['injected_sensors'])} |"
+        )
     if r["problems"]:
         lines += ["", "Problems:", *[f"- {p}" for p in r["problems"]]]
     lines += ["", *[f"![{f}]({f})" for f in r.get("figures", [])]]
@@ -312,8 +390,11 @@ def timeline(record: DrillRecord, report: dict[str, Any], asset: str, path: Path
         ax.legend(fontsize=7, loc="upper right")
     alert_ends = [hi - t0 for lo, hi in (record.alerts or {}).get(asset, []) if hi is not None]
     ax.set_xlim(0, max(report["duration_s"], *alert_ends, 1))
-    ax.set_xlabel("seconds since the drill started (blue: injections; bottom bars: alarms, green = detection, "
-                  "red = false; orange: alert firing)", fontsize=7)
+    ax.set_xlabel(
+        "seconds since the drill started (blue: injections; bottom bars: alarms, green = detection, "
+        "red = false; orange: alert firing)",
+        fontsize=7,
+    )
     ax.set_title(f"{asset}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)

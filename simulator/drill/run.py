@@ -33,7 +33,7 @@ from .scenario import AssetSpec, Scenario
 
 log = logs.get("drill")
 
-SETTLE_S = 3.0          # after the last sample, for the monitor's last alarm events to arrive
+SETTLE_S = 3.0  # after the last sample, for the monitor's last alarm events to arrive
 
 
 class DrillCopy:
@@ -71,17 +71,17 @@ class DrillRecord:
     """Everything observed during one drill, for :mod:`.report`."""
 
     scenario: Scenario
-    started: float                       # wall clock when publishing began (sample 0 is due then)
+    started: float  # wall clock when publishing began (sample 0 is due then)
     ended: float
     injections: list[Injection]
     truths: list[wire.DrillTruth]
     alarms: list[AlarmRecord]
     scrapes: list[Scrape]
-    sensors: dict[str, list[str]]        # drill asset -> its sensors
+    sensors: dict[str, list[str]]  # drill asset -> its sensors
     summary: PublishSummary
     interrupted: bool = False
     scrape_failures: int = 0
-    alerts: dict[str, list[Span]] | None = None      # firing spans per drill asset, with Prometheus
+    alerts: dict[str, list[Span]] | None = None  # firing spans per drill asset, with Prometheus
     alert_rule: AlertRule | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -112,11 +112,28 @@ def run(s: Scenario, settings: BrokerSettings, patterns: PatternSource | None, s
     follower = AlarmFollower(settings, s.prefix, drill_assets)
     follower.start()
     scraper = MetricsScraper(s.metrics_url, drill_assets, s.scrape_interval_s)
-    publisher = Publisher(settings, sources, rate=s.rate, prefix=s.prefix, qos=1, injections=injections,
-                          duration=s.duration_s, stop_event=stop, client_id=f"plantwatch-drill-{uuid.uuid4().hex[:8]}")
-    log.info("drill_started", scenario=s.name, assets=drill_assets, injections=len(injections),
-             duration_s=round(s.duration_s, 1), broker=settings.url, user=settings.username, metrics=s.metrics_url,
-             prometheus=s.prometheus_url)
+    publisher = Publisher(
+        settings,
+        sources,
+        rate=s.rate,
+        prefix=s.prefix,
+        qos=1,
+        injections=injections,
+        duration=s.duration_s,
+        stop_event=stop,
+        client_id=f"plantwatch-drill-{uuid.uuid4().hex[:8]}",
+    )
+    log.info(
+        "drill_started",
+        scenario=s.name,
+        assets=drill_assets,
+        injections=len(injections),
+        duration_s=round(s.duration_s, 1),
+        broker=settings.url,
+        user=settings.username,
+        metrics=s.metrics_url,
+        prometheus=s.prometheus_url,
+    )
     scraper.start()
     started = time.time()
     try:
@@ -127,9 +144,19 @@ def run(s: Scenario, settings: BrokerSettings, patterns: PatternSource | None, s
         follower.stop()
     ended = time.time()
     alarms, truths = follower.snapshot(), summary.sent_truths
-    record = DrillRecord(s, started, ended, injections, truths, alarms, scraper.scrapes,
-                         {src.name: src.sensors for src in sources}, summary, interrupted=stop.is_set(),
-                         scrape_failures=scraper.failures)
+    record = DrillRecord(
+        s,
+        started,
+        ended,
+        injections,
+        truths,
+        alarms,
+        scraper.scrapes,
+        {src.name: src.sensors for src in sources},
+        summary,
+        interrupted=stop.is_set(),
+        scrape_failures=scraper.failures,
+    )
     if s.prometheus_url and rule is not None:
         record.alert_rule = rule
         try:
@@ -139,9 +166,17 @@ def run(s: Scenario, settings: BrokerSettings, patterns: PatternSource | None, s
             record.problems.append(f"Prometheus query at {s.prometheus_url} failed: {exc}")
         else:
             if still:
-                record.problems.append(f"alert {s.alert} still firing for {', '.join(sorted(still))} "
-                                       f"{rule.resolve_wait_s:.0f}s after the drill (keep_firing_for "
-                                       f"{rule.keep_firing_for_s:g}s): has the monitor's alarm cleared?")
-    log.info("drill_finished", alarms=len(alarms), truths=len(truths), scrapes=len(scraper.scrapes),
-             messages=sum(summary.messages.values()), interrupted=record.interrupted)
+                record.problems.append(
+                    f"alert {s.alert} still firing for {', '.join(sorted(still))} "
+                    f"{rule.resolve_wait_s:.0f}s after the drill (keep_firing_for "
+                    f"{rule.keep_firing_for_s:g}s): has the monitor's alarm cleared?"
+                )
+    log.info(
+        "drill_finished",
+        alarms=len(alarms),
+        truths=len(truths),
+        scrapes=len(scraper.scrapes),
+        messages=sum(summary.messages.values()),
+        interrupted=record.interrupted,
+    )
     return record

@@ -38,6 +38,7 @@ login keys of the monitor's (:mod:`monitor.broker_options`).
 
 from __future__ import annotations
 
+import itertools
 import math
 import tomllib
 from collections.abc import Callable, Mapping
@@ -65,8 +66,8 @@ class AssetSpec:
     source: str = "demo"
     replay: str | None = None
     drill_name: str = ""
-    seed: int = 7                 # the demo's process seed (simulator.demo.SEED)
-    realization: int = 2          # another run of the same simulated plant than the live demo (0) and its history (1)
+    seed: int = 7  # the demo's process seed (simulator.demo.SEED)
+    realization: int = 2  # another run of the same simulated plant than the live demo (0) and its history (1)
 
 
 @dataclass(frozen=True)
@@ -98,10 +99,10 @@ class Scenario:
     gan: str | None = None
     seed: int = 0
     cooldown_s: float = 30.0
-    grace_s: float | None = None              # after an injection's end an alarm still counts (default: max TTD)
+    grace_s: float | None = None  # after an injection's end an alarm still counts (default: max TTD)
     scrape_interval_s: float = 1.0
     broker_url: str | None = None
-    broker: Mapping[str, Any] = field(default_factory=dict)   # [broker] login keys but url, paths absolute
+    broker: Mapping[str, Any] = field(default_factory=dict)  # [broker] login keys but url, paths absolute
     metrics_url: str | None = None
     prometheus_url: str | None = None
     alert: str = DEFAULT_ALERT
@@ -124,8 +125,9 @@ class Scenario:
         """The injection in samples, on the drill copy of its asset."""
         start = round(inj.start_s * self.rate)
         duration = max(1, round(inj.duration_s * self.rate))
-        return parse_fault(str(FaultSpec(inj.kind, start, duration, self.asset(inj.asset).drill_name,
-                                         inj.sensors, inj.magnitude)))
+        return parse_fault(
+            str(FaultSpec(inj.kind, start, duration, self.asset(inj.asset).drill_name, inj.sensors, inj.magnitude))
+        )
 
     def broker_table(self) -> dict[str, Any]:
         """The [broker] table as :func:`monitor.broker_login.settings` takes it."""
@@ -135,8 +137,21 @@ class Scenario:
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
 
 
-TOP_KEYS = {"name", "prefix", "rate", "gan", "seed", "cooldown_s", "grace_s", "scrape_interval_s",
-            "broker", "monitor", "assets", "injections", "criteria"}
+TOP_KEYS = {
+    "name",
+    "prefix",
+    "rate",
+    "gan",
+    "seed",
+    "cooldown_s",
+    "grace_s",
+    "scrape_interval_s",
+    "broker",
+    "monitor",
+    "assets",
+    "injections",
+    "criteria",
+}
 
 
 def load(path: str | Path) -> Scenario:
@@ -154,24 +169,32 @@ def load(path: str | Path) -> Scenario:
 def parse(doc: Mapping[str, Any], base: Path = Path(".")) -> Scenario:
     """Validate a scenario mapping; ConfigError names the first bad key."""
     _known("", doc, TOP_KEYS)
-    broker, monitor = _table(doc, "broker", set(broker_login.KEYS)), _table(doc, "monitor", {"metrics_url", "prometheus_url", "alert"})
+    broker, monitor = (
+        _table(doc, "broker", set(broker_login.KEYS)),
+        _table(doc, "monitor", {"metrics_url", "prometheus_url", "alert"}),
+    )
     broker_login.check_table(broker)
     login = {k: v for k, v in broker.items() if k != "url"}
     broker_paths_relative_to(login, base)
     s = Scenario(
-        name=_get(doc, "name", str, "drill"), prefix=_get(doc, "prefix", str, wire.DEFAULT_PREFIX),
-        rate=_get(doc, "rate", float, 2.0, _positive), gan=_path(base, _get(doc, "gan", str, None)),
-        seed=_get(doc, "seed", int, 0, lambda v: v >= 0), cooldown_s=_get(doc, "cooldown_s", float, 30.0, _non_negative),
+        name=_get(doc, "name", str, "drill"),
+        prefix=_get(doc, "prefix", str, wire.DEFAULT_PREFIX),
+        rate=_get(doc, "rate", float, 2.0, _positive),
+        gan=_path(base, _get(doc, "gan", str, None)),
+        seed=_get(doc, "seed", int, 0, lambda v: v >= 0),
+        cooldown_s=_get(doc, "cooldown_s", float, 30.0, _non_negative),
         grace_s=_get(doc, "grace_s", float, None, _non_negative),
         scrape_interval_s=_get(doc, "scrape_interval_s", float, 1.0, lambda v: 0.05 <= v <= 60),
-        broker_url=_get(broker, "url", str, None, key="broker.url"), broker=login,
+        broker_url=_get(broker, "url", str, None, key="broker.url"),
+        broker=login,
         metrics_url=_get(monitor, "metrics_url", str, None, key="monitor.metrics_url"),
         prometheus_url=_get(monitor, "prometheus_url", str, None, key="monitor.prometheus_url"),
         alert=_get(monitor, "alert", str, DEFAULT_ALERT, key="monitor.alert"),
         assets=tuple(_asset(a, i, base) for i, a in enumerate(_list(doc, "assets"))),
         injections=tuple(_injection(d, i) for i, d in enumerate(_list(doc, "injections"))),
-        criteria=_criteria(_table(doc, "criteria", {"max_time_to_detect_s", "max_false_alarms_per_hour",
-                                                     "min_detection_rate"})),
+        criteria=_criteria(
+            _table(doc, "criteria", {"max_time_to_detect_s", "max_false_alarms_per_hour", "min_detection_rate"})
+        ),
     )
     check(s)
     return s
@@ -192,7 +215,9 @@ def check(s: Scenario) -> None:
     names = [a.name for a in s.assets]
     drills = [a.drill_name for a in s.assets]
     if len(set(names)) != len(names) or len(set(drills)) != len(drills) or set(names) & set(drills):
-        raise ConfigError("assets: names and drill_names must be distinct (a drill copy never reuses a live asset's name)")
+        raise ConfigError(
+            "assets: names and drill_names must be distinct (a drill copy never reuses a live asset's name)"
+        )
     for i, inj in enumerate(s.injections):
         if inj.asset not in names:
             raise ConfigError(f"injections[{i}].asset: {inj.asset!r} is not one of the [[assets]] ({', '.join(names)})")
@@ -202,14 +227,17 @@ def check(s: Scenario) -> None:
             raise ConfigError(f"injections[{i}]: {exc}") from None
     for a in s.assets:
         mine = sorted((i for i in s.injections if i.asset == a.name), key=lambda i: i.start_s)
-        for x, y in zip(mine, mine[1:]):
+        for x, y in itertools.pairwise(mine):
             if y.start_s < x.end_s + s.grace:
-                raise ConfigError(f"injections: on {a.name}, the one at {y.start_s:g}s starts before the one at "
-                                  f"{x.start_s:g}s has ended plus the grace period ({s.grace:g}s); a detection "
-                                  f"could not be told apart")
+                raise ConfigError(
+                    f"injections: on {a.name}, the one at {y.start_s:g}s starts before the one at "
+                    f"{x.start_s:g}s has ended plus the grace period ({s.grace:g}s); a detection "
+                    f"could not be told apart"
+                )
 
 
 # ---------------------------------------------------------------- small parsing helpers
+
 
 def _known(prefix: str, doc: Mapping[str, Any], keys: set[str]) -> None:
     for k in doc:
@@ -240,17 +268,24 @@ def _non_negative(v: float) -> bool:
     return math.isfinite(v) and v >= 0
 
 
-def _get(doc: Mapping[str, Any], name: str, kind: type, default: Any,
-         rule: Callable[[Any], bool] | None = None, key: str | None = None) -> Any:
+def _get(
+    doc: Mapping[str, Any],
+    name: str,
+    kind: type,
+    default: Any,
+    rule: Callable[[Any], bool] | None = None,
+    key: str | None = None,
+) -> Any:
     key = key or name
     if name not in doc:
         return default
     v = doc[name]
     if kind is float and isinstance(v, int) and not isinstance(v, bool):
         v = float(v)
-    if not isinstance(v, kind) or isinstance(v, bool) and kind is not bool:
-        raise ConfigError(f"{key}: must be {'a number' if kind is float else 'an integer' if kind is int else 'a string'}, "
-                          f"got {v!r}")
+    if not isinstance(v, kind) or (isinstance(v, bool) and kind is not bool):
+        raise ConfigError(
+            f"{key}: must be {'a number' if kind is float else 'an integer' if kind is int else 'a string'}, got {v!r}"
+        )
     if rule is not None and not rule(v):
         raise ConfigError(f"{key}: {v!r} is out of range")
     return v
@@ -272,12 +307,18 @@ def _asset(d: Mapping[str, Any], i: int, base: Path) -> AssetSpec:
     source = _get(d, "source", str, "demo", lambda v: v in SOURCES, key=at + "source")
     replay = _path(base, _get(d, "replay", str, None, key=at + "replay"))
     if (source == "replay") != (replay is not None):
-        raise ConfigError(f"{at}replay: a CSV path is needed with source = \"replay\" and only then")
+        raise ConfigError(f'{at}replay: a CSV path is needed with source = "replay" and only then')
     if source == "demo" and not (name.startswith("asset") and name[5:].isdigit() and int(name[5:]) >= 1):
-        raise ConfigError(f"{at}name: source \"demo\" copies a demo asset, asset01, asset02, ...; got {name!r}")
+        raise ConfigError(f'{at}name: source "demo" copies a demo asset, asset01, asset02, ...; got {name!r}')
     drill = _get(d, "drill_name", str, name + DRILL_SUFFIX, wire.valid_name, key=at + "drill_name")
-    return AssetSpec(name, source, replay, drill, _get(d, "seed", int, 7, key=at + "seed"),
-                     _get(d, "realization", int, 2, lambda v: v >= 1, key=at + "realization"))
+    return AssetSpec(
+        name,
+        source,
+        replay,
+        drill,
+        _get(d, "seed", int, 7, key=at + "seed"),
+        _get(d, "realization", int, 2, lambda v: v >= 1, key=at + "realization"),
+    )
 
 
 def _injection(d: Mapping[str, Any], i: int) -> InjectionSpec:
@@ -289,18 +330,34 @@ def _injection(d: Mapping[str, Any], i: int) -> InjectionSpec:
     sensors = d.get("sensors")
     if sensors is not None and not (isinstance(sensors, list) and sensors and all(isinstance(s, str) for s in sensors)):
         raise ConfigError(f"{at}sensors: must be a non-empty list of sensor names")
-    return InjectionSpec(_get(d, "asset", str, None, key=at + "asset"), _get(d, "kind", str, None, key=at + "kind"),
-                         _get(d, "start_s", float, None, _non_negative, key=at + "start_s"),
-                         _get(d, "duration_s", float, None, _positive, key=at + "duration_s"),
-                         tuple(sensors) if sensors is not None else None,
-                         _get(d, "magnitude", float, None, math.isfinite, key=at + "magnitude"))
+    return InjectionSpec(
+        _get(d, "asset", str, None, key=at + "asset"),
+        _get(d, "kind", str, None, key=at + "kind"),
+        _get(d, "start_s", float, None, _non_negative, key=at + "start_s"),
+        _get(d, "duration_s", float, None, _positive, key=at + "duration_s"),
+        tuple(sensors) if sensors is not None else None,
+        _get(d, "magnitude", float, None, math.isfinite, key=at + "magnitude"),
+    )
 
 
 def _criteria(d: Mapping[str, Any]) -> Criteria:
     c = Criteria()
     return Criteria(
         _get(d, "max_time_to_detect_s", float, c.max_time_to_detect_s, _positive, key="criteria.max_time_to_detect_s"),
-        _get(d, "max_false_alarms_per_hour", float, c.max_false_alarms_per_hour, _non_negative,
-             key="criteria.max_false_alarms_per_hour"),
-        _get(d, "min_detection_rate", float, c.min_detection_rate, lambda v: 0 <= v <= 1,
-             key="criteria.min_detection_rate"))
+        _get(
+            d,
+            "max_false_alarms_per_hour",
+            float,
+            c.max_false_alarms_per_hour,
+            _non_negative,
+            key="criteria.max_false_alarms_per_hour",
+        ),
+        _get(
+            d,
+            "min_detection_rate",
+            float,
+            c.min_detection_rate,
+            lambda v: 0 <= v <= 1,
+            key="criteria.min_detection_rate",
+        ),
+    )

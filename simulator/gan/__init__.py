@@ -20,4 +20,4 @@ Modules, in the order data flows:
 Everything here imports torch; nothing in :mod:`monitor` imports this package.
 """
 
-__all__ = ["cli", "inject"]   # the command list, and what gan:<class> injections load
+__all__ = ["cli", "inject"]  # the command list, and what gan:<class> injections load

@@ -35,14 +35,14 @@ class GAN:
     """A trained GAN: the networks and everything needed to turn samples into sensor deviations."""
 
     config: GANConfig
-    generator: Generator            # the moving average of the generator weights: what samples come from
+    generator: Generator  # the moving average of the generator weights: what samples come from
     critic: Critic
     sensors: list[str]
     classes: list[str]
     normaliser: Normaliser
-    noise_psd: np.ndarray           # (segment // 2 + 1, n_sensors) normal noise spectrum, standardised units
+    noise_psd: np.ndarray  # (segment // 2 + 1, n_sensors) normal noise spectrum, standardised units
     manifest: dict[str, Any]
-    trained_generator: Generator | None = None   # the raw (non-averaged) weights, for resuming
+    trained_generator: Generator | None = None  # the raw (non-averaged) weights, for resuming
 
     def class_index(self, label: str) -> int:
         try:
@@ -53,10 +53,12 @@ class GAN:
 
 def save(path: str | Path, gan: GAN, extra: dict[str, Any], force: bool = False) -> Path:
     """Write the folder atomically (a temporary sibling renamed into place)."""
-    nets = {"generator": gan.trained_generator or gan.generator, "generator_ema": gan.generator,
-            "critic": gan.critic}
-    weights = {f"{part}.{k}": v.detach().clone()          # clone: safetensors refuses shared storage
-               for part, net in nets.items() for k, v in net.state_dict().items()}
+    nets = {"generator": gan.trained_generator or gan.generator, "generator_ema": gan.generator, "critic": gan.critic}
+    weights = {
+        f"{part}.{k}": v.detach().clone()  # clone: safetensors refuses shared storage
+        for part, net in nets.items()
+        for k, v in net.state_dict().items()
+    }
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -72,8 +74,15 @@ def save(path: str | Path, gan: GAN, extra: dict[str, Any], force: bool = False)
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    return folder.read_manifest(path, FORMAT, FORMAT_VERSION, "GAN", "plantwatch gan train", MAX_MANIFEST_BYTES,
-                                {"plantwatch-model": " (a detector model: use it with 'plantwatch monitor' or 'score')"})
+    return folder.read_manifest(
+        path,
+        FORMAT,
+        FORMAT_VERSION,
+        "GAN",
+        "plantwatch gan train",
+        MAX_MANIFEST_BYTES,
+        {"plantwatch-model": " (a detector model: use it with 'plantwatch monitor' or 'score')"},
+    )
 
 
 def load(path: str | Path) -> GAN:
@@ -90,8 +99,10 @@ def load(path: str | Path) -> GAN:
         raise ArtefactError(f"{path}: manifest is missing or has a bad field: {exc}") from None
     d = len(sensors)
     if cfg.n_sensors != d or cfg.n_classes != len(classes) or len(set(classes)) != len(classes):
-        raise ArtefactError(f"{path}: architecture ({cfg.n_sensors} sensors, {cfg.n_classes} classes) does not "
-                            f"match the manifest ({d} sensors, {len(classes)} distinct classes)")
+        raise ArtefactError(
+            f"{path}: architecture ({cfg.n_sensors} sensors, {cfg.n_classes} classes) does not "
+            f"match the manifest ({d} sensors, {len(classes)} distinct classes)"
+        )
     if normaliser.mean.shape != (d,) or normaliser.std.shape != (d,) or psd.ndim != 2 or psd.shape[1] != d:
         raise ArtefactError(f"{path}: normaliser or noise spectrum does not have {d} sensors")
     if not (np.isfinite(normaliser.mean).all() and (normaliser.std > 0).all() and np.isfinite(psd).all()):
@@ -99,10 +110,19 @@ def load(path: str | Path) -> GAN:
     tensors = folder.read_weights(path, manifest)
     nets = {"generator": Generator(cfg), "generator_ema": Generator(cfg), "critic": Critic(cfg)}
     for part, net in nets.items():
-        state = {k[len(part) + 1:]: v for k, v in tensors.items() if k.startswith(part + ".")}
+        state = {k[len(part) + 1 :]: v for k, v in tensors.items() if k.startswith(part + ".")}
         if {k: tuple(v.shape) for k, v in state.items()} != {k: tuple(v.shape) for k, v in net.state_dict().items()}:
             raise ArtefactError(f"{path / folder.WEIGHTS}: {part} tensors do not fit the architecture in the manifest")
         net.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
         net.eval()
-    return GAN(cfg, nets["generator_ema"], nets["critic"], sensors, classes, normaliser, psd, manifest,  # type: ignore[arg-type]
-               trained_generator=nets["generator"])  # type: ignore[arg-type]
+    return GAN(
+        cfg,
+        nets["generator_ema"],
+        nets["critic"],
+        sensors,
+        classes,
+        normaliser,
+        psd,
+        manifest,  # type: ignore[arg-type]
+        trained_generator=nets["generator"],
+    )  # type: ignore[arg-type]

@@ -31,7 +31,7 @@ def window_features(w: np.ndarray) -> np.ndarray:
     """(n, T, d) windows -> (n, 4 d) features."""
     assert w.ndim == 3 and w.shape[1] >= 2, f"expected (n, T>=2, d) windows, got {w.shape}"
     t = np.arange(w.shape[1]) - (w.shape[1] - 1) / 2
-    slope = np.einsum("ntd,t->nd", w, t) / float((t ** 2).sum())
+    slope = np.einsum("ntd,t->nd", w, t) / float((t**2).sum())
     return np.concatenate([w.mean(1), w.std(1), np.abs(np.diff(w, axis=1)).mean(1), slope], axis=1)
 
 
@@ -57,7 +57,7 @@ class ShrinkageLDA:
         cov = resid.T @ resid / max(1, len(xs) - len(self.classes))
         p = cov.shape[0]
         cov = (1 - self.shrinkage) * cov + self.shrinkage * np.trace(cov) / p * np.eye(p)
-        self.precision_centroids = np.linalg.solve(cov, self.centroids.T)          # (p, classes)
+        self.precision_centroids = np.linalg.solve(cov, self.centroids.T)  # (p, classes)
         self.offset = -0.5 * np.sum(self.centroids * self.precision_centroids.T, axis=1)
         return self
 
@@ -66,8 +66,14 @@ class ShrinkageLDA:
         return self.classes[np.argmax(xs @ self.precision_centroids + self.offset, axis=1)]  # type: ignore[no-any-return]
 
 
-def logistic_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-                      l2: float = 1e-3, max_iter: int = 300) -> float:
+def logistic_accuracy(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    l2: float = 1e-3,
+    max_iter: int = 300,
+) -> float:
     """Accuracy on the test set of a binary L2 logistic regression fitted on the training set."""
     a, b = _standardise(x_train, x_test)
     xa, xb = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
@@ -78,7 +84,7 @@ def logistic_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(xa @ w + bias, ya) + l2 * (w ** 2).sum()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(xa @ w + bias, ya) + l2 * (w**2).sum()
         loss.backward()
         return loss
 

@@ -40,18 +40,22 @@ def train_command(args: argparse.Namespace) -> int:
     if out.exists() and not args.force:
         raise InputError(f"{out}: already exists (use --force to overwrite)")
     base = TrainOptions()
-    opts = TrainOptions(epochs=base.epochs if args.epochs is None else args.epochs, seed=args.seed,
-                        window=base.window if args.window is None else args.window,
-                        checkpoint_every=base.checkpoint_every if args.checkpoint_every is None else args.checkpoint_every,
-                        classes=_classes(args.classes))
+    opts = TrainOptions(
+        epochs=base.epochs if args.epochs is None else args.epochs,
+        seed=args.seed,
+        window=base.window if args.window is None else args.window,
+        checkpoint_every=base.checkpoint_every if args.checkpoint_every is None else args.checkpoint_every,
+        classes=_classes(args.classes),
+    )
     data = load(args.data, "train")
     _threads()
     ckpt = checkpoint_dir(out)
     extra = {"training": {"data": data.source, "partial": True}, "data_files": _file_hashes(data.source)}
 
     def checkpoint(gan: artefact.GAN, epoch: int, step: int) -> None:
-        artefact.save(ckpt / f"epoch-{epoch:05d}", gan, {**extra, "checkpoint": {"epoch": epoch, "step": step}},
-                      force=True)
+        artefact.save(
+            ckpt / f"epoch-{epoch:05d}", gan, {**extra, "checkpoint": {"epoch": epoch, "step": step}}, force=True
+        )
         prune_checkpoints(ckpt)
         log.info("gan_checkpoint", path=str(ckpt / f"epoch-{epoch:05d}"), epoch=epoch)
 
@@ -66,9 +70,12 @@ def train_command(args: argparse.Namespace) -> int:
     if not args.keep_checkpoints:
         shutil.rmtree(ckpt, ignore_errors=True)
     log.info("gan_written", path=str(out), seconds=round(result.seconds, 1), steps=result.steps)
-    print(f"GAN written to {out}: {len(result.gan.classes)} classes ({', '.join(result.gan.classes)}), "
-          f"{len(result.gan.sensors)} sensors, window {opts.window}, {opts.epochs} epochs ({result.steps} steps) "
-          f"in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    print(
+        f"GAN written to {out}: {len(result.gan.classes)} classes ({', '.join(result.gan.classes)}), "
+        f"{len(result.gan.sensors)} sensors, window {opts.window}, {opts.epochs} epochs ({result.steps} steps) "
+        f"in {time.perf_counter() - started:.0f}s",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -99,9 +106,12 @@ def evaluate_command(args: argparse.Namespace) -> int:
     if test.layout == "csv":
         reused = [name for name, digest in _file_hashes(test.source).items() if digest in trained_on]
         if reused:
-            raise InputError(f"{args.data}: {reused[0]} is a file the GAN was trained on; evaluate on held-out "
-                             f"episodes only")
-    train_source = args.train_data or (args.data if test.layout == "tep" else gan.manifest.get("training", {}).get("data"))
+            raise InputError(
+                f"{args.data}: {reused[0]} is a file the GAN was trained on; evaluate on held-out episodes only"
+            )
+    train_source = args.train_data or (
+        args.data if test.layout == "tep" else gan.manifest.get("training", {}).get("data")
+    )
     train_data = load(train_source, "train") if train_source and Path(train_source).exists() else None
     if train_data is None:
         log.warning("no_training_data", note="trtr_macro_recall is null; give --train-data for the TRTR reference")
@@ -110,12 +120,14 @@ def evaluate_command(args: argparse.Namespace) -> int:
     report = evaluate(gan, test, train_data, seed=args.seed, exclude=exclude)
     paths = write(report, out, gan, test)
     met = report["meets_targets"]
-    print(f"discriminative accuracy {report['discriminative_accuracy']:.3f} (target <= 0.75: "
-          f"{'met' if met['discriminative_accuracy'] else 'NOT met'}), TSTR macro recall "
-          f"{report['tstr_macro_recall']:.3f} (target >= 0.7: {'met' if met['tstr_macro_recall'] else 'NOT met'}), "
-          f"TRTR {report['trtr_macro_recall'] if report['trtr_macro_recall'] is None else round(report['trtr_macro_recall'], 3)}, "
-          f"diversity {report['diversity']['ratio']:.3f}; wrote {paths[0]}, {paths[1]} and {len(paths) - 2} figures",
-          file=sys.stderr)
+    print(
+        f"discriminative accuracy {report['discriminative_accuracy']:.3f} (target <= 0.75: "
+        f"{'met' if met['discriminative_accuracy'] else 'NOT met'}), TSTR macro recall "
+        f"{report['tstr_macro_recall']:.3f} (target >= 0.7: {'met' if met['tstr_macro_recall'] else 'NOT met'}), "
+        f"TRTR {report['trtr_macro_recall'] if report['trtr_macro_recall'] is None else round(report['trtr_macro_recall'], 3)}, "
+        f"diversity {report['diversity']['ratio']:.3f}; wrote {paths[0]}, {paths[1]} and {len(paths) - 2} figures",
+        file=sys.stderr,
+    )
     return 0
 
 

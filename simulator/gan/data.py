@@ -44,7 +44,7 @@ from monitor.errors import InputError
 
 TEP_SENSORS = [f"xmeas_{i + 1}" for i in range(41)] + [f"xmv_{i + 1}" for i in range(11)]
 TEP_ONSET = {"train": 0, "test": 160}
-TEP_UNDETECTABLE = ("3", "9", "15")      # faults known not to show in the data
+TEP_UNDETECTABLE = ("3", "9", "15")  # faults known not to show in the data
 LABEL_COLUMN = "fault"
 RUN_COLUMN = "run"
 NORMAL = "0"
@@ -57,8 +57,8 @@ class Episode:
     """The faulty rows of one recorded fault, from its onset on, in raw sensor units."""
 
     label: str
-    values: np.ndarray          # (n, d)
-    source: str                 # file and first row, for messages and the report
+    values: np.ndarray  # (n, d)
+    source: str  # file and first row, for messages and the report
 
     def __len__(self) -> int:
         return int(self.values.shape[0])
@@ -69,10 +69,10 @@ class FaultData:
     """Normal rows and fault episodes of one data source, sensors in a fixed order."""
 
     sensors: list[str]
-    normal: np.ndarray          # (m, d) normal rows
+    normal: np.ndarray  # (m, d) normal rows
     episodes: list[Episode]
     source: str
-    layout: str                 # "tep" or "csv"
+    layout: str  # "tep" or "csv"
 
     @property
     def classes(self) -> list[str]:
@@ -124,9 +124,9 @@ def normal_psd(z: np.ndarray, segment: int = PSD_SEGMENT) -> np.ndarray:
         raise InputError(f"need at least 8 normal rows to measure the normal noise, got {len(z)}")
     window = np.hanning(seg)[:, None]
     starts = range(0, len(z) - seg + 1, seg // 2)
-    spectra = [np.abs(np.fft.rfft((z[s:s + seg] - z[s:s + seg].mean(0)) * window, axis=0)) ** 2 for s in starts]
-    psd = np.mean(spectra, axis=0) / float((window ** 2).sum())
-    if seg != segment:       # keep one grid in the manifest whatever the amount of normal data
+    spectra = [np.abs(np.fft.rfft((z[s : s + seg] - z[s : s + seg].mean(0)) * window, axis=0)) ** 2 for s in starts]
+    psd = np.mean(spectra, axis=0) / float((window**2).sum())
+    if seg != segment:  # keep one grid in the manifest whatever the amount of normal data
         f, g = np.fft.rfftfreq(seg), np.fft.rfftfreq(segment)
         psd = np.stack([np.interp(g, f, psd[:, j]) for j in range(psd.shape[1])], axis=1)
     return psd
@@ -172,6 +172,7 @@ def resolutions(normal: np.ndarray, normaliser: Normaliser, least: float = 0.01)
 
 
 # ---------------------------------------------------------------- loading
+
 
 def load(path: str | Path, split: str = "train") -> FaultData:
     """A TEP folder (``split`` picks dNN.dat or dNN_te.dat), a labelled CSV or a folder of them."""
@@ -238,8 +239,9 @@ def load_csv(files: Sequence[Path], source: str) -> FaultData:
     assert sensors is not None
     normal_rows = np.concatenate(normal) if normal else np.zeros((0, len(sensors)))
     if len(normal_rows) < 8:
-        raise InputError(f"{source}: {len(normal_rows)} normal rows (class 0); at least 8 are needed "
-                         f"to know what normal looks like")
+        raise InputError(
+            f"{source}: {len(normal_rows)} normal rows (class 0); at least 8 are needed to know what normal looks like"
+        )
     if not episodes:
         raise InputError(f"{source}: no fault episodes (rows with a non-zero '{LABEL_COLUMN}')")
     return FaultData(sensors, normal_rows, episodes, source, "csv")
@@ -255,8 +257,10 @@ def _labels(table: csvio.Table) -> tuple[np.ndarray, list[int]]:
         raw = table.values[:, table.sensors.index(LABEL_COLUMN)]
         bad = np.flatnonzero((raw != np.round(raw)) | (raw < 0))
         if bad.size:
-            raise InputError(f"{table.path}: row {bad[0] + 2}, column '{LABEL_COLUMN}': class must be a whole "
-                             f"number >= 0 (0 = normal), got {raw[bad[0]]!r}")
+            raise InputError(
+                f"{table.path}: row {bad[0] + 2}, column '{LABEL_COLUMN}': class must be a whole "
+                f"number >= 0 (0 = normal), got {raw[bad[0]]!r}"
+            )
         return np.array([str(int(v)) for v in raw], dtype=object), columns
     return _labels_from_truth(table), columns
 
@@ -268,8 +272,10 @@ def _labels_from_truth(table: csvio.Table) -> np.ndarray:
 
     truth = truth_path(table.path)
     if not truth.is_file():
-        raise InputError(f"{table.path}: no '{LABEL_COLUMN}' column (class per row, 0 = normal) and no "
-                         f"{truth.name} beside it; fault episodes need labels")
+        raise InputError(
+            f"{table.path}: no '{LABEL_COLUMN}' column (class per row, 0 = normal) and no "
+            f"{truth.name} beside it; fault episodes need labels"
+        )
     if not table.timestamps:
         raise InputError(f"{table.path}: labels from {truth.name} need a timestamp column")
     stamps = np.array([csvio.parse_time(t) for t in table.timestamps], dtype=np.float64)
@@ -295,13 +301,14 @@ def _episodes(path: Path, values: np.ndarray, labels: np.ndarray, runs: np.ndarr
 
 # ---------------------------------------------------------------- deviations
 
+
 @dataclass(frozen=True)
 class Deviations:
     """Standardised deviations of every episode, each tagged with its class index."""
 
     classes: list[str]
-    series: list[np.ndarray]    # (n_i, d) each
-    class_index: np.ndarray     # (episodes,)
+    series: list[np.ndarray]  # (n_i, d) each
+    class_index: np.ndarray  # (episodes,)
     sources: list[str]
 
     def of_class(self, c: int) -> list[np.ndarray]:
@@ -312,8 +319,12 @@ def deviations(data: FaultData, normaliser: Normaliser, classes: Sequence[str], 
     """Deviation series of the episodes of ``classes`` at least ``min_length`` long (others dropped)."""
     index = {c: i for i, c in enumerate(classes)}
     keep = [e for e in data.episodes if e.label in index and len(e) >= min_length]
-    return Deviations(list(classes), [normaliser.deviation(e.values) for e in keep],
-                      np.array([index[e.label] for e in keep], dtype=np.int64), [e.source for e in keep])
+    return Deviations(
+        list(classes),
+        [normaliser.deviation(e.values) for e in keep],
+        np.array([index[e.label] for e in keep], dtype=np.int64),
+        [e.source for e in keep],
+    )
 
 
 def windows(series: np.ndarray, length: int, stride: int, first: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -321,4 +332,4 @@ def windows(series: np.ndarray, length: int, stride: int, first: int = 0) -> tup
     starts = np.arange(first, len(series) - length + 1, stride)
     if starts.size == 0:
         return np.zeros((0, length, series.shape[1])), starts
-    return np.stack([series[s:s + length] for s in starts]), starts
+    return np.stack([series[s : s + length] for s in starts]), starts

@@ -53,7 +53,7 @@ class WindowSet:
     x: np.ndarray
     label: np.ndarray
     t0: np.ndarray
-    half: np.ndarray    # 0 for the earlier half of its episode's windows, 1 for the later
+    half: np.ndarray  # 0 for the earlier half of its episode's windows, 1 for the later
 
     def where(self, mask: np.ndarray) -> WindowSet:
         return WindowSet(self.x[mask], self.label[mask], self.t0[mask], self.half[mask])
@@ -95,10 +95,11 @@ def discriminative_accuracy(real: WindowSet, fake: np.ndarray) -> tuple[float, d
         x_test = np.r_[feats_r[te], feats_f[te]]
         y_test = np.r_[np.ones(te.sum()), np.zeros(te.sum())]
         accs.append(logistic_accuracy(x_train, y_train, x_test, y_test))
-        for c in np.unique(real.label[te]):      # per class: the same classifier, its windows only
+        for c in np.unique(real.label[te]):  # per class: the same classifier, its windows only
             m = real.label[te] == c
-            acc = logistic_accuracy(x_train, y_train, np.r_[feats_r[te][m], feats_f[te][m]],
-                                    np.r_[np.ones(m.sum()), np.zeros(m.sum())])
+            acc = logistic_accuracy(
+                x_train, y_train, np.r_[feats_r[te][m], feats_f[te][m]], np.r_[np.ones(m.sum()), np.zeros(m.sum())]
+            )
             per_class_hits.setdefault(int(c), []).append(acc)
     return float(np.mean(accs)), {c: float(np.mean(v)) for c, v in per_class_hits.items()}
 
@@ -122,7 +123,8 @@ def diversity(gan: GAN, real: WindowSet, fake: np.ndarray, train: WindowSet | No
     ratios = [e["ratio"] for e in per_class.values()]
     nearest = [e["nearest_train_ratio"] for e in per_class.values() if "nearest_train_ratio" in e]
     return {
-        "ratio": float(np.mean(ratios)), "ratio_min": float(np.min(ratios)),
+        "ratio": float(np.mean(ratios)),
+        "ratio_min": float(np.min(ratios)),
         "generated_pairwise": float(np.mean([e["generated_pairwise"] for e in per_class.values()])),
         "real_pairwise": float(np.mean([e["real_pairwise"] for e in per_class.values()])),
         "nearest_train_ratio": float(np.mean(nearest)) if nearest else None,
@@ -136,14 +138,14 @@ def _flat(w: np.ndarray, s: float) -> np.ndarray:
 
 
 def _mean_pairwise(x: np.ndarray) -> float:
-    sq = (x ** 2).sum(1)
+    sq = (x**2).sum(1)
     d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0)
     n = len(x)
     return float(np.sqrt(d2)[np.triu_indices(n, 1)].mean()) if n > 1 else 0.0
 
 
 def _nearest(x: np.ndarray, ref: np.ndarray) -> float:
-    d2 = np.maximum((x ** 2).sum(1)[:, None] + (ref ** 2).sum(1)[None, :] - 2 * x @ ref.T, 0)
+    d2 = np.maximum((x**2).sum(1)[:, None] + (ref**2).sum(1)[None, :] - 2 * x @ ref.T, 0)
     return float(np.sqrt(d2.min(1)).mean())
 
 
@@ -159,8 +161,9 @@ def tstr_windows(gan: GAN, classes: list[str], train: WindowSet | None, seed: in
     return generated_like(gan, classes, labels, t0, seed + 7), labels
 
 
-def evaluate(gan: GAN, test: FaultData, train: FaultData | None, *, seed: int = 0,
-             exclude: tuple[str, ...] | None = None) -> dict[str, Any]:
+def evaluate(
+    gan: GAN, test: FaultData, train: FaultData | None, *, seed: int = 0, exclude: tuple[str, ...] | None = None
+) -> dict[str, Any]:
     """Every metric of the report as plain data (numbers, lists, dicts)."""
     started = time.perf_counter()
     if test.sensors != gan.sensors:
@@ -186,15 +189,18 @@ def evaluate(gan: GAN, test: FaultData, train: FaultData | None, *, seed: int = 
         lda = ShrinkageLDA().fit(window_features(train_set.x[m]), train_set.label[m])
         trtr = recalls(y_test, lda.predict(x_test), detectable)
     div = diversity(gan, real, fake, train_set)
-    per_class = {classes[c]: {
-        "held_out_windows": int((real.label == c).sum()),
-        "discriminative_accuracy": disc_per_class.get(c),
-        "tstr_recall": tstr[detectable.index(c)] if c in detectable else None,
-        "trtr_recall": trtr[detectable.index(c)] if trtr is not None and c in detectable else None,
-        "diversity_ratio": div["per_class"][c]["ratio"],
-        "nearest_train_ratio": div["per_class"][c].get("nearest_train_ratio"),
-        "detectable": c in detectable,
-    } for c in range(len(classes))}
+    per_class = {
+        classes[c]: {
+            "held_out_windows": int((real.label == c).sum()),
+            "discriminative_accuracy": disc_per_class.get(c),
+            "tstr_recall": tstr[detectable.index(c)] if c in detectable else None,
+            "trtr_recall": trtr[detectable.index(c)] if trtr is not None and c in detectable else None,
+            "diversity_ratio": div["per_class"][c]["ratio"],
+            "nearest_train_ratio": div["per_class"][c].get("nearest_train_ratio"),
+            "detectable": c in detectable,
+        }
+        for c in range(len(classes))
+    }
     div["per_class"] = {classes[c]: v for c, v in div["per_class"].items()}
     report = {
         "discriminative_accuracy": disc,
@@ -202,21 +208,35 @@ def evaluate(gan: GAN, test: FaultData, train: FaultData | None, *, seed: int = 
         "trtr_macro_recall": float(np.mean(trtr)) if trtr is not None else None,
         "diversity": div,
         "targets": TARGETS,
-        "meets_targets": {"discriminative_accuracy": disc <= TARGETS["discriminative_accuracy"],
-                          "tstr_macro_recall": float(np.mean(tstr)) >= TARGETS["tstr_macro_recall"]},
+        "meets_targets": {
+            "discriminative_accuracy": disc <= TARGETS["discriminative_accuracy"],
+            "tstr_macro_recall": float(np.mean(tstr)) >= TARGETS["tstr_macro_recall"],
+        },
         "classes": classes,
         "detectable_classes": [classes[c] for c in detectable],
         "per_class": per_class,
-        "windows": {"length": T, "held_out": int(len(real.label)), "held_out_stride": T // 2,
-                    "tstr_generated": int(syn.sum()), "trtr_real": int(len(train_set.label)) if train_set else 0},
+        "windows": {
+            "length": T,
+            "held_out": len(real.label),
+            "held_out_stride": T // 2,
+            "tstr_generated": int(syn.sum()),
+            "trtr_real": len(train_set.label) if train_set else 0,
+        },
         "held_out_data": test.source,
         "training_data": train.source if train is not None else None,
         "seed": seed,
-        "classifiers": {"discriminative": "L2 logistic regression (l2=1e-3) on window features, two-fold by episode half",
-                        "class": "shrinkage LDA (0.01) on window features",
-                        "features": "per sensor: mean, std, mean |first difference|, slope"},
+        "classifiers": {
+            "discriminative": "L2 logistic regression (l2=1e-3) on window features, two-fold by episode half",
+            "class": "shrinkage LDA (0.01) on window features",
+            "features": "per sensor: mean, std, mean |first difference|, slope",
+        },
         "seconds": round(time.perf_counter() - started, 1),
     }
-    log.info("gan_evaluated", discriminative_accuracy=round(disc, 3), tstr=round(report["tstr_macro_recall"], 3),
-             trtr=None if trtr is None else round(report["trtr_macro_recall"], 3), diversity=round(div["ratio"], 3))
+    log.info(
+        "gan_evaluated",
+        discriminative_accuracy=round(disc, 3),
+        tstr=round(report["tstr_macro_recall"], 3),
+        trtr=None if trtr is None else round(report["trtr_macro_recall"], 3),
+        diversity=round(div["ratio"], 3),
+    )
     return report

@@ -37,9 +37,9 @@ from typing import Any
 import torch
 from torch import nn
 
-STRIDE = 8            # samples per coarse latent vector (three x2 upsamplings)
+STRIDE = 8  # samples per coarse latent vector (three x2 upsamplings)
 TIME_FEATURES = 2
-NOISE_TAPS = 5        # length of each sensor's noise filter (its colour)
+NOISE_TAPS = 5  # length of each sensor's noise filter (its colour)
 Noise = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
@@ -49,25 +49,25 @@ class GANConfig:
 
     n_sensors: int
     n_classes: int
-    window: int = 64                # training window, samples
-    noise_dim: int = 32             # coarse latent channels
-    fine_noise: int = 16            # per-sample noise channels into the last layer (coloured, shared noise)
-    channels: int = 96              # generator width
-    critic_channels: int = 64       # critic width (doubles after the second layer)
-    embed: int = 32                 # class embedding size
-    time_scale: float = 480.0       # onset-relative time normalisation, samples
-    squash: float = 4.0             # s of the asinh squashing
-    hold: tuple[int, ...] = ()      # per sensor: samples each value is held (analysers), () = none held
-    resolution: tuple[float, ...] = ()   # per sensor: step between recorded values, std units (0 = continuous)
-    lattice: tuple[float, ...] = ()      # per sensor: where those steps fall (offset), std units
-    spectral_norm: bool = False     # critic layers spectrally normalised (hinge loss) instead of a gradient penalty
+    window: int = 64  # training window, samples
+    noise_dim: int = 32  # coarse latent channels
+    fine_noise: int = 16  # per-sample noise channels into the last layer (coloured, shared noise)
+    channels: int = 96  # generator width
+    critic_channels: int = 64  # critic width (doubles after the second layer)
+    embed: int = 32  # class embedding size
+    time_scale: float = 480.0  # onset-relative time normalisation, samples
+    squash: float = 4.0  # s of the asinh squashing
+    hold: tuple[int, ...] = ()  # per sensor: samples each value is held (analysers), () = none held
+    resolution: tuple[float, ...] = ()  # per sensor: step between recorded values, std units (0 = continuous)
+    lattice: tuple[float, ...] = ()  # per sensor: where those steps fall (offset), std units
+    spectral_norm: bool = False  # critic layers spectrally normalised (hinge loss) instead of a gradient penalty
     conditional_critic: bool = True  # False: the critic judges realism alone, not class and time since onset
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hold", tuple(int(h) for h in self.hold))
         object.__setattr__(self, "resolution", tuple(float(r) for r in self.resolution))
         object.__setattr__(self, "lattice", tuple(float(r) for r in self.lattice))
-        if len(self.resolution) != len(self.lattice) or self.resolution and len(self.resolution) != self.n_sensors:
+        if len(self.resolution) != len(self.lattice) or (self.resolution and len(self.resolution) != self.n_sensors):
             raise ValueError("resolution and lattice need one value per sensor (or none)")
         if self.hold and (len(self.hold) != self.n_sensors or min(self.hold) < 1):
             raise ValueError(f"hold needs one period >= 1 per sensor, got {len(self.hold)} for {self.n_sensors}")
@@ -128,13 +128,16 @@ class Generator(nn.Module):
         self.fine = FiLMConv(c + cfg.fine_noise + TIME_FEATURES, c, 3, e)
         self.out = nn.Conv1d(c, cfg.n_sensors, 1)
         # the class's typical course over time since onset, straight from the class and the time
-        self.trend = nn.Sequential(nn.Conv1d(e + TIME_FEATURES, c, 1), nn.LeakyReLU(0.2), nn.Conv1d(c, cfg.n_sensors, 1))
+        self.trend = nn.Sequential(
+            nn.Conv1d(e + TIME_FEATURES, c, 1), nn.LeakyReLU(0.2), nn.Conv1d(c, cfg.n_sensors, 1)
+        )
         # the noise of the sensors: white noise mixed across sensors (correlated), filtered per sensor
         # (coloured), scaled per sample
         self.noise_scale = nn.Conv1d(c, cfg.n_sensors, 1)
-        self.noise_mix = nn.Conv1d(cfg.n_sensors, cfg.n_sensors, 1, bias=False)      # correlated across sensors
-        self.noise_filter = nn.Conv1d(cfg.n_sensors, cfg.n_sensors, NOISE_TAPS, padding=NOISE_TAPS // 2,
-                                      groups=cfg.n_sensors, bias=False)
+        self.noise_mix = nn.Conv1d(cfg.n_sensors, cfg.n_sensors, 1, bias=False)  # correlated across sensors
+        self.noise_filter = nn.Conv1d(
+            cfg.n_sensors, cfg.n_sensors, NOISE_TAPS, padding=NOISE_TAPS // 2, groups=cfg.n_sensors, bias=False
+        )
         with torch.no_grad():
             self.noise_mix.weight.copy_(torch.eye(cfg.n_sensors)[:, :, None])
             self.noise_filter.weight.zero_()
@@ -143,9 +146,11 @@ class Generator(nn.Module):
     def noise(self, batch: int, length: int, gen: torch.Generator | None = None) -> Noise:
         """Standard normal noise: coarse (B, noise_dim, ceil(L/8)), fine (B, fine_noise, L), own (B, d, L)."""
         coarse = -(-length // STRIDE)
-        return (torch.randn((batch, self.cfg.noise_dim, coarse), generator=gen),
-                torch.randn((batch, self.cfg.fine_noise, length), generator=gen),
-                torch.randn((batch, self.cfg.n_sensors, length), generator=gen))
+        return (
+            torch.randn((batch, self.cfg.noise_dim, coarse), generator=gen),
+            torch.randn((batch, self.cfg.fine_noise, length), generator=gen),
+            torch.randn((batch, self.cfg.n_sensors, length), generator=gen),
+        )
 
     def forward(self, labels: torch.Tensor, t0: torch.Tensor, length: int, noise: Noise | None = None) -> torch.Tensor:
         """``t0`` (B,) samples since onset of the first output sample."""
@@ -160,7 +165,7 @@ class Generator(nn.Module):
         for layer in self.up:
             h = nn.functional.interpolate(h, scale_factor=2, mode="linear", align_corners=False)
             h = layer(h, e) + h
-        h = h[..., :length]                                        # (B, C, L)
+        h = h[..., :length]  # (B, C, L)
         t = t0[:, None] + torch.arange(length)
         tf = time_features(t, self.cfg.time_scale)
         h = self.fine(torch.cat([h, zf, tf], 1), e) + h
@@ -191,9 +196,9 @@ def hold(y: torch.Tensor, t0: torch.Tensor, periods: tuple[int, ...]) -> torch.T
     """
     if not periods or max(periods) == 1:
         return y
-    b, d, length = y.shape
+    b, _d, length = y.shape
     out = y.clone()
-    t = t0[:, None].long() + torch.arange(length)                    # (B, L) samples since onset
+    t = t0[:, None].long() + torch.arange(length)  # (B, L) samples since onset
     for p in sorted(set(periods) - {1}):
         cols = [j for j, q in enumerate(periods) if q == p]
         src = ((t // p) * p - t0[:, None].long()).clamp(0, length - 1)  # where each sample's value was taken
@@ -212,10 +217,14 @@ class Critic(nn.Module):
         act = nn.LeakyReLU(0.2)
         sn = nn.utils.parametrizations.spectral_norm if cfg.spectral_norm else (lambda m: m)
         self.body = nn.Sequential(
-            sn(nn.Conv1d(cfg.n_sensors + TIME_FEATURES, c, 5, padding=2)), act,
-            sn(nn.Conv1d(c, c, 5, stride=2, padding=2)), act,
-            sn(nn.Conv1d(c, 2 * c, 5, stride=2, padding=2)), act,
-            sn(nn.Conv1d(2 * c, 2 * c, 5, stride=2, padding=2)), act,
+            sn(nn.Conv1d(cfg.n_sensors + TIME_FEATURES, c, 5, padding=2)),
+            act,
+            sn(nn.Conv1d(c, c, 5, stride=2, padding=2)),
+            act,
+            sn(nn.Conv1d(c, 2 * c, 5, stride=2, padding=2)),
+            act,
+            sn(nn.Conv1d(2 * c, 2 * c, 5, stride=2, padding=2)),
+            act,
         )
         self.head = sn(nn.Linear(4 * c, 1))
         self.project = nn.Embedding(cfg.n_classes, 4 * c)
@@ -224,12 +233,12 @@ class Critic(nn.Module):
             self.project = sn(self.project)
 
     def forward(self, y: torch.Tensor, labels: torch.Tensor, t0: torch.Tensor) -> torch.Tensor:
-        b, d, length = y.shape
+        _b, d, length = y.shape
         assert d == self.cfg.n_sensors, f"expected {self.cfg.n_sensors} sensors, got {d}"
         t = t0[:, None] + torch.arange(length)
         tf = time_features(t, self.cfg.time_scale)
         h = self.body(torch.cat([y, tf if self.cfg.conditional_critic else torch.zeros_like(tf)], 1))
-        phi = torch.cat([h.mean(-1), h.amax(-1)], 1)               # (B, 4C)
+        phi = torch.cat([h.mean(-1), h.amax(-1)], 1)  # (B, 4C)
         if not self.cfg.conditional_critic:
             return self.head(phi).squeeze(1)
         return self.head(phi).squeeze(1) + (self.project(labels) * phi).sum(1)

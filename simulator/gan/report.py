@@ -60,10 +60,13 @@ def markdown(r: dict[str, Any]) -> str:
     ok = r["meets_targets"]
     div = r["diversity"]
     lines = [
-        "# GAN evaluation on held-out fault episodes", "",
+        "# GAN evaluation on held-out fault episodes",
+        "",
         f"Held-out data: `{r['held_out_data']}`; training data (TRTR): `{r['training_data']}`; "
-        f"windows of {r['windows']['length']} samples; seed {r['seed']}.", "",
-        "| metric | value | target |", "|---|---|---|",
+        f"windows of {r['windows']['length']} samples; seed {r['seed']}.",
+        "",
+        "| metric | value | target |",
+        "|---|---|---|",
         f"| discriminative accuracy (real vs generated; 0.5 = indistinguishable) | **{_fmt(r['discriminative_accuracy'])}** "
         f"| <= {r['targets']['discriminative_accuracy']} {'(met)' if ok['discriminative_accuracy'] else '(NOT met)'} |",
         f"| TSTR macro recall (train on generated, test on real) | **{_fmt(r['tstr_macro_recall'])}** "
@@ -72,17 +75,22 @@ def markdown(r: dict[str, Any]) -> str:
         f"| diversity: generated / real mean pairwise distance (1 = as varied) | {_fmt(div['ratio'])} "
         f"(lowest class {_fmt(div['ratio_min'])}) | no collapse (near 1) |",
         f"| nearest training window: generated / held-out real (< 1 = copying) | {_fmt(div['nearest_train_ratio'])} | near 1 |",
-        "", f"Macro recall over the detectable classes: {', '.join(r['detectable_classes'])}.", "",
+        "",
+        f"Macro recall over the detectable classes: {', '.join(r['detectable_classes'])}.",
+        "",
         f"Classifiers: {r['classifiers']['discriminative']}; {r['classifiers']['class']}; "
-        f"features {r['classifiers']['features']}.", "",
+        f"features {r['classifiers']['features']}.",
+        "",
         "| class | held-out windows | discriminative acc. | TSTR recall | TRTR recall | diversity | nearest-train ratio |",
         "|---|---|---|---|---|---|---|",
     ]
     for c, v in r["per_class"].items():
         mark = "" if v["detectable"] else " (excluded)"
-        lines.append(f"| {c}{mark} | {v['held_out_windows']} | {_fmt(v['discriminative_accuracy'])} | "
-                     f"{_fmt(v['tstr_recall'], True)} | {_fmt(v['trtr_recall'], True)} | {_fmt(v['diversity_ratio'])} | "
-                     f"{_fmt(v['nearest_train_ratio'])} |")
+        lines.append(
+            f"| {c}{mark} | {v['held_out_windows']} | {_fmt(v['discriminative_accuracy'])} | "
+            f"{_fmt(v['tstr_recall'], True)} | {_fmt(v['trtr_recall'], True)} | {_fmt(v['diversity_ratio'])} | "
+            f"{_fmt(v['nearest_train_ratio'])} |"
+        )
     lines += ["", "## Figures", ""]
     lines += [f"![{Path(f).stem}]({f})" for f in r.get("figures", [])]
     return "\n".join(lines) + "\n"
@@ -105,7 +113,9 @@ def _recall_chart(r: dict[str, Any], path: Path) -> Path:
     tstr = [r["per_class"][c]["tstr_recall"] or 0 for c in classes]
     trtr = [r["per_class"][c]["trtr_recall"] or 0 for c in classes]
     ax.bar(x - 0.2, tstr, 0.4, label=f"TSTR (macro {r['tstr_macro_recall']:.2f})")
-    ax.bar(x + 0.2, trtr, 0.4, label="TRTR" + (f" (macro {r['trtr_macro_recall']:.2f})" if r["trtr_macro_recall"] else ""))
+    ax.bar(
+        x + 0.2, trtr, 0.4, label="TRTR" + (f" (macro {r['trtr_macro_recall']:.2f})" if r["trtr_macro_recall"] else "")
+    )
     ax.set_xticks(x, classes)
     ax.set_xlabel("fault class")
     ax.set_ylabel("recall on held-out real windows")

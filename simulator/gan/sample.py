@@ -29,13 +29,14 @@ from .model import unsquash
 
 log = logs.get("gan")
 
-DENOISE_SMOOTH = 9          # frequency bins averaged for the pattern's spectrum
+DENOISE_SMOOTH = 9  # frequency bins averaged for the pattern's spectrum
 DENOISE_OVERSUBTRACT = 2.0  # multiple of the normal spectrum taken out
 MAX_SAMPLES = 1_000_000
 
 
-def generate(gan: GAN, label: str, n: int, length: int, *, seed: int = 0, t0: int | np.ndarray = 0,
-             batch: int = 256) -> np.ndarray:
+def generate(
+    gan: GAN, label: str, n: int, length: int, *, seed: int = 0, t0: int | np.ndarray = 0, batch: int = 256
+) -> np.ndarray:
     """``n`` raw deviation patterns (n, length, sensors) of class ``label``, starting ``t0`` samples after onset."""
     if n < 1 or length < 1:
         raise InputError(f"need n >= 1 and length >= 1, got {n}, {length}")
@@ -49,8 +50,9 @@ def generate(gan: GAN, label: str, n: int, length: int, *, seed: int = 0, t0: in
         for lo in range(0, n, batch):
             b = min(batch, n - lo)
             noise = gan.generator.noise(b, length, gen)
-            y = gan.generator(torch.full((b,), c, dtype=torch.long), torch.from_numpy(starts[lo:lo + b].copy()),
-                              length, noise)
+            y = gan.generator(
+                torch.full((b,), c, dtype=torch.long), torch.from_numpy(starts[lo : lo + b].copy()), length, noise
+            )
             out.append(unsquash(y, gan.config.squash).transpose(1, 2).numpy().astype(np.float64))
     return np.concatenate(out)
 
@@ -62,8 +64,9 @@ def noise_psd_at(gan: GAN, length: int) -> np.ndarray:
     return np.stack([np.interp(grid, ref, gan.noise_psd[:, j]) for j in range(gan.noise_psd.shape[1])], axis=1)
 
 
-def denoise(pattern: np.ndarray, noise_psd: np.ndarray, smooth: int = DENOISE_SMOOTH,
-            oversubtract: float = DENOISE_OVERSUBTRACT) -> np.ndarray:
+def denoise(
+    pattern: np.ndarray, noise_psd: np.ndarray, smooth: int = DENOISE_SMOOTH, oversubtract: float = DENOISE_OVERSUBTRACT
+) -> np.ndarray:
     """Remove the normal noise from one (length, sensors) deviation pattern, keeping what the fault adds.
 
     Each sensor's spectrum is scaled by ``sqrt(max(0, 1 - k * N(f) / P(f)))``
@@ -91,6 +94,7 @@ def injection_pattern(gan: GAN, label: str, length: int, *, seed: int, scale: fl
 
 # ---------------------------------------------------------------- plantwatch gan sample
 
+
 def sample_command(args: argparse.Namespace) -> int:
     from . import artefact
 
@@ -113,9 +117,12 @@ def sample_command(args: argparse.Namespace) -> int:
     if args.units == "sensor":
         patterns = patterns * gan.normaliser.std
     _write(out, patterns, gan.sensors)
-    print(f"wrote {args.n} pattern(s) of class {args.cls}, {length} samples x {len(gan.sensors)} sensors "
-          f"({'sensor units' if args.units == 'sensor' else 'standard deviations'}"
-          f"{', denoised' if args.denoise else ''}) to {out}", file=sys.stderr)
+    print(
+        f"wrote {args.n} pattern(s) of class {args.cls}, {length} samples x {len(gan.sensors)} sensors "
+        f"({'sensor units' if args.units == 'sensor' else 'standard deviations'}"
+        f"{', denoised' if args.denoise else ''}) to {out}",
+        file=sys.stderr,
+    )
     return 0
 
 

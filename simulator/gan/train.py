@@ -54,26 +54,26 @@ class TrainOptions:
     """How long and how hard to train; the defaults train the TEP GAN in about 9-10 minutes on 2 cores."""
 
     epochs: int = DEFAULT_EPOCHS
-    warmup: float = 0.4             # share of the epochs spent on moment matching alone
+    warmup: float = 0.4  # share of the epochs spent on moment matching alone
     batch: int = 128
     n_critic: int = 1
     lr_generator: float = 1e-3
     lr_critic: float = 4e-4
-    loss: str = "hinge"             # or "wgan-gp": a gradient penalty instead of spectral normalisation
+    loss: str = "hinge"  # or "wgan-gp": a gradient penalty instead of spectral normalisation
     gradient_penalty: float = 10.0  # weight of the penalty, wgan-gp only
-    instance_noise: float = 0.3     # std of noise added to every window the critic sees (against memorising)
-    critic_jitter: int = 32         # the critic is told the onset offset only to within +- this many samples
+    instance_noise: float = 0.3  # std of noise added to every window the critic sees (against memorising)
+    critic_jitter: int = 32  # the critic is told the onset offset only to within +- this many samples
     conditional_critic: bool = False  # True: the critic also judges class and time since onset (projection)
-    moments: float = 50.0           # weight of the moment matching term of the generator loss
-    moment_group: int = 16          # windows per group whose statistics are matched on average
+    moments: float = 50.0  # weight of the moment matching term of the generator loss
+    moment_group: int = 16  # windows per group whose statistics are matched on average
     ema: float = 0.995
-    onset_fraction: float = 0.25    # share of windows that start within one window of the onset
+    onset_fraction: float = 0.25  # share of windows that start within one window of the onset
     seed: int = 0
     window: int = 64
     channels: int = 64
     critic_channels: int = 48
-    checkpoint_every: int = 50      # epochs; 0 = never
-    classes: tuple[str, ...] | None = None   # train on these classes only (default: every class found)
+    checkpoint_every: int = 50  # epochs; 0 = never
+    classes: tuple[str, ...] | None = None  # train on these classes only (default: every class found)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch", "n_critic", "window"):
@@ -96,8 +96,9 @@ class TrainResult:
 class WindowSampler:
     """Class-balanced random windows of the squashed deviations, with their onset offsets."""
 
-    def __init__(self, dev: Deviations, window: int, squash_s: float, onset_fraction: float,
-                 gen: torch.Generator) -> None:
+    def __init__(
+        self, dev: Deviations, window: int, squash_s: float, onset_fraction: float, gen: torch.Generator
+    ) -> None:
         self.window, self.onset_fraction, self.gen = window, onset_fraction, gen
         self.series = [squash(torch.from_numpy(s.T.astype(np.float32)), squash_s) for s in dev.series]
         self.by_class = [np.flatnonzero(dev.class_index == c) for c in range(len(dev.classes))]
@@ -129,18 +130,23 @@ class WindowSampler:
                 episodes.append(e)
                 t0.append(min(max(centre + jitter, 0), room))
                 groups.append(k)
-        return (torch.tensor(labels[:batch]), torch.tensor(t0[:batch], dtype=torch.float32), episodes[:batch],
-                torch.tensor(groups[:batch]))
+        return (
+            torch.tensor(labels[:batch]),
+            torch.tensor(t0[:batch], dtype=torch.float32),
+            episodes[:batch],
+            torch.tensor(groups[:batch]),
+        )
 
     def sample(self, batch: int, group: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, d, window) real squashed windows, their classes, onset offsets and groups."""
         labels, t0, episodes, groups = self.labels(batch, group)
-        y = torch.stack([self.series[e][:, int(t):int(t) + self.window] for e, t in zip(episodes, t0.tolist())])
+        y = torch.stack([self.series[e][:, int(t) : int(t) + self.window] for e, t in zip(episodes, t0.tolist())])
         return y, labels, t0, groups
 
 
-def _gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor,
-                      t0: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def _gradient_penalty(
+    critic: Critic, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor, t0: torch.Tensor, gen: torch.Generator
+) -> torch.Tensor:
     a = torch.rand((real.shape[0], 1, 1), generator=gen)
     mix = (a * real + (1 - a) * fake).requires_grad_(True)
     out = critic(mix, labels, t0)
@@ -164,27 +170,38 @@ def prepare(data: FaultData, opts: TrainOptions) -> tuple[Normaliser, np.ndarray
     short = [c for i, c in enumerate(classes) if not (dev.class_index == i).any()]
     if short:
         longest = max(len(e) for e in data.episodes if e.label == short[0])
-        raise InputError(f"{data.source}: every episode of class {short[0]!r} is shorter than the window "
-                         f"({longest} < {opts.window} rows); use a smaller --window (a multiple of 8)")
+        raise InputError(
+            f"{data.source}: every episode of class {short[0]!r} is shorter than the window "
+            f"({longest} < {opts.window} rows); use a smaller --window (a multiple of 8)"
+        )
     dropped = len([e for e in data.episodes if e.label in classes]) - len(dev.series)
     if dropped:
         log.warning("short_episodes_skipped", episodes=dropped, window=opts.window)
     return normaliser, psd, dev
 
 
-def train(data: FaultData, opts: TrainOptions, *, progress: ProgressFn | None = None,
-          checkpoint: CheckpointFn | None = None) -> TrainResult:
+def train(
+    data: FaultData, opts: TrainOptions, *, progress: ProgressFn | None = None, checkpoint: CheckpointFn | None = None
+) -> TrainResult:
     """Fit a GAN to the episodes of ``data``; deterministic for a seed on one thread."""
     torch.manual_seed(opts.seed)
     gen = torch.Generator().manual_seed(opts.seed)
     normaliser, psd, dev = prepare(data, opts)
     longest = max(len(s) for s in dev.series)
     res, lattice = resolutions(data.normal, normaliser)
-    cfg = GANConfig(n_sensors=len(data.sensors), n_classes=len(dev.classes), window=opts.window,
-                    channels=opts.channels, critic_channels=opts.critic_channels, time_scale=float(longest),
-                    hold=tuple(int(p) for p in hold_periods(data.normal)), resolution=tuple(res.tolist()),
-                    lattice=tuple(lattice.tolist()), spectral_norm=opts.loss == "hinge",
-                    conditional_critic=opts.conditional_critic)
+    cfg = GANConfig(
+        n_sensors=len(data.sensors),
+        n_classes=len(dev.classes),
+        window=opts.window,
+        channels=opts.channels,
+        critic_channels=opts.critic_channels,
+        time_scale=float(longest),
+        hold=tuple(int(p) for p in hold_periods(data.normal)),
+        resolution=tuple(res.tolist()),
+        lattice=tuple(lattice.tolist()),
+        spectral_norm=opts.loss == "hinge",
+        conditional_critic=opts.conditional_critic,
+    )
     generator, critic = Generator(cfg), Critic(cfg)
     ema = copy.deepcopy(generator)
     opt_g = torch.optim.Adam(generator.parameters(), lr=opts.lr_generator, betas=(0.0, 0.9))
@@ -192,8 +209,17 @@ def train(data: FaultData, opts: TrainOptions, *, progress: ProgressFn | None = 
     sampler = WindowSampler(dev, opts.window, cfg.squash, opts.onset_fraction, gen)
     per_epoch = max(1, math.ceil(sampler.n_windows(EPOCH_STRIDE) / opts.batch))
     steps = opts.epochs * per_epoch
-    log.info("gan_training_started", source=data.source, classes=dev.classes, episodes=len(dev.series),
-             sensors=cfg.n_sensors, window=cfg.window, epochs=opts.epochs, steps=steps, steps_per_epoch=per_epoch)
+    log.info(
+        "gan_training_started",
+        source=data.source,
+        classes=dev.classes,
+        episodes=len(dev.series),
+        sensors=cfg.n_sensors,
+        window=cfg.window,
+        epochs=opts.epochs,
+        steps=steps,
+        steps_per_epoch=per_epoch,
+    )
     started = time.perf_counter()
     history: list[dict[str, float]] = []
     running: dict[str, float] = {}
@@ -205,7 +231,7 @@ def train(data: FaultData, opts: TrainOptions, *, progress: ProgressFn | None = 
             stats = _warmup_step(generator, opt_g, sampler, opts, gen)
         else:
             stats = _step(generator, critic, opt_g, opt_d, sampler, opts, gen)
-        for schedule in schedules[:1] if step <= warmup else schedules:   # the critic rests in warm-up
+        for schedule in schedules[:1] if step <= warmup else schedules:  # the critic rests in warm-up
             schedule.step()
         with torch.no_grad():
             for pe, pg in zip(ema.parameters(), generator.parameters()):
@@ -223,8 +249,15 @@ def train(data: FaultData, opts: TrainOptions, *, progress: ProgressFn | None = 
     return TrainResult(_gan(cfg, ema, generator, critic, data, dev, normaliser, psd), steps, seconds, history)
 
 
-def _step(g: Generator, d: Critic, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-          sampler: WindowSampler, opts: TrainOptions, gen: torch.Generator) -> dict[str, float]:
+def _step(
+    g: Generator,
+    d: Critic,
+    opt_g: torch.optim.Optimizer,
+    opt_d: torch.optim.Optimizer,
+    sampler: WindowSampler,
+    opts: TrainOptions,
+    gen: torch.Generator,
+) -> dict[str, float]:
     w = opts.window
     for _ in range(opts.n_critic):
         real, labels, t0, _ = sampler.sample(opts.batch)
@@ -237,7 +270,7 @@ def _step(g: Generator, d: Critic, opt_g: torch.optim.Optimizer, opt_d: torch.op
             loss_d = nn.functional.relu(1 - d_real).mean() + nn.functional.relu(1 + d_fake).mean()
         else:
             gp = _gradient_penalty(d, real, fake, labels, t0, gen)
-            loss_d = d_fake.mean() - d_real.mean() + opts.gradient_penalty * gp + 1e-3 * (d_real ** 2).mean()
+            loss_d = d_fake.mean() - d_real.mean() + opts.gradient_penalty * gp + 1e-3 * (d_real**2).mean()
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
@@ -249,8 +282,13 @@ def _step(g: Generator, d: Critic, opt_g: torch.optim.Optimizer, opt_d: torch.op
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     opt_g.step()
-    return {"wasserstein": (d_real.mean() - d_fake.mean()).item(), "gradient_penalty": gp.item(),
-            "critic_loss": loss_d.item(), "generator_loss": adversarial.item(), "moments": moments.item()}
+    return {
+        "wasserstein": (d_real.mean() - d_fake.mean()).item(),
+        "gradient_penalty": gp.item(),
+        "critic_loss": loss_d.item(),
+        "generator_loss": adversarial.item(),
+        "moments": moments.item(),
+    }
 
 
 def _blur(y: torch.Tensor, opts: TrainOptions, gen: torch.Generator) -> torch.Tensor:
@@ -269,8 +307,9 @@ def _jitter(t0: torch.Tensor, opts: TrainOptions, gen: torch.Generator) -> torch
     return (t0 + j).clamp(min=0)
 
 
-def _warmup_step(g: Generator, opt_g: torch.optim.Optimizer, sampler: WindowSampler, opts: TrainOptions,
-                 gen: torch.Generator) -> dict[str, float]:
+def _warmup_step(
+    g: Generator, opt_g: torch.optim.Optimizer, sampler: WindowSampler, opts: TrainOptions, gen: torch.Generator
+) -> dict[str, float]:
     """Moment matching alone: the generator learns each class's levels, spreads and noise cheaply."""
     real, labels, t0, groups = sampler.sample(opts.batch, opts.moment_group)
     fake = g(labels, t0, opts.window, g.noise(opts.batch, opts.window, gen))
@@ -278,8 +317,13 @@ def _warmup_step(g: Generator, opt_g: torch.optim.Optimizer, sampler: WindowSamp
     opt_g.zero_grad(set_to_none=True)
     loss.backward()
     opt_g.step()
-    return {"wasserstein": 0.0, "gradient_penalty": 0.0, "critic_loss": 0.0, "generator_loss": 0.0,
-            "moments": loss.item()}
+    return {
+        "wasserstein": 0.0,
+        "gradient_penalty": 0.0,
+        "critic_loss": 0.0,
+        "generator_loss": 0.0,
+        "moments": loss.item(),
+    }
 
 
 def _statistics(y: torch.Tensor, s: float) -> torch.Tensor:
@@ -292,7 +336,7 @@ def _statistics(y: torch.Tensor, s: float) -> torch.Tensor:
     z = unsquash(y, s)
     n = y.shape[-1]
     t = torch.arange(n, dtype=y.dtype) - (n - 1) / 2
-    trend = (y * t).sum(-1) / (t ** 2).sum() * n / 2
+    trend = (y * t).sum(-1) / (t**2).sum() * n / 2
     rough = (z[..., 1:] - z[..., :-1]).abs().mean(-1)
     return torch.stack([y.mean(-1), torch.log(z.std(-1) + 0.02), torch.log(rough + 0.02), trend], 1)
 
@@ -310,19 +354,36 @@ def _moment_loss(real: torch.Tensor, fake: torch.Tensor, groups: torch.Tensor, s
     teaches shape and correlation, this keeps each class's levels, spreads,
     noise and trends right, and alone fits them quickly in the warm-up.
     """
-    onehot = nn.functional.one_hot(groups).float()               # (B, groups)
+    onehot = nn.functional.one_hot(groups).float()  # (B, groups)
     count = onehot.sum(0).clamp(min=1)
     per_group = lambda st: torch.einsum("bc,bkd->ckd", onehot, st) / count[:, None, None]  # noqa: E731
     stats_real = _statistics(real, s)
-    scale = stats_real.std(0).detach() + 0.05                     # each statistic in units of its spread
+    scale = stats_real.std(0).detach() + 0.05  # each statistic in units of its spread
     gap = (per_group(stats_real) - per_group(_statistics(fake, s)))[onehot.sum(0) > 0]
-    return (gap ** 2).mean() + ((gap / scale) ** 2).mean()
+    return (gap**2).mean() + ((gap / scale) ** 2).mean()
 
 
-def _gan(cfg: GANConfig, ema: Generator, raw: Generator, critic: Critic, data: FaultData, dev: Deviations,
-         normaliser: Normaliser, psd: np.ndarray) -> GAN:
-    return GAN(cfg, copy.deepcopy(ema).eval(), copy.deepcopy(critic).eval(), list(data.sensors), list(dev.classes),
-               normaliser, psd, {}, trained_generator=copy.deepcopy(raw).eval())
+def _gan(
+    cfg: GANConfig,
+    ema: Generator,
+    raw: Generator,
+    critic: Critic,
+    data: FaultData,
+    dev: Deviations,
+    normaliser: Normaliser,
+    psd: np.ndarray,
+) -> GAN:
+    return GAN(
+        cfg,
+        copy.deepcopy(ema).eval(),
+        copy.deepcopy(critic).eval(),
+        list(data.sensors),
+        list(dev.classes),
+        normaliser,
+        psd,
+        {},
+        trained_generator=copy.deepcopy(raw).eval(),
+    )
 
 
 def training_record(data: FaultData, dev_classes: list[str], opts: TrainOptions, result: TrainResult) -> dict[str, Any]:
@@ -333,11 +394,15 @@ def training_record(data: FaultData, dev_classes: list[str], opts: TrainOptions,
     values = np.concatenate([data.normal] + [e.values for e in data.episodes])
     return {
         "training": {
-            "data": data.source, "layout": data.layout, "episodes": counts,
-            "normal_rows": int(len(data.normal)), "steps": result.steps,
-            "seconds": round(result.seconds, 1), "options": {k: (list(v) if isinstance(v, tuple) else v)
-                                                             for k, v in asdict(opts).items()},
-            "final": result.history[-1] if result.history else {}, "torch_version": torch.__version__,
+            "data": data.source,
+            "layout": data.layout,
+            "episodes": counts,
+            "normal_rows": len(data.normal),
+            "steps": result.steps,
+            "seconds": round(result.seconds, 1),
+            "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(opts).items()},
+            "final": result.history[-1] if result.history else {},
+            "torch_version": torch.__version__,
             "episode_sources": [e.source for e in data.episodes if e.label in dev_classes],
         },
         "data_fingerprint": fingerprint(values, data.sensors),
@@ -360,7 +425,7 @@ class Progress:
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(w=f"{stats['wasserstein']:.3f}", g=f"{stats['generator_loss']:.3f}")
-        if self.bar is None and time.monotonic() - self.last_log > 5.0 or epoch == total:
+        if (self.bar is None and time.monotonic() - self.last_log > 5.0) or epoch == total:
             self.last_log = time.monotonic()
             log.info("gan_progress", epoch=epoch, epochs=total, **{k: round(v, 4) for k, v in stats.items()})
 

@@ -58,9 +58,30 @@ def tiny_model(workdir: Path) -> Path:
         for i, row in enumerate(history(300, 0)):
             f.write(f"{1.7e9 + i}," + ",".join(f"{v:.6f}" for v in row) + "\n")
     out = workdir / "tiny-model"
-    subprocess.run([sys.executable, "-m", "monitor", "--log-level", "warning", "train", "--data", str(csv),
-                    "--out", str(out), "--epochs", "2", "--folds", "2", "--window", "2"],
-                   check=True, timeout=180, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monitor",
+            "--log-level",
+            "warning",
+            "train",
+            "--data",
+            str(csv),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--folds",
+            "2",
+            "--window",
+            "2",
+        ],
+        check=True,
+        timeout=180,
+        capture_output=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     _MODEL = out
     return out
 
@@ -112,8 +133,12 @@ def samples(port: int, name: str) -> dict[tuple[tuple[str, str], ...], float]:
     code, text = http_get(f"http://127.0.0.1:{port}/metrics")
     if code != 200:
         return {}
-    return {tuple(sorted(s.labels.items())): float(s.value)
-            for fam in text_string_to_metric_families(text) for s in fam.samples if s.name == name}
+    return {
+        tuple(sorted(s.labels.items())): float(s.value)
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+        if s.name == name
+    }
 
 
 def by_asset(port: int, name: str) -> dict[str, float]:
@@ -151,9 +176,8 @@ class Process:
 
     def __init__(self, cmd: list[str], log: Path, env: Mapping[str, str] | None = None) -> None:
         self.log_path = log
-        self._log = open(log, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})})
+        self._log = open(log, "wb")  # noqa: SIM115 (the process writes to it)
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
 
     def tail(self, n: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-n:]
@@ -182,6 +206,7 @@ def wait_ready(port: int, proc: Process, timeout: float = 60.0) -> None:
     def ready() -> bool:
         assert proc.alive(), f"process exited early:\n{proc.tail()}"
         return http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200
+
     wait_until(ready, timeout, f"/readyz 200 on port {port}")
 
 
@@ -199,8 +224,9 @@ def running_monitor(config_path: Path, port: int, log: Path, env: Mapping[str, s
 
 def exe(name: str) -> str | None:
     """A program from PATH or the sbin folders Debian puts daemons in."""
-    return shutil.which(name) or next((str(p) for d in ("/usr/sbin", "/usr/bin")
-                                       if (p := Path(d) / name).exists()), None)
+    return shutil.which(name) or next(
+        (str(p) for d in ("/usr/sbin", "/usr/bin") if (p := Path(d) / name).exists()), None
+    )
 
 
 def short_tmpdir(prefix: str) -> Path:
@@ -208,22 +234,35 @@ def short_tmpdir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
 
 
-
 # ---------------------------------------------------------------- metric names in PromQL
 
 STANDARD_PREFIXES = ("process_", "python_")
 STANDARD_NAMES = {"up"}
-_PROMQL_WORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left",
-                 "group_right", "inf", "nan", "atan2"}
+_PROMQL_WORDS = {
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "inf",
+    "nan",
+    "atan2",
+}
 
 
 def promql_metric_names(expr: str) -> set[str]:
     """Metric names an expression selects (functions, keywords, labels and durations left out)."""
     import re
 
-    e = re.sub(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'', '""', expr)        # string literals
-    e = re.sub(r"\{[^}]*\}", " ", e)                                          # label matchers
-    e = re.sub(r"\[[^\]]*\]", " ", e)                                         # ranges, subqueries
+    e = re.sub(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'', '""', expr)  # string literals
+    e = re.sub(r"\{[^}]*\}", " ", e)  # label matchers
+    e = re.sub(r"\[[^\]]*\]", " ", e)  # ranges, subqueries
     e = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", e)
     names = set()
     for m in re.finditer(r"(?<![\w.:$])([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?", e):
@@ -240,8 +279,9 @@ def exposed_metric_names() -> set[str]:
 
     reg = metrics.build_registry()
     state = metrics.State(contributions=True)
-    a = metrics.AssetStats("a", "m", "v", ("s1",), messages=1, score=0.5, threshold=1.0, last_ts=1.0,
-                           contrib=np.array([0.1]), top=(0,))
+    a = metrics.AssetStats(
+        "a", "m", "v", ("s1",), messages=1, score=0.5, threshold=1.0, last_ts=1.0, contrib=np.array([0.1]), top=(0,)
+    )
     state.assets["a"] = a
     reg.register(metrics.Collector(state))
     return {s.name for fam in reg.collect() for s in fam.samples}
@@ -273,7 +313,7 @@ class Prometheus:
         cfg = yaml.safe_load((prom / "prometheus.yml").read_text())
         cfg["global"].update(scrape_interval=interval, evaluation_interval=interval)
         cfg["rule_files"] = [str(prom / f) for f in cfg["rule_files"]] if rules is None else [str(r) for r in rules]
-        cfg.pop("alerting", None)                             # no Alertmanager here
+        cfg.pop("alerting", None)  # no Alertmanager here
         (workdir / "targets.yml").write_text(yaml.safe_dump([{"targets": [target]}]))
         for job in cfg["scrape_configs"]:
             job.update(scrape_interval=interval, scrape_timeout=interval)
@@ -283,14 +323,22 @@ class Prometheus:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.started = time.time()
-        self.proc = Process([binary, f"--config.file={workdir / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
-                             "--log.level=warn"], workdir / "prometheus.log")
+        self.proc = Process(
+            [
+                binary,
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--log.level=warn",
+            ],
+            workdir / "prometheus.log",
+        )
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         def ready() -> bool:
             assert self.proc.alive(), f"prometheus exited:\n{self.proc.tail()}"
             return http_get(f"{self.url}/-/ready")[0] == 200
+
         wait_until(ready, timeout, "prometheus /-/ready")
 
     def api(self, path: str, **params: Any) -> Any:

@@ -69,7 +69,9 @@ def test_secrets_come_from_an_ignored_folder_and_are_documented() -> None:
     assert "secrets/" in (DEPLOY / ".gitignore").read_text().split()
     for name, secret in c["secrets"].items():
         assert secret["file"].startswith("./secrets/"), name
-        assert secret["file"].removeprefix("./") in readme, f"README.md (Run it in production) does not explain {secret['file']}"
+        assert secret["file"].removeprefix("./") in readme, (
+            f"README.md (Run it in production) does not explain {secret['file']}"
+        )
     used = {src for s in c["services"].values() for src in secret_targets(s).values()}
     assert used == set(c["secrets"])
 
@@ -110,8 +112,11 @@ def test_plantwatch_runs_the_shipped_config_against_the_loopback_listener() -> N
     assert pw["environment"]["PLANTWATCH_BROKER_PASSWORD_FILE"] in secret_targets(pw)
     assert mounts(pw)["/var/lib/plantwatch/models"] == "plantwatch-models"
     cfg = tomllib.loads((DEPLOY / "plantwatch.toml").read_text())
-    listeners = [line.split()[1:] for line in (DEPLOY / "mosquitto" / "mosquitto.conf").read_text().splitlines()
-                 if line.startswith("listener ")]
+    listeners = [
+        line.split()[1:]
+        for line in (DEPLOY / "mosquitto" / "mosquitto.conf").read_text().splitlines()
+        if line.startswith("listener ")
+    ]
     host, port = cfg["broker"]["url"].removeprefix("mqtt://").split(":")
     assert [port, host] in listeners
     assert f'"{cfg_path}"' in (DEPLOY / "Dockerfile").read_text(), "the image's default command differs"
@@ -153,7 +158,8 @@ def test_docker_compose_accepts_the_file() -> None:
         pytest.skip("docker is not installed: the structural checks above stand in for it")
     if subprocess.run([docker, "compose", "version"], capture_output=True, timeout=60).returncode != 0:
         pytest.skip("the docker compose plugin is not installed")
-    r = subprocess.run([docker, "compose", "-f", str(COMPOSE), "config", "--quiet"], capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(
+        [docker, "compose", "-f", str(COMPOSE), "config", "--quiet"], capture_output=True, text=True, timeout=60
+    )
     missing_secret = re.search(r"secrets/\S+.*(no such file|not found|does not exist)", r.stderr, re.I)
     assert r.returncode == 0 or missing_secret, r.stderr

@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from . import (DEPLOY, Process, Prometheus, free_port, http_get, promql_metric_names, unknown_metric_names,
-               wait_until)
+from . import DEPLOY, Process, Prometheus, free_port, http_get, promql_metric_names, unknown_metric_names, wait_until
 
 GRAFANA = DEPLOY / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
@@ -29,13 +28,13 @@ DS_UID = "plantwatch-prometheus"
 JOB = "plantwatch"
 #: What Grafana would put in for its built-in variables.
 BUILTINS = {"$__rate_interval": "30s", "$__interval": "30s", "$__range": "5m"}
-WARM_S = 45.0                   # Prometheus runs this long on the demo before the data checks
+WARM_S = 45.0  # Prometheus runs this long on the demo before the data checks
 #: The first start trains three models into the session's tmp: 15 s on an idle 2-core machine, more than
 #: 5 minutes when other jobs load it (measured here at load 3-5).
 DEMO_READY_S = 600.0
 #: One torch thread per process: the cores are shared with other work.
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
-ALARM_ONLY = "plantwatch_top_sensor_contribution"   # exported only while an asset is in alarm
+ALARM_ONLY = "plantwatch_top_sensor_contribution"  # exported only while an asset is in alarm
 
 
 def dashboard(name: str) -> dict[str, Any]:
@@ -84,6 +83,7 @@ def fill(expr: str, variables: dict[str, str]) -> str:
 
 # ---------------------------------------------------------------- the JSON, as provisioning loads it
 
+
 def test_dashboards_are_provisionable() -> None:
     """No __inputs or ${DS_...} import placeholders; every datasource is the provisioned uid; fixed dashboard
     uids; unique panel ids."""
@@ -115,9 +115,16 @@ def test_provisioning_files_match_the_dashboards() -> None:
 def test_fleet_dashboard_has_the_overview_panels() -> None:
     """Assets in alarm, score/threshold per asset, message rates, rejections by reason, lag, monitor health."""
     exprs = " ".join(t["expr"] for _, t in targets(dashboard("plantwatch-fleet")))
-    for needle in ("count(plantwatch_alarm", "or vector(0)", "plantwatch:anomaly_score_ratio",
-                   "rate(plantwatch_messages_total", "sum by (reason) (rate(plantwatch_messages_rejected_total",
-                   "plantwatch_scoring_lag_seconds_bucket", "up{", "plantwatch_broker_connected"):
+    for needle in (
+        "count(plantwatch_alarm",
+        "or vector(0)",
+        "plantwatch:anomaly_score_ratio",
+        "rate(plantwatch_messages_total",
+        "sum by (reason) (rate(plantwatch_messages_rejected_total",
+        "plantwatch_scoring_lag_seconds_bucket",
+        "up{",
+        "plantwatch_broker_connected",
+    ):
         assert needle in exprs, needle
 
 
@@ -150,6 +157,7 @@ def test_dashboards_name_only_real_metrics_and_the_shipped_job() -> None:
 
 # ---------------------------------------------------------------- live: demo -> Prometheus -> every query
 
+
 @dataclass
 class Live:
     prom: Prometheus
@@ -164,13 +172,30 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """``plantwatch demo`` (models trained into this session's tmp) scraped for WARM_S by Prometheus."""
     work = tmp_path_factory.mktemp("pw-live")
     port = free_port()
-    demo = Process([sys.executable, "-m", "monitor", "demo", "--duration", "120", "--metrics-port", str(port),
-                    "--no-view", "--cache", str(work / "demo-cache")], work / "demo.log", ONE_THREAD)
+    demo = Process(
+        [
+            sys.executable,
+            "-m",
+            "monitor",
+            "demo",
+            "--duration",
+            "120",
+            "--metrics-port",
+            str(port),
+            "--no-view",
+            "--cache",
+            str(work / "demo-cache"),
+        ],
+        work / "demo.log",
+        ONE_THREAD,
+    )
     prom = None
     try:
+
         def demo_ready() -> bool:
             assert demo.alive(), f"demo exited:\n{demo.tail()}"
             return http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200
+
         wait_until(demo_ready, DEMO_READY_S, "the demo's /readyz", every=1.0)
         prom = p = Prometheus(work / "prometheus", f"127.0.0.1:{port}")
         p.wait_ready()
@@ -181,7 +206,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         deadline = time.monotonic() + 30
         while not p.query("plantwatch_alarms_total > 0") and time.monotonic() < deadline:
             time.sleep(2.0)
-        time.sleep(6.0)                         # a few scrapes of the alarm, if there is one
+        time.sleep(6.0)  # a few scrapes of the alarm, if there is one
         alarmed = p.query("max by (asset) (plantwatch_alarms_total) > 0")
         asset = sorted(r["metric"]["asset"] for r in alarmed)[0] if alarmed else "asset01"
         yield Live(p, port, {"asset": asset, "instance": f"127.0.0.1:{port}"}, bool(alarmed), p.started)
@@ -205,7 +230,7 @@ def test_variables_resolve_to_the_demo(live: Live) -> None:
 def test_every_rule_query_is_valid_and_evaluates(live: Live) -> None:
     """Every alerting and recording expression runs through /api/v1/query; Prometheus evaluated every rule
     without error; every recording rule has produced series."""
-    for name, expr in rule_exprs():
+    for _name, expr in rule_exprs():
         live.prom.query(expr)
     groups = live.prom.api("rules")["groups"]
     evaluated = {r["name"]: r for g in groups for r in g["rules"]}
@@ -228,7 +253,7 @@ def test_no_critical_alert_on_a_healthy_demo(live: Live) -> None:
 def test_every_panel_query_returns_data(live: Live) -> None:
     """Every panel target, variables filled in, is valid (/api/v1/query) and returns data: instant targets
     now, range targets over the demo's run. Panels of the sensors behind alarms need an alarm first."""
-    now = time.time() + 2.0             # the last range step at or after the last scrape
+    now = time.time() + 2.0  # the last range step at or after the last scrape
     empty = []
     for path in DASHBOARDS:
         for title, t in targets(json.loads(path.read_text())):

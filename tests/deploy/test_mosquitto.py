@@ -21,21 +21,42 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from monitor import wire
 from simulator.local_broker import wait_for_port
 
-from . import (DEPLOY, Process, Publisher, by_asset, exe, free_port, install_config, model_store, monitor_cmd,
-               short_tmpdir, tiny_model, wait_ready, wait_until)
+from . import (
+    DEPLOY,
+    Process,
+    Publisher,
+    by_asset,
+    exe,
+    free_port,
+    install_config,
+    model_store,
+    monitor_cmd,
+    short_tmpdir,
+    tiny_model,
+    wait_ready,
+    wait_until,
+)
 
 CONF = DEPLOY / "mosquitto" / "mosquitto.conf"
 ACL = DEPLOY / "mosquitto" / "plantwatch.acl"
-USERS = {"plantwatch-monitor": "m-secret", "plantwatch-gateway": "g-secret", "plantwatch-drill": "d-secret",
-         "plantwatch-recorder": "r-secret", "plantwatch-viewer": "v-secret"}
+USERS = {
+    "plantwatch-monitor": "m-secret",
+    "plantwatch-gateway": "g-secret",
+    "plantwatch-drill": "d-secret",
+    "plantwatch-recorder": "r-secret",
+    "plantwatch-viewer": "v-secret",
+}
 TELEMETRY = wire.telemetry_topic("plant", "pump-1")
 ALARM = wire.alarm_topic("plant", "pump-1")
 STATUS = wire.status_topic("plant", "main")
 
 
 def directives(text: str) -> list[tuple[str, str]]:
-    return [(line.split(None, 1)[0], line.split(None, 1)[1] if " " in line.strip() else "")
-            for line in (raw.strip() for raw in text.splitlines()) if line and not line.startswith("#")]
+    return [
+        (line.split(None, 1)[0], line.split(None, 1)[1] if " " in line.strip() else "")
+        for line in (raw.strip() for raw in text.splitlines())
+        if line and not line.startswith("#")
+    ]
 
 
 def test_shipped_config_has_the_production_settings() -> None:
@@ -45,7 +66,7 @@ def test_shipped_config_has_the_production_settings() -> None:
     one = dict(d)
     listeners = [v for k, v in d if k == "listener"]
     assert "8883" in listeners and "1883 127.0.0.1" in listeners, listeners
-    tls = [k for k, _ in d[[k for k, _ in d].index("listener") + 1:]]
+    tls = [k for k, _ in d[[k for k, _ in d].index("listener") + 1 :]]
     assert {"cafile", "certfile", "keyfile"} <= set(tls)
     assert one["per_listener_settings"] == "false" and one["allow_anonymous"] == "false"
     assert one["password_file"] and one["acl_file"].endswith("plantwatch.acl")
@@ -64,8 +85,23 @@ def tls_files(d: Path) -> bool:
     run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=plantwatch-test-ca")
     run("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
     (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    )
     return True
 
 
@@ -111,7 +147,7 @@ def broker() -> Iterator[Broker]:
     mosquitto, passwd = exe("mosquitto"), exe("mosquitto_passwd")
     if mosquitto is None or passwd is None:
         pytest.fail("mosquitto is not installed: run the tests through 'bash tests/run', which installs it")
-    d = short_tmpdir("pw-mosquitto-")          # pytest's own tmp folders are closed to the mosquitto user
+    d = short_tmpdir("pw-mosquitto-")  # pytest's own tmp folders are closed to the mosquitto user
     shutil.copyfile(ACL, d / ACL.name)
     (d / "passwd").touch()
     for user, pw in USERS.items():
@@ -120,7 +156,7 @@ def broker() -> Iterator[Broker]:
     has_tls = tls_files(d)
     plain, tls = free_port(), (free_port() if has_tls else None)
     (d / "mosquitto.conf").write_text(variant(d, plain, tls))
-    if os.getuid() == 0:                        # mosquitto drops root for its own user once started
+    if os.getuid() == 0:  # mosquitto drops root for its own user once started
         uid = pwd.getpwnam("mosquitto").pw_uid if _has_user("mosquitto") else 0
         for p in [d, *d.rglob("*")]:
             os.chown(p, uid, -1)
@@ -158,8 +194,9 @@ class Client:
     def __post_init__(self) -> None:
         self.connected = threading.Event()
         self.subscribed = threading.Event()
-        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"acl-{self.user}-{id(self)}",
-                        protocol=MQTTProtocolVersion.MQTTv5)
+        c = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"acl-{self.user}-{id(self)}", protocol=MQTTProtocolVersion.MQTTv5
+        )
         if self.user:
             c.username_pw_set(self.user, self.password if self.password is not None else USERS[self.user])
         if self.ca:
@@ -292,8 +329,11 @@ def test_monitor_runs_with_the_shipped_config_behind_the_acl(broker: Broker, tmp
     cfg = install_config(DEPLOY / "plantwatch.toml", tmp_path / "plantwatch.toml", store)
     (tmp_path / "mqtt-password").write_text(USERS["plantwatch-monitor"] + "\n")
     port = free_port()
-    env = {"PLANTWATCH_BROKER_PASSWORD_FILE": str(tmp_path / "mqtt-password"),
-           "PLANTWATCH_BROKER_URL": f"mqtt://127.0.0.1:{broker.plain_port}", "PLANTWATCH_METRICS_PORT": str(port)}
+    env = {
+        "PLANTWATCH_BROKER_PASSWORD_FILE": str(tmp_path / "mqtt-password"),
+        "PLANTWATCH_BROKER_URL": f"mqtt://127.0.0.1:{broker.plain_port}",
+        "PLANTWATCH_METRICS_PORT": str(port),
+    }
     proc = Process(monitor_cmd(cfg), tmp_path / "monitor.log", env)
     try:
         wait_ready(port, proc)

@@ -89,8 +89,11 @@ def test_alerts_follow_the_conventions() -> None:
 
 def test_runbook_has_a_section_per_alert() -> None:
     """deploy/runbook.md, which runbook_url points at, has a heading for every alert."""
-    headings = {line.lstrip("#").strip().lower() for line in (DEPLOY / "runbook.md").read_text().splitlines()
-                if line.startswith("## ")}
+    headings = {
+        line.lstrip("#").strip().lower()
+        for line in (DEPLOY / "runbook.md").read_text().splitlines()
+        if line.startswith("## ")
+    }
     missing = {a["alert"].lower() for a in alerts()} - headings
     assert not missing, missing
 

@@ -16,8 +16,19 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from monitor import wire
 
-from . import (DEPLOY, Process, Publisher, by_asset, free_port, install_config, model_store, samples, tiny_model,
-               wait_ready, wait_until)
+from . import (
+    DEPLOY,
+    Process,
+    Publisher,
+    by_asset,
+    free_port,
+    install_config,
+    model_store,
+    samples,
+    tiny_model,
+    wait_ready,
+    wait_until,
+)
 from .test_systemd import parse_unit, values
 
 TEMPLATE = DEPLOY / "systemd" / "plantwatch@.service"
@@ -50,8 +61,9 @@ def test_shard_configs_pass_check_config(tmp_path: Path) -> None:
     store = model_store(tmp_path, tiny_model(tmp_path), list(SHARDS))
     for instance in SHARDS:
         cfg = install_config(DEPLOY / "shards" / f"{instance}.toml", tmp_path / f"{instance}.toml", store)
-        r = subprocess.run([sys.executable, "-m", "monitor", "check-config", str(cfg)], capture_output=True,
-                           text=True, timeout=120)
+        r = subprocess.run(
+            [sys.executable, "-m", "monitor", "check-config", str(cfg)], capture_output=True, text=True, timeout=120
+        )
         assert r.returncode == 0, r.stderr
 
 
@@ -75,11 +87,13 @@ def test_two_shards_score_every_asset_exactly_once(mosquitto: Any, tmp_path: Pat
 
         def rejected(name: str) -> float:
             return samples(started[name][1], "plantwatch_messages_rejected_total").get(
-                (("reason", "unknown_asset"),), 0.0)
+                (("reason", "unknown_asset"),), 0.0
+            )
 
         def all_seen() -> bool:
             return sum(sum(c.values()) for c in scored().values()) >= published and all(
-                rejected(name) >= published - PER_ASSET * len(assets) for name, assets in SHARDS.items())
+                rejected(name) >= published - PER_ASSET * len(assets) for name, assets in SHARDS.items()
+            )
 
         wait_until(all_seen, 60, f"{published} messages scored across the shards")
         counts = scored()
@@ -89,7 +103,7 @@ def test_two_shards_score_every_asset_exactly_once(mosquitto: Any, tmp_path: Pat
             assert rejected(name) == published - PER_ASSET * len(assets)
             info = samples(started[name][1], "plantwatch_build_info")
             assert [dict(k)["monitor"] for k in info] == [name]
-        for name, (proc, _) in started.items():
+        for proc, _ in started.values():
             assert proc.stop() == 0, proc.tail()
     finally:
         for proc, _ in started.values():

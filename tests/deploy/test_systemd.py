@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shlex
@@ -20,14 +21,26 @@ import pytest
 
 from monitor import config
 
-from . import (DEPLOY, SHIPPED_MODELS, Process, Publisher, by_asset, free_port, install_config, model_store,
-               short_tmpdir, tiny_model, wait_ready, wait_until)
+from . import (
+    DEPLOY,
+    SHIPPED_MODELS,
+    Process,
+    Publisher,
+    by_asset,
+    free_port,
+    install_config,
+    model_store,
+    short_tmpdir,
+    tiny_model,
+    wait_ready,
+    wait_until,
+)
 
 UNIT = DEPLOY / "systemd" / "plantwatch.service"
 TEMPLATE = DEPLOY / "systemd" / "plantwatch@.service"
 SHIPPED_CONFIG = DEPLOY / "plantwatch.toml"
 SHIPPED_BIN = "/opt/plantwatch/bin/plantwatch"
-MAX_EXPOSURE = 2.5          # systemd-analyze security: 0 = fully locked down, 10 = unprotected
+MAX_EXPOSURE = 2.5  # systemd-analyze security: 0 = fully locked down, 10 = unprotected
 
 
 def parse_unit(path: Path) -> dict[str, list[tuple[str, str]]]:
@@ -61,8 +74,9 @@ def plantwatch_script() -> str:
 
 
 def verify(units: list[Path]) -> tuple[int, str]:
-    proc = subprocess.run(["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True,
-                          timeout=60, cwd=units[0].parent)
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True, timeout=60, cwd=units[0].parent
+    )
     return proc.returncode, (proc.stdout + proc.stderr).strip()
 
 
@@ -106,8 +120,13 @@ def test_units_pass_systemd_analyze_verify(analyze: None, tmp_path: Path) -> Non
 def test_units_security_exposure_is_low(analyze: None, tmp_path: Path) -> None:
     """systemd-analyze security --offline rates both units at most MAX_EXPOSURE (of 10)."""
     for unit in runnable_copies(tmp_path):
-        proc = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
-                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        proc = subprocess.run(
+            ["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
         m = re.search(r"Overall exposure level for \S+: ([\d.]+)", proc.stdout + proc.stderr)
         if m is None:
             pytest.skip(f"systemd-analyze security --offline gave no rating here: {proc.stderr[:300]}")
@@ -126,8 +145,12 @@ def test_unit_declares_the_service_contract() -> None:
     assert one["ExecStart"] == f"{SHIPPED_BIN} monitor --config /etc/plantwatch/plantwatch.toml"
     assert one.get("DynamicUser") == "yes" or one.get("User") not in (None, "root")
     assert one["StateDirectory"] == "plantwatch" and one["ConfigurationDirectory"] == "plantwatch"
-    for key, want in (("NoNewPrivileges", "yes"), ("ProtectSystem", "strict"), ("ProtectHome", "yes"),
-                      ("PrivateTmp", "yes")):
+    for key, want in (
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+    ):
         assert one[key] == want, key
     assert one["RestrictAddressFamilies"].split() == ["AF_UNIX", "AF_INET", "AF_INET6"]
     assert "MemoryDenyWriteExecute" not in one, "W^X memory breaks PyTorch's JIT-generated CPU kernels"
@@ -141,9 +164,16 @@ def test_template_differs_from_the_unit_only_in_its_shard() -> None:
     unit, tmpl = parse_unit(UNIT), parse_unit(TEMPLATE)
     assert values(tmpl, "ExecStart") == [f"{SHIPPED_BIN} monitor --config /etc/plantwatch/%i.toml"]
     assert "PLANTWATCH_INSTANCE=%i" in values(tmpl, "Environment")
+
     def common(u: dict[str, list[tuple[str, str]]]) -> dict[str, list[tuple[str, str]]]:
-        return {s: [(k, v) for k, v in kv if k not in ("ExecStart", "Description")
-                    and (k, v) != ("Environment", "PLANTWATCH_INSTANCE=%i")] for s, kv in u.items()}
+        return {
+            s: [
+                (k, v)
+                for k, v in kv
+                if k not in ("ExecStart", "Description") and (k, v) != ("Environment", "PLANTWATCH_INSTANCE=%i")
+            ]
+            for s, kv in u.items()
+        }
 
     assert common(unit) == common(tmpl)
 
@@ -168,8 +198,13 @@ def test_shipped_config_passes_check_config_once_models_exist(tmp_path: Path) ->
     (tmp_path / "mqtt-password").write_text("secret\n")
 
     def run(path: Path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([plantwatch_script(), "check-config", str(path)], capture_output=True, text=True,
-                              timeout=120, env={**_env(), **env})
+        return subprocess.run(
+            [plantwatch_script(), "check-config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**_env(), **env},
+        )
 
     refused = run(SHIPPED_CONFIG)
     assert refused.returncode == 2 and f"{SHIPPED_MODELS}default" in refused.stderr, refused.stderr
@@ -223,8 +258,9 @@ def notify_socket() -> Iterator[NotifySocket]:
     shutil.rmtree(d, ignore_errors=True)
 
 
-def test_monitor_speaks_sd_notify_as_the_unit_runs_it(mosquitto: Any, notify_socket: NotifySocket,
-                                                       tmp_path: Path) -> None:
+def test_monitor_speaks_sd_notify_as_the_unit_runs_it(
+    mosquitto: Any, notify_socket: NotifySocket, tmp_path: Path
+) -> None:
     """Run ExecStart with the unit's environment, NOTIFY_SOCKET and WATCHDOG_USEC=2 s against a real broker:
     READY=1 once subscribed, WATCHDOG=1 at least every second, RELOADING=1 then READY=1 on SIGHUP,
     STOPPING=1 and exit 0 on SIGTERM."""
@@ -241,8 +277,13 @@ def test_monitor_speaks_sd_notify_as_the_unit_runs_it(mosquitto: Any, notify_soc
         key, value = assignment.split("=", 1)
         env[key] = value.replace("%d", str(creds))
     port = free_port()
-    env.update(CREDENTIALS_DIRECTORY=str(creds), NOTIFY_SOCKET=str(notify_socket.path), WATCHDOG_USEC="2000000",
-               PLANTWATCH_BROKER_URL=mosquitto.url, PLANTWATCH_METRICS_PORT=str(port))
+    env.update(
+        CREDENTIALS_DIRECTORY=str(creds),
+        NOTIFY_SOCKET=str(notify_socket.path),
+        WATCHDOG_USEC="2000000",
+        PLANTWATCH_BROKER_URL=mosquitto.url,
+        PLANTWATCH_METRICS_PORT=str(port),
+    )
     proc = Process(argv, tmp_path / "monitor.log", env)
     try:
         wait_until(lambda: notify_socket.times("READY=1"), 60, "READY=1")
@@ -254,7 +295,7 @@ def test_monitor_speaks_sd_notify_as_the_unit_runs_it(mosquitto: Any, notify_soc
         time.sleep(3.5)
         beats = [t for t in notify_socket.times("WATCHDOG=1") if t >= notify_socket.times("READY=1")[0]]
         assert len(beats) >= 3, notify_socket.messages
-        assert max(b - a for a, b in zip(beats, beats[1:])) < 2.0, "a gap longer than WATCHDOG_USEC"
+        assert max(b - a for a, b in itertools.pairwise(beats)) < 2.0, "a gap longer than WATCHDOG_USEC"
 
         proc.proc.send_signal(signal.SIGHUP)
         wait_until(lambda: len(notify_socket.times("READY=1")) >= 2, 30, "READY=1 after the reload")

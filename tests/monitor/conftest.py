@@ -99,7 +99,9 @@ class Plant:
     def raw(self, topic: str, payload: bytes | str, retain: bool = False) -> paho.MQTTMessageInfo:
         return self.client.publish(topic, payload, qos=1, retain=retain)
 
-    def send(self, asset: str, seq: int, ts: float | None = None, row: np.ndarray | None = None) -> paho.MQTTMessageInfo:
+    def send(
+        self, asset: str, seq: int, ts: float | None = None, row: np.ndarray | None = None
+    ) -> paho.MQTTMessageInfo:
         row = self.rows[seq % len(self.rows)] if row is None else row
         payload = wire.encode_telemetry(time.time() if ts is None else ts, seq, values(row))
         return self.raw(wire.telemetry_topic(self.prefix, asset), payload)
@@ -178,18 +180,31 @@ def sample(port: int, name: str, labels: dict[str, str] | None = None) -> float 
 class MonitorProcess:
     """``python -m monitor monitor ...`` as a real process, its JSON log lines kept."""
 
-    def __init__(self, workdir: Path, args: list[str], env: dict[str, str] | None = None, name: str = "monitor") -> None:
+    def __init__(
+        self, workdir: Path, args: list[str], env: dict[str, str] | None = None, name: str = "monitor"
+    ) -> None:
         self.port = free_port()
         self.log_path = workdir / f"{name}-{time.monotonic_ns()}.log"
-        self._log = open(self.log_path, "wb")
-        cmd = [sys.executable, "-m", "monitor", "--log-level", "debug", "--log-json", "monitor",
-               "--metrics-port", str(self.port), *args]
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 (the process writes to it)
+        cmd = [
+            sys.executable,
+            "-m",
+            "monitor",
+            "--log-level",
+            "debug",
+            "--log-json",
+            "monitor",
+            "--metrics-port",
+            str(self.port),
+            *args,
+        ]
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=self._log, env={**os.environ, **(env or {})})
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         def ready() -> bool:
             assert self.proc.poll() is None, f"monitor exited early: {self.log_path.read_text()[-2000:]}"
             return http_get(self.port, "/readyz")[0] == 200
+
         wait_until(ready, timeout, "/readyz 200")
 
     def signal(self, sig: int) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 from pathlib import Path
 
 import numpy as np
@@ -32,17 +34,20 @@ def test_time_column_by_name_and_by_content(tmp_path: Path) -> None:
     assert t.time_column is None
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "empty file"),
-    ("a,b\n", "no data rows"),
-    ("1,2\n3,4\n", "header row naming the sensors is required"),
-    ("a,a\n1,2\n", "duplicate column"),
-    ("a,b\n1,2\n3,\n", "row 3, column 'b': missing value"),
-    ("a,b\n1,2\n3,x\n", "row 3, column 'b': not a number: 'x'"),
-    ("a,b\n1,2\n3,nan\n", "row 3, column 'b': missing value"),
-    ("a,b\n1,2\n3,4,5\n", "row 3: 3 cells, the header has 2"),
-    ("a,b\n1,2\n\n3,inf\n", "row 4, column 'b': not a finite number"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "empty file"),
+        ("a,b\n", "no data rows"),
+        ("1,2\n3,4\n", "header row naming the sensors is required"),
+        ("a,a\n1,2\n", "duplicate column"),
+        ("a,b\n1,2\n3,\n", "row 3, column 'b': missing value"),
+        ("a,b\n1,2\n3,x\n", "row 3, column 'b': not a number: 'x'"),
+        ("a,b\n1,2\n3,nan\n", "row 3, column 'b': missing value"),
+        ("a,b\n1,2\n3,4,5\n", "row 3: 3 cells, the header has 2"),
+        ("a,b\n1,2\n\n3,inf\n", "row 4, column 'b': not a finite number"),
+    ],
+)
 def test_bad_files_name_file_row_and_column(tmp_path: Path, text: str, message: str) -> None:
     p = _write(tmp_path, text)
     with pytest.raises(InputError) as exc:
@@ -65,7 +70,7 @@ def test_chunks_cover_the_file_in_order(tmp_path: Path) -> None:
     assert len(chunks) == 16
     values = np.concatenate([c.values for c in chunks])
     assert values[:, 0].tolist() == list(range(1000))
-    assert sum((c.timestamps for c in chunks), [])[-1] == "t999"
+    assert functools.reduce(operator.iadd, (c.timestamps for c in chunks), [])[-1] == "t999"
 
 
 def test_quoted_cells_are_read(tmp_path: Path) -> None:

@@ -39,8 +39,16 @@ def both(payload: bytes | str, reason: str) -> None:
 
 
 def test_a_topic_that_is_not_prefix_asset_telemetry_is_a_bad_topic() -> None:
-    for topic in ["plant/a/alarm", "other/a/telemetry", "plant/telemetry", "plant//telemetry",
-                  "plant/a/b/telemetry", "plant/_monitor/telemetry", "plant/+/telemetry", "plant/ a/telemetry"]:
+    for topic in [
+        "plant/a/alarm",
+        "other/a/telemetry",
+        "plant/telemetry",
+        "plant//telemetry",
+        "plant/a/b/telemetry",
+        "plant/_monitor/telemetry",
+        "plant/+/telemetry",
+        "plant/ a/telemetry",
+    ]:
         rejected(wire.asset_of(topic, "plant"), "bad_topic")
     assert wire.asset_of("plant/boiler 1/telemetry", "plant") == "boiler 1"
     assert wire.asset_of("site/plant/b/drill", "site/plant", "drill") == "b"
@@ -83,8 +91,11 @@ def test_a_sensor_value_that_is_not_a_number_is_non_numeric(value: Any) -> None:
 def test_non_finite_values_never_get_through_because_json_cannot_carry_them() -> None:
     """orjson refuses NaN, Infinity and 1e400, so the decoders answer not_json before
     non_finite could apply; non_finite stays for payload paths that bypass JSON."""
-    for text in ('{"ts":1,"seq":1,"values":{"a":NaN,"b":1}}', '{"ts":1,"seq":1,"values":{"a":1e400,"b":1}}',
-                 '{"ts":1,"seq":1,"values":{"a":-Infinity,"b":1}}'):
+    for text in (
+        '{"ts":1,"seq":1,"values":{"a":NaN,"b":1}}',
+        '{"ts":1,"seq":1,"values":{"a":1e400,"b":1}}',
+        '{"ts":1,"seq":1,"values":{"a":-Infinity,"b":1}}',
+    ):
         both(text, "not_json")
     assert wire._value("a", float("inf")) == Rejection("non_finite", "a")
 
@@ -131,7 +142,10 @@ def test_a_good_payload_decodes_into_the_row_in_model_order() -> None:
 # ------------------------------------------------------------ properties
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
     max_leaves=12,
@@ -158,14 +172,24 @@ def test_arbitrary_bytes_never_raise_and_give_a_known_reason(payload: bytes) -> 
 @given(st.one_of(json_values, headers))
 def test_arbitrary_json_never_raises_and_gives_a_known_reason(obj: Any) -> None:
     payload = orjson.dumps(obj)
-    for result in (wire.decode_telemetry(payload), wire.decode_telemetry(payload.decode()),
-                   wire.decode_row(payload, INDEX, np.zeros(2))):
+    for result in (
+        wire.decode_telemetry(payload),
+        wire.decode_telemetry(payload.decode()),
+        wire.decode_row(payload, INDEX, np.zeros(2)),
+    ):
         check(result)
 
 
 @PROPERTY
-@given(st.fixed_dictionaries({"ts": json_values, "seq": json_values,
-                              "values": st.dictionaries(st.sampled_from(["a", "b", "c"]), json_values)}))
+@given(
+    st.fixed_dictionaries(
+        {
+            "ts": json_values,
+            "seq": json_values,
+            "values": st.dictionaries(st.sampled_from(["a", "b", "c"]), json_values),
+        }
+    )
+)
 def test_arbitrary_headers_and_values_never_raise(obj: dict[str, Any]) -> None:
     check(wire.decode_telemetry(orjson.dumps(obj)))
     check(wire.decode_row(orjson.dumps(obj), INDEX, np.zeros(2)))

@@ -29,18 +29,36 @@ def test_demo_runs_end_to_end(kind: str, demo_cache: Path, tmp_path: Path) -> No
     metrics, broker = free_port(), free_port()
     with open(tmp_path / "demo.log", "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "demo", "--duration", "25", "--metrics-port", str(metrics),
-             "--broker-port", str(broker), "--broker-kind", kind, "--no-view", "--cache", str(demo_cache)],
-            stdout=log, stderr=subprocess.STDOUT, text=True)
+            [
+                sys.executable,
+                "-m",
+                "monitor",
+                "demo",
+                "--duration",
+                "25",
+                "--metrics-port",
+                str(metrics),
+                "--broker-port",
+                str(broker),
+                "--broker-kind",
+                kind,
+                "--no-view",
+                "--cache",
+                str(demo_cache),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     try:
-        deadline = time.monotonic() + 240          # first run trains the demo models
+        deadline = time.monotonic() + 240  # first run trains the demo models
         while time.monotonic() < deadline and _get(f"http://127.0.0.1:{metrics}/readyz")[0] != 200:
             assert proc.poll() is None, (tmp_path / "demo.log").read_text()
             time.sleep(0.5)
         assert _get(f"http://127.0.0.1:{metrics}/readyz")[0] == 200
         scored = ""
         for _ in range(40):
-            status, body = _get(f"http://127.0.0.1:{metrics}/metrics")
+            _status, body = _get(f"http://127.0.0.1:{metrics}/metrics")
             scored = [ln for ln in body.splitlines() if ln.startswith('plantwatch_messages_total{asset="asset01"}')]
             if scored and float(scored[0].split()[-1]) > 5:
                 break

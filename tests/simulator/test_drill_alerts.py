@@ -29,34 +29,56 @@ RULES = DEPLOY / "prometheus" / "rules" / "plantwatch.rules.yml"
 
 # ---------------------------------------------------------------- judging, without Prometheus
 
+
 def test_firing_samples_become_spans_and_the_last_one_may_still_be_firing() -> None:
     assert _spans([], 1.0, 100.0) == []
     assert _spans([10, 11, 12, 20, 21], 1.0, 100.0) == [(10, 12), (20, 21)]
-    assert _spans([10, 11, 12, 99, 100], 1.0, 100.0) == [(10, 12), (99, None)]       # firing when last asked
-    assert _spans([10, 11, 12, 99, 100], 1.0, math.inf) == [(10, 12), (99, 100)]     # had resolved by then
+    assert _spans([10, 11, 12, 99, 100], 1.0, 100.0) == [(10, 12), (99, None)]  # firing when last asked
+    assert _spans([10, 11, 12, 99, 100], 1.0, math.inf) == [(10, 12), (99, 100)]  # had resolved by then
 
 
 def test_an_injection_is_answered_by_the_first_firing_that_began_after_it() -> None:
-    assert outcome([(90.0, 95.0), (105.0, 130.0), (150.0, None)], 100.0, 140.0) == \
-        AlertOutcome(True, 5.0, 30.0)
-    assert outcome([(150.0, None)], 100.0, 140.0).fired is False         # after the injection's window
-    held = outcome([(80.0, 125.0)], 100.0, 140.0)                     # an earlier alarm, kept by keep_firing_for
+    assert outcome([(90.0, 95.0), (105.0, 130.0), (150.0, None)], 100.0, 140.0) == AlertOutcome(True, 5.0, 30.0)
+    assert outcome([(150.0, None)], 100.0, 140.0).fired is False  # after the injection's window
+    held = outcome([(80.0, 125.0)], 100.0, 140.0)  # an earlier alarm, kept by keep_firing_for
     assert held.fired and held.latency_s is None and held.resolved_s == 25.0 and "already firing" in str(held.note)
     assert outcome([(10.0, 20.0)], 100.0, 140.0) == AlertOutcome(False)
 
 
 def _record(alerts: dict[str, list] | None) -> DrillRecord:
-    s = scenario.parse({**BASE, "monitor": {"prometheus_url": "http://127.0.0.1:9/"}, "injections": [
-        {"asset": "asset01", "kind": "bias", "start_s": 10, "duration_s": 4},
-        {"asset": "asset01", "kind": "drift", "start_s": 60, "duration_s": 4}],
-        "criteria": {"max_time_to_detect_s": 5, "min_detection_rate": 0.5}})
+    s = scenario.parse(
+        {
+            **BASE,
+            "monitor": {"prometheus_url": "http://127.0.0.1:9/"},
+            "injections": [
+                {"asset": "asset01", "kind": "bias", "start_s": 10, "duration_s": 4},
+                {"asset": "asset01", "kind": "drift", "start_s": 60, "duration_s": 4},
+            ],
+            "criteria": {"max_time_to_detect_s": 5, "min_detection_rate": 0.5},
+        }
+    )
     t0 = 1000.0
-    truths = [wire.DrillTruth("asset01-drill", "001-bias", "bias", ("a",), t0 + 10, t0 + 13.9, 8.0, "end"),
-              wire.DrillTruth("asset01-drill", "002-drift", "drift", ("c",), t0 + 60, t0 + 63.9, 6.0, "end")]
-    alarms = [_event("asset01-drill", "raised", t0 + 12, t0 + 11.5), _event("asset01-drill", "cleared", t0 + 16, t0 + 11.5),
-              _event("asset01-drill", "raised", t0 + 61, t0 + 60.5), _event("asset01-drill", "cleared", t0 + 66, t0 + 60.5)]
-    record = DrillRecord(s, t0, t0 + 80, [object()] * 2, truths, alarms, [],  # type: ignore[list-item]
-                         {"asset01-drill": ["a", "b", "c"]}, PublishSummary({"asset01-drill": 800}))
+    truths = [
+        wire.DrillTruth("asset01-drill", "001-bias", "bias", ("a",), t0 + 10, t0 + 13.9, 8.0, "end"),
+        wire.DrillTruth("asset01-drill", "002-drift", "drift", ("c",), t0 + 60, t0 + 63.9, 6.0, "end"),
+    ]
+    alarms = [
+        _event("asset01-drill", "raised", t0 + 12, t0 + 11.5),
+        _event("asset01-drill", "cleared", t0 + 16, t0 + 11.5),
+        _event("asset01-drill", "raised", t0 + 61, t0 + 60.5),
+        _event("asset01-drill", "cleared", t0 + 66, t0 + 60.5),
+    ]
+    record = DrillRecord(
+        s,
+        t0,
+        t0 + 80,
+        [object()] * 2,
+        truths,
+        alarms,
+        [],  # type: ignore[list-item]
+        {"asset01-drill": ["a", "b", "c"]},
+        PublishSummary({"asset01-drill": 800}),
+    )
     record.alerts = alerts
     record.alert_rule = AlertRule(ALERT, 2.0, 3.0, 1.0)
     return record
@@ -71,8 +93,14 @@ def test_the_report_puts_alert_latency_beside_the_time_to_detect() -> None:
     keys = list(first)
     assert keys[keys.index("time_to_detect_s") + 1] == "alert_latency_s"
     assert r["criteria"]["alert_fired"]["pass"] and not r["criteria"]["alert_resolved"]["pass"] and not r["pass"]
-    assert r["prometheus"] == {"url": "http://127.0.0.1:9/", "alert": ALERT, "answered": True,
-                               "for_s": 2.0, "keep_firing_for_s": 3.0, "interval_s": 1.0}
+    assert r["prometheus"] == {
+        "url": "http://127.0.0.1:9/",
+        "alert": ALERT,
+        "answered": True,
+        "for_s": 2.0,
+        "keep_firing_for_s": 3.0,
+        "interval_s": 1.0,
+    }
     md = report.markdown(r)
     assert "| time to detect (s) | alert latency (s) | alert resolved (s) |" in md
     assert "| 2 | 5 | 10 |" in md and "| 1 | 4 | - |" in md
@@ -83,8 +111,9 @@ def test_alarms_seen_on_metrics_but_never_on_mqtt_are_pointed_at_the_acl() -> No
     record.alarms = []
     record.scrapes = [Scrape(1012.0 + k, "asset01-drill", 9.0, 1.0, 1.0, 100.0 + k) for k in range(5)]
     r = report.evaluate(record)
-    assert not r["pass"] and any("no alarm event reached the drill" in p and "plant/+/alarm" in p
-                                 for p in r["problems"]), r["problems"]
+    assert not r["pass"] and any(
+        "no alarm event reached the drill" in p and "plant/+/alarm" in p for p in r["problems"]
+    ), r["problems"]
 
 
 def test_a_drill_whose_prometheus_did_not_answer_fails_the_alert_check() -> None:
@@ -117,16 +146,22 @@ def monitor_process(tmp_path: Path, mosquitto: Mosquitto, models: dict[str, Path
     """``plantwatch monitor`` as a child process scoring asset01's drill copy; yields its metrics port."""
     port = free_port()
     cfg = tmp_path / "monitor.toml"
-    cfg.write_text(f'instance = "alerttest"\n[broker]\nurl = "{mosquitto.url}"\n[metrics]\nport = {port}\n'
-                   f'[models]\nunknown_asset = "reject"\n[models.assets]\n"asset01*" = "{models["asset01"]}"\n')
+    cfg.write_text(
+        f'instance = "alerttest"\n[broker]\nurl = "{mosquitto.url}"\n[metrics]\nport = {port}\n'
+        f'[models]\nunknown_asset = "reject"\n[models.assets]\n"asset01*" = "{models["asset01"]}"\n'
+    )
     with running_monitor(cfg, port, tmp_path / "monitor.log"):
         yield port
 
 
 @pytest.fixture
 def prometheus(tmp_path: Path, monitor_process: int) -> Iterator[Prometheus]:
-    prom = Prometheus(tmp_path / "prometheus", f"127.0.0.1:{monitor_process}", interval="1s",
-                      rules=[short_rules(tmp_path / "plantwatch.rules.yml")])
+    prom = Prometheus(
+        tmp_path / "prometheus",
+        f"127.0.0.1:{monitor_process}",
+        interval="1s",
+        rules=[short_rules(tmp_path / "plantwatch.rules.yml")],
+    )
     try:
         prom.wait_ready()
         wait_until(lambda: prom.query(f'up{{job="{prom.job}"}} == 1'), 30, "Prometheus scraping the monitor")
@@ -138,7 +173,8 @@ def prometheus(tmp_path: Path, monitor_process: int) -> Iterator[Prometheus]:
 
 @pytest.mark.skipif(exe("prometheus") is None, reason="Debian's prometheus is not installed")
 def test_a_drill_reports_the_alert_firing_and_resolving_beside_the_monitors_detection(
-        tmp_path: Path, mosquitto: Mosquitto, monitor_process: int, prometheus: Prometheus) -> None:
+    tmp_path: Path, mosquitto: Mosquitto, monitor_process: int, prometheus: Prometheus
+) -> None:
     """A bias on asset01's drill copy raises the monitor's alarm, which Prometheus (scraping /metrics every
     1 s, evaluating every 1 s) turns into the shipped PlantwatchAssetInAlarm alert; the drill reads ALERTS
     back and reports when it fired and resolved, from the same origin as the monitor's time to detect.
@@ -164,9 +200,21 @@ start_s = 4
 duration_s = 8
 """)
     out = tmp_path / "report"
-    code = main(["drill", "--scenario", str(tmp_path / "drill.toml"), "--broker", mosquitto.url,
-                 "--metrics-url", f"http://127.0.0.1:{monitor_process}/metrics",
-                 "--prometheus-url", prometheus.url, "--report", str(out)])
+    code = main(
+        [
+            "drill",
+            "--scenario",
+            str(tmp_path / "drill.toml"),
+            "--broker",
+            mosquitto.url,
+            "--metrics-url",
+            f"http://127.0.0.1:{monitor_process}/metrics",
+            "--prometheus-url",
+            prometheus.url,
+            "--report",
+            str(out),
+        ]
+    )
     r = json.loads((out / "report.json").read_text())
     (row,) = r["injections"]
     assert row["detected"] and 0 <= row["time_to_detect_s"] <= 6, row

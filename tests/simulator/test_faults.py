@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,7 +25,7 @@ from simulator.process import AssetProcess
 
 SEED, K, N = 11, 12, 1400
 START, DURATION = 500, 600
-BLOCKS = (1, 13, 250, 7, 400)   # uneven blocks: the result must not depend on them
+BLOCKS = (1, 13, 250, 7, 400)  # uneven blocks: the result must not depend on them
 
 
 def run(specs: Sequence[FaultSpec], blocks: Sequence[int] = BLOCKS) -> tuple[np.ndarray, list[Injection]]:
@@ -52,9 +53,10 @@ def test_each_fault_changes_only_its_rows_and_sensors(kind: str) -> None:
     rows, cols = np.nonzero(changed.any(axis=1))[0], np.nonzero(changed.any(axis=0))[0]
     assert rows.min() == inj.start == START and rows.max() == inj.end == START + DURATION - 1
     assert list(cols) == sorted(inj.columns) and [x for x in inj.sensors] == [
-        AssetProcess(SEED, 1, K).sensors[c] for c in inj.columns]
-    if kind not in ("spikes", "intermittent"):        # these leave some rows of the window alone
-        assert changed[START:START + DURATION][:, inj.columns].all()
+        AssetProcess(SEED, 1, K).sensors[c] for c in inj.columns
+    ]
+    if kind not in ("spikes", "intermittent"):  # these leave some rows of the window alone
+        assert changed[START : START + DURATION][:, inj.columns].all()
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -65,7 +67,7 @@ def test_block_boundaries_do_not_change_a_fault(kind: str) -> None:
 
 
 def window(x: np.ndarray, inj: Injection) -> np.ndarray:
-    return x[inj.start:inj.end + 1][:, inj.columns]
+    return x[inj.start : inj.end + 1][:, inj.columns]
 
 
 def test_bias_shifts_by_magnitude_standard_deviations() -> None:
@@ -108,7 +110,7 @@ def test_intermittent_bias_switches_on_and_off_and_is_on_at_both_ends() -> None:
 def test_coefficient_fault_makes_the_sensors_swing_wider_and_slower() -> None:
     x, (inj,) = run([FaultSpec("coefficient", START, DURATION, magnitude=3)])
     d = np.abs(window(x - CLEAN, inj))
-    assert (d[:5].mean(axis=0) < d[-300:].mean(axis=0)).all()          # diverges from normal
+    assert (d[:5].mean(axis=0) < d[-300:].mean(axis=0)).all()  # diverges from normal
     assert (window(x, inj).std(axis=0) > window(CLEAN, inj).std(axis=0)).all()
 
 
@@ -137,8 +139,7 @@ def test_additive_pattern_refuses_a_pattern_of_the_wrong_width() -> None:
 
 def test_injection_set_reports_when_each_fault_starts_and_ends() -> None:
     p = AssetProcess(SEED, 1, K)
-    faults = InjectionSet(bind_faults([parse_fault("bias@10+5"), parse_fault("noise@12+1")],
-                                      [FaultTarget.of(p)], SEED))
+    faults = InjectionSet(bind_faults([parse_fault("bias@10+5"), parse_fault("noise@12+1")], [FaultTarget.of(p)], SEED))
     seen = [faults.apply(p.generate(4), i) for i in range(0, 20, 4)]
     names = [([s.kind for s in started], [e.kind for e in ended]) for started, ended in seen]
     assert names == [([], []), ([], []), (["bias"], []), (["noise"], ["bias", "noise"]), ([], [])]
@@ -146,11 +147,19 @@ def test_injection_set_reports_when_each_fault_starts_and_ends() -> None:
 
 
 def test_truth_carries_the_timestamps_sensors_and_magnitude() -> None:
-    (inj,) = bind_faults([parse_fault("drift@5+10:sensors=TI101,magnitude=2")],
-                         [FaultTarget("asset01", ["TI101"], np.ones(1))], 0)
+    (inj,) = bind_faults(
+        [parse_fault("drift@5+10:sensors=TI101,magnitude=2")], [FaultTarget("asset01", ["TI101"], np.ones(1))], 0
+    )
     t = inj.truth(100.0, 109.0, "end")
     assert (t.asset, t.kind, t.sensors, t.start, t.end, t.magnitude, t.phase) == (
-        "asset01", "drift", ("TI101",), 100.0, 109.0, 2.0, "end")
+        "asset01",
+        "drift",
+        ("TI101",),
+        100.0,
+        109.0,
+        2.0,
+        "end",
+    )
 
 
 # ------------------------------------------------------------ specs
@@ -170,37 +179,43 @@ def test_defaults_are_the_first_asset_a_seeded_choice_of_sensors_and_the_kind_ma
     assert a.magnitude == DEFAULT_MAGNITUDE["noise"]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "expected KIND@START"),
-    ("bias", "expected KIND@START"),
-    ("wobble@1+2", "unknown kind 'wobble'"),
-    ("gan:@1+2", "needs a class name"),
-    ("bias@1", "expected START\\+DURATION"),
-    ("bias@-1+2", "START must be a whole number"),
-    ("bias@x+2", "START must be a whole number"),
-    ("bias@1+0", "DURATION must be a whole number of samples >= 1"),
-    ("bias@1+2.5", "DURATION must be a whole number"),
-    ("bias@\u00b2+2", "START must be a whole number"),
-    ("bias@1+2:speed=3", "unknown option 'speed'"),
-    ("bias@1+2:magnitude", "needs a value"),
-    ("bias@1+2:magnitude=1,magnitude=2", "given twice"),
-    ("bias@1+2:magnitude=big", "magnitude must be a number"),
-    ("bias@1+2:magnitude=nan", "finite"),
-    ("bias@1+2:magnitude=0", "changes nothing"),
-    ("noise@1+2:magnitude=-1", "must be > 0"),
-    ("coefficient@1+2:magnitude=0", "must be > 0"),
-    ("bias@1+2:sensors=TI101;;PI102", "distinct names"),
-    ("bias@1+2:sensors=TI101;TI101", "distinct names"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "expected KIND@START"),
+        ("bias", "expected KIND@START"),
+        ("wobble@1+2", "unknown kind 'wobble'"),
+        ("gan:@1+2", "needs a class name"),
+        ("bias@1", "expected START\\+DURATION"),
+        ("bias@-1+2", "START must be a whole number"),
+        ("bias@x+2", "START must be a whole number"),
+        ("bias@1+0", "DURATION must be a whole number of samples >= 1"),
+        ("bias@1+2.5", "DURATION must be a whole number"),
+        ("bias@\u00b2+2", "START must be a whole number"),
+        ("bias@1+2:speed=3", "unknown option 'speed'"),
+        ("bias@1+2:magnitude", "needs a value"),
+        ("bias@1+2:magnitude=1,magnitude=2", "given twice"),
+        ("bias@1+2:magnitude=big", "magnitude must be a number"),
+        ("bias@1+2:magnitude=nan", "finite"),
+        ("bias@1+2:magnitude=0", "changes nothing"),
+        ("noise@1+2:magnitude=-1", "must be > 0"),
+        ("coefficient@1+2:magnitude=0", "must be > 0"),
+        ("bias@1+2:sensors=TI101;;PI102", "distinct names"),
+        ("bias@1+2:sensors=TI101;TI101", "distinct names"),
+    ],
+)
 def test_bad_specs_are_refused_with_a_message_naming_the_problem(text: str, message: str) -> None:
     with pytest.raises(InputError, match=message):
         parse_fault(text)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("bias@1+2:asset=asset09", "unknown asset 'asset09'; assets: asset01"),
-    ("bias@1+2:sensors=XX999", "asset01 has no sensor 'XX999'; its sensors: TI101"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("bias@1+2:asset=asset09", "unknown asset 'asset09'; assets: asset01"),
+        ("bias@1+2:sensors=XX999", "asset01 has no sensor 'XX999'; its sensors: TI101"),
+    ],
+)
 def test_specs_naming_unknown_assets_or_sensors_are_refused(text: str, message: str) -> None:
     with pytest.raises(InputError, match=message):
         bind_faults([parse_fault(text)], [FaultTarget("asset01", ["TI101", "PI102"], np.ones(2))], 0)
@@ -215,7 +230,7 @@ def test_periodic_faults_take_turns_over_assets_and_kinds_without_overlapping() 
     specs = periodic_faults(["asset01", "asset02"], every_s=30, rate=2, seed=1, first_s=10, horizon_s=600)
     assert specs[0].start == 20 and [s.start for s in specs[:3]] == [20, 80, 140]
     assert [s.asset for s in specs[:4]] == ["asset01", "asset02", "asset01", "asset02"]
-    assert {s.kind for s in specs[:len(KINDS)]} == set(KINDS)
-    assert all(a.start + a.duration <= b.start for a, b in zip(specs, specs[1:]))
+    assert {s.kind for s in specs[: len(KINDS)]} == set(KINDS)
+    assert all(a.start + a.duration <= b.start for a, b in itertools.pairwise(specs))
     assert all(parse_fault(str(s)) == s for s in specs)
     assert specs == periodic_faults(["asset01", "asset02"], every_s=30, rate=2, seed=1, first_s=10, horizon_s=600)

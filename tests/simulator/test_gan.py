@@ -55,8 +55,26 @@ def labelled_csv(path: Path, seed: int, episodes: tuple[int, ...] = (1, 2, 1, 2)
 
 
 def train_tiny(data: Path, out: Path, epochs: int = 3) -> Path:
-    assert main(["gan", "train", "--data", str(data), "--out", str(out), "--epochs", str(epochs),
-                 "--window", str(WINDOW), "--checkpoint-every", "1", "--keep-checkpoints"]) == 0
+    assert (
+        main(
+            [
+                "gan",
+                "train",
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--epochs",
+                str(epochs),
+                "--window",
+                str(WINDOW),
+                "--checkpoint-every",
+                "1",
+                "--keep-checkpoints",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -83,19 +101,38 @@ def test_csv_episodes_are_the_runs_of_rows_with_the_same_nonzero_fault_label(tin
 
 def test_truth_files_written_by_the_simulator_label_the_rows_of_a_history_csv(tmp_path: Path) -> None:
     out = tmp_path / "hist.csv"
-    assert main(["simulate", "--to-csv", str(out), "--samples", "400", "--sensors", "10",
-                 "--fault", "drift@100+80", "--fault", "bias@250+60"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--to-csv",
+                str(out),
+                "--samples",
+                "400",
+                "--sensors",
+                "10",
+                "--fault",
+                "drift@100+80",
+                "--fault",
+                "bias@250+60",
+            ]
+        )
+        == 0
+    )
     data = load(out)
     assert data.classes == ["bias", "drift"]
     assert [len(e) for e in data.episodes] == [80, 60] and len(data.normal) == 400 - 140
 
 
-@pytest.mark.parametrize("content, message", [
-    ("a,b\n1,2\n3,4\n", "no 'fault' column"),
-    ("a,b,fault\n1,2,0\n3,4,1.5\n", "whole number"),
-    ("a,b,fault\n" + "1,2,0\n" * 3 + "1,2,1\n" * 20, "at least 8 are needed"),
-    ("a,b,fault\n" + "1,2,0\n" * 20, "no fault episodes"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("a,b\n1,2\n3,4\n", "no 'fault' column"),
+        ("a,b,fault\n1,2,0\n3,4,1.5\n", "whole number"),
+        ("a,b,fault\n" + "1,2,0\n" * 3 + "1,2,1\n" * 20, "at least 8 are needed"),
+        ("a,b,fault\n" + "1,2,0\n" * 20, "no fault episodes"),
+    ],
+)
 def test_unusable_csvs_are_refused_with_the_reason(tmp_path: Path, content: str, message: str) -> None:
     (tmp_path / "x.csv").write_text(content)
     with pytest.raises(InputError, match=message):
@@ -146,19 +183,55 @@ def test_a_tampered_truncated_or_foreign_folder_is_refused(tiny_gan: Path, tmp_p
     assert main(["gan", "sample", "--gan", str(bad), "--class", "1", "--out", str(tmp_path / "x.csv")]) == 2
 
 
-def test_training_refuses_to_overwrite_and_windows_longer_than_every_episode(tiny_data: Path, tiny_gan: Path,
-                                                                              tmp_path: Path) -> None:
+def test_training_refuses_to_overwrite_and_windows_longer_than_every_episode(
+    tiny_data: Path, tiny_gan: Path, tmp_path: Path
+) -> None:
     assert main(["gan", "train", "--data", str(tiny_data), "--out", str(tiny_gan)]) == 2
     assert main(["gan", "train", "--data", str(tiny_data), "--out", str(tmp_path / "g"), "--window", "96"]) == 2
     assert not (tmp_path / "g").exists()
 
 
 def test_sample_writes_csv_and_npy_of_the_requested_shape(tiny_gan: Path, tmp_path: Path) -> None:
-    assert main(["gan", "sample", "--gan", str(tiny_gan), "--class", "2", "--n", "3", "--length", "24",
-                 "--out", str(tmp_path / "p.npy")]) == 0
+    assert (
+        main(
+            [
+                "gan",
+                "sample",
+                "--gan",
+                str(tiny_gan),
+                "--class",
+                "2",
+                "--n",
+                "3",
+                "--length",
+                "24",
+                "--out",
+                str(tmp_path / "p.npy"),
+            ]
+        )
+        == 0
+    )
     assert np.load(tmp_path / "p.npy").shape == (3, 24, 6)
-    assert main(["gan", "sample", "--gan", str(tiny_gan), "--class", "2", "--n", "2", "--denoise",
-                 "--units", "sensor", "--out", str(tmp_path / "p.csv")]) == 0
+    assert (
+        main(
+            [
+                "gan",
+                "sample",
+                "--gan",
+                str(tiny_gan),
+                "--class",
+                "2",
+                "--n",
+                "2",
+                "--denoise",
+                "--units",
+                "sensor",
+                "--out",
+                str(tmp_path / "p.csv"),
+            ]
+        )
+        == 0
+    )
     lines = (tmp_path / "p.csv").read_text().splitlines()
     assert lines[0] == "pattern,step," + ",".join(SENSORS) and len(lines) == 1 + 2 * WINDOW
     assert main(["gan", "sample", "--gan", str(tiny_gan), "--class", "7", "--out", str(tmp_path / "q.csv")]) == 2
@@ -171,7 +244,7 @@ def test_denoising_removes_normal_noise_and_keeps_a_fault_shift() -> None:
     ref = np.fft.rfftfreq(2 * (len(psd) - 1))
     at = np.stack([np.interp(np.fft.rfftfreq(400), ref, psd[:, j]) for j in range(3)], axis=1)
     noise = rng.normal(0, 1, (400, 3))
-    assert (denoise(noise, at) ** 2).mean() < 0.1 * (noise ** 2).mean()
+    assert (denoise(noise, at) ** 2).mean() < 0.1 * (noise**2).mean()
     step = noise + np.r_[np.zeros(100), np.full(300, 5.0)][:, None]
     out = denoise(step, at)
     assert out[150:, :].mean() == pytest.approx(5.0, abs=0.5) and abs(out[:80].mean()) < 1.0
@@ -180,8 +253,23 @@ def test_denoising_removes_normal_noise_and_keeps_a_fault_shift() -> None:
 def test_evaluate_writes_the_report_keys_markdown_and_figures(tiny_gan: Path, tiny_data: Path, tmp_path: Path) -> None:
     held_out = labelled_csv(tmp_path / "held_out.csv", seed=2, episodes=(2, 1, 2, 1))
     out = tmp_path / "report" / "REPORT.json"
-    assert main(["gan", "evaluate", "--gan", str(tiny_gan), "--data", str(held_out), "--train-data", str(tiny_data),
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "gan",
+                "evaluate",
+                "--gan",
+                str(tiny_gan),
+                "--data",
+                str(held_out),
+                "--train-data",
+                str(tiny_data),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     for key in ("discriminative_accuracy", "tstr_macro_recall", "trtr_macro_recall", "diversity"):
         assert key in report
@@ -192,8 +280,10 @@ def test_evaluate_writes_the_report_keys_markdown_and_figures(tiny_gan: Path, ti
 
 
 def test_evaluate_refuses_the_files_the_gan_was_trained_on(tiny_gan: Path, tiny_data: Path, tmp_path: Path) -> None:
-    assert main(["gan", "evaluate", "--gan", str(tiny_gan), "--data", str(tiny_data),
-                 "--out", str(tmp_path / "r.json")]) == 2
+    assert (
+        main(["gan", "evaluate", "--gan", str(tiny_gan), "--data", str(tiny_data), "--out", str(tmp_path / "r.json")])
+        == 2
+    )
 
 
 def test_noise_spectrum_is_stored_on_a_fixed_grid_and_read_at_any_length(tiny_gan: Path) -> None:

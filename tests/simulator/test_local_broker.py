@@ -24,7 +24,7 @@ time.sleep(60)
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-        with open(f"/proc/{pid}/stat") as f:           # a zombie has ended
+        with open(f"/proc/{pid}/stat") as f:  # a zombie has ended
             return f.read().split()[2] != "Z"
     except (ProcessLookupError, FileNotFoundError):
         return False

@@ -70,13 +70,15 @@ class Subscriber:
 
 
 def test_each_asset_publishes_its_process_samples_with_contiguous_seq_and_steady_ts(
-        mosquitto: Mosquitto, subscriber: Subscriber) -> None:
+    mosquitto: Mosquitto, subscriber: Subscriber
+) -> None:
     began = time.time()
     with capture_logs() as events:
-        summary = Publisher(settings_from_url(mosquitto.url), make_assets(3, seed=2, n_sensors=9),
-                            rate=20, duration=1.0).run()
+        summary = Publisher(
+            settings_from_url(mosquitto.url), make_assets(3, seed=2, n_sensors=9), rate=20, duration=1.0
+        ).run()
     assert summary.messages == {"asset01": 20, "asset02": 20, "asset03": 20} and summary.unconfirmed == 0
-    assert [e["event"] for e in events] == ["publish_started", "publish_finished"]   # none per message
+    assert [e["event"] for e in events] == ["publish_started", "publish_finished"]  # none per message
     assert events[1]["messages"] == summary.messages
     subscriber.wait_for(lambda: len(subscriber.messages) >= 60)
     for i in (1, 2, 3):
@@ -89,10 +91,12 @@ def test_each_asset_publishes_its_process_samples_with_contiguous_seq_and_steady
 
 
 def test_setting_the_stop_event_ends_a_run_cleanly_with_everything_delivered(
-        mosquitto: Mosquitto, subscriber: Subscriber) -> None:
+    mosquitto: Mosquitto, subscriber: Subscriber
+) -> None:
     stop = threading.Event()
-    publisher = Publisher(settings_from_url(mosquitto.url), make_assets(2, seed=0, n_sensors=8),
-                          rate=50, stop_event=stop)
+    publisher = Publisher(
+        settings_from_url(mosquitto.url), make_assets(2, seed=0, n_sensors=8), rate=50, stop_event=stop
+    )
     result: list[Any] = []
     thread = threading.Thread(target=lambda: result.append(publisher.run()))
     thread.start()
@@ -108,12 +112,11 @@ def test_setting_the_stop_event_ends_a_run_cleanly_with_everything_delivered(
 
 
 def test_a_fault_announces_its_truth_with_the_ts_of_its_first_and_last_samples(
-        mosquitto: Mosquitto, subscriber: Subscriber) -> None:
+    mosquitto: Mosquitto, subscriber: Subscriber
+) -> None:
     assets = make_assets(2, seed=1, n_sensors=10)
-    (inj,) = bind_faults([parse_fault("bias@5+10:asset=asset02,magnitude=4")],
-                         [FaultTarget.of(a) for a in assets], 1)
-    summary = Publisher(settings_from_url(mosquitto.url), assets, rate=50, duration=0.6,
-                        injections=[inj]).run()
+    (inj,) = bind_faults([parse_fault("bias@5+10:asset=asset02,magnitude=4")], [FaultTarget.of(a) for a in assets], 1)
+    summary = Publisher(settings_from_url(mosquitto.url), assets, rate=50, duration=0.6, injections=[inj]).run()
     assert summary.faults == [inj.injection_id] and summary.truths == 2
     subscriber.wait_for(lambda: len(subscriber.messages) >= 62)
     got = subscriber.telemetry("asset02")
@@ -128,7 +131,8 @@ def test_a_fault_announces_its_truth_with_the_ts_of_its_first_and_last_samples(
 
 
 def test_a_fault_cut_short_by_the_end_of_the_run_gets_an_end_truth_at_the_last_sample(
-        mosquitto: Mosquitto, subscriber: Subscriber) -> None:
+    mosquitto: Mosquitto, subscriber: Subscriber
+) -> None:
     (asset,) = make_assets(1, seed=0, n_sensors=8)
     injections = bind_faults([parse_fault("noise@3+1000")], [FaultTarget.of(asset)], 0)
     Publisher(settings_from_url(mosquitto.url), [asset], rate=50, duration=0.2, injections=injections).run()
@@ -141,8 +145,14 @@ def test_a_fault_cut_short_by_the_end_of_the_run_gets_an_end_truth_at_the_last_s
 
 def test_a_dead_broker_holds_at_most_max_inflight_messages_and_stop_still_works(mosquitto: Mosquitto) -> None:
     stop = threading.Event()
-    publisher = Publisher(settings_from_url(mosquitto.url), make_assets(1, seed=0, n_sensors=8),
-                          rate=100, stop_event=stop, max_inflight=10, drain_timeout=0.5)
+    publisher = Publisher(
+        settings_from_url(mosquitto.url),
+        make_assets(1, seed=0, n_sensors=8),
+        rate=100,
+        stop_event=stop,
+        max_inflight=10,
+        drain_timeout=0.5,
+    )
     result: list[Any] = []
     thread = threading.Thread(target=lambda: result.append(publisher.run()))
     thread.start()
@@ -159,9 +169,25 @@ def test_a_dead_broker_holds_at_most_max_inflight_messages_and_stop_still_works(
 
 
 def test_sigterm_stops_the_simulate_command_cleanly(mosquitto: Mosquitto, subscriber: Subscriber) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "monitor", "--log-json", "simulate", "--broker", mosquitto.url,
-                             "--assets", "2", "--sensors", "8", "--rate", "20"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "monitor",
+            "--log-json",
+            "simulate",
+            "--broker",
+            mosquitto.url,
+            "--assets",
+            "2",
+            "--sensors",
+            "8",
+            "--rate",
+            "20",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         subscriber.wait_for(lambda: len(subscriber.messages) >= 10, timeout=10)
         proc.send_signal(signal.SIGTERM)
@@ -176,41 +202,48 @@ def test_sigterm_stops_the_simulate_command_cleanly(mosquitto: Mosquitto, subscr
     assert len(seqs) >= 5 and seqs == list(range(len(seqs)))
 
 
-@pytest.mark.parametrize("argv, message", [
-    ([], "nothing to do"),
-    (["--to-csv", "x.csv"], "--to-csv needs --samples"),
-    (["--to-csv", "x.csv", "--samples", "0"], "--samples must be >= 1"),
-    (["--to-csv", "x.csv", "--samples", "5", "--broker", "mqtt://127.0.0.1:1"], "--broker does not apply"),
-    (["--to-csv", "x.csv", "--samples", "5", "--replay", "d.csv"], "--replay does not apply"),
-    (["--broker", "mqtt://127.0.0.1:1", "--samples", "5"], "--samples only applies to --to-csv"),
-    (["--broker", "mqtt://127.0.0.1:1", "--loop"], "--loop only applies to --replay"),
-    (["--broker", "mqtt://127.0.0.1:1", "--sensors", "7"], "--sensors must be 8-60"),
-    (["--broker", "mqtt://127.0.0.1:1", "--sensors", "61"], "--sensors must be 8-60"),
-    (["--broker", "mqtt://127.0.0.1:1", "--rate", "0"], "--rate must be > 0"),
-    (["--broker", "mqtt://127.0.0.1:1", "--rate", "nan"], "--rate must be > 0"),
-    (["--broker", "mqtt://127.0.0.1:1", "--assets", "0"], "--assets must be >= 1"),
-    (["--broker", "mqtt://127.0.0.1:1", "--seed", "-1"], "--seed must be >= 0"),
-    (["--broker", "mqtt://127.0.0.1:1", "--asset-index", "2"], "--asset-index only applies to --to-csv"),
-    (["--broker", "mqtt://127.0.0.1:1", "--asset", "x"], "--asset only applies to --replay"),
-    (["--broker", "mqtt://127.0.0.1:1", "--duration", "-1"], "--duration must be > 0"),
-    (["--broker", "mqtt://127.0.0.1:1", "--prefix", "a/+"], "--prefix: invalid topic prefix"),
-    (["--broker", "mqtt://127.0.0.1:1", "--fault", "bias@1"], "expected START\\+DURATION"),
-    (["--broker", "mqtt://127.0.0.1:1", "--replay", "d.csv", "--sensors", "9"], "--sensors does not apply"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "nothing to do"),
+        (["--to-csv", "x.csv"], "--to-csv needs --samples"),
+        (["--to-csv", "x.csv", "--samples", "0"], "--samples must be >= 1"),
+        (["--to-csv", "x.csv", "--samples", "5", "--broker", "mqtt://127.0.0.1:1"], "--broker does not apply"),
+        (["--to-csv", "x.csv", "--samples", "5", "--replay", "d.csv"], "--replay does not apply"),
+        (["--broker", "mqtt://127.0.0.1:1", "--samples", "5"], "--samples only applies to --to-csv"),
+        (["--broker", "mqtt://127.0.0.1:1", "--loop"], "--loop only applies to --replay"),
+        (["--broker", "mqtt://127.0.0.1:1", "--sensors", "7"], "--sensors must be 8-60"),
+        (["--broker", "mqtt://127.0.0.1:1", "--sensors", "61"], "--sensors must be 8-60"),
+        (["--broker", "mqtt://127.0.0.1:1", "--rate", "0"], "--rate must be > 0"),
+        (["--broker", "mqtt://127.0.0.1:1", "--rate", "nan"], "--rate must be > 0"),
+        (["--broker", "mqtt://127.0.0.1:1", "--assets", "0"], "--assets must be >= 1"),
+        (["--broker", "mqtt://127.0.0.1:1", "--seed", "-1"], "--seed must be >= 0"),
+        (["--broker", "mqtt://127.0.0.1:1", "--asset-index", "2"], "--asset-index only applies to --to-csv"),
+        (["--broker", "mqtt://127.0.0.1:1", "--asset", "x"], "--asset only applies to --replay"),
+        (["--broker", "mqtt://127.0.0.1:1", "--duration", "-1"], "--duration must be > 0"),
+        (["--broker", "mqtt://127.0.0.1:1", "--prefix", "a/+"], "--prefix: invalid topic prefix"),
+        (["--broker", "mqtt://127.0.0.1:1", "--fault", "bias@1"], "expected START\\+DURATION"),
+        (["--broker", "mqtt://127.0.0.1:1", "--replay", "d.csv", "--sensors", "9"], "--sensors does not apply"),
+    ],
+)
 def test_bad_option_combinations_exit_2_with_a_clear_message(
-        argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["simulate", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("plantwatch simulate: error: ")
     assert __import__("re").search(message, err), err
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"rate": 0.0}, "rate must be > 0"),
-    ({"rate": 1.0, "duration": 0.0}, "duration must be > 0"),
-    ({"rate": 1.0, "prefix": "a/#"}, "invalid topic prefix"),
-    ({"rate": 1.0, "qos": 3}, "qos must be 0, 1 or 2"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"rate": 0.0}, "rate must be > 0"),
+        ({"rate": 1.0, "duration": 0.0}, "duration must be > 0"),
+        ({"rate": 1.0, "prefix": "a/#"}, "invalid topic prefix"),
+        ({"rate": 1.0, "qos": 3}, "qos must be 0, 1 or 2"),
+    ],
+)
 def test_publisher_refuses_bad_settings_at_construction(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(InputError, match=message):
         Publisher(settings_from_url("mqtt://127.0.0.1:1"), make_assets(1, 0, 8), **kwargs)

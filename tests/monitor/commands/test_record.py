@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 
 from monitor import cli, csvio, wire
-from monitor.mqtt import settings_from_url
 from monitor.commands.record import AssetFile, Recorder, iso
-
+from monitor.mqtt import settings_from_url
 from tests.monitor.conftest import SENSORS, Plant, values, wait_until
 
 
@@ -25,12 +24,29 @@ def csv_rows(path: Path) -> list[str]:
 
 
 def test_record_writes_per_asset_csvs_that_train_accepts_and_exits_cleanly_on_sigterm(
-        mosquitto: Any, plant: Plant, tmp_path: Path, cli_logging: None) -> None:
+    mosquitto: Any, plant: Plant, tmp_path: Path, cli_logging: None
+) -> None:
     out = tmp_path / "history"
-    log = open(tmp_path / "record.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "monitor", "--log-json", "record", "--broker", mosquitto.url,
-                             "--out", str(out), "--assets", "boiler,pump", "--client-id", "rec-test"],
-                            stdout=log, stderr=log)
+    log = open(tmp_path / "record.log", "wb")  # noqa: SIM115 (the process writes to it)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "monitor",
+            "--log-json",
+            "record",
+            "--broker",
+            mosquitto.url,
+            "--out",
+            str(out),
+            "--assets",
+            "boiler,pump",
+            "--client-id",
+            "rec-test",
+        ],
+        stdout=log,
+        stderr=log,
+    )
     try:
         wait_until(lambda: "subscribed" in (tmp_path / "record.log").read_text(), 30, "record subscribed")
         plant.send_many("boiler", range(120), ts0=1.7e9)
@@ -38,10 +54,17 @@ def test_record_writes_per_asset_csvs_that_train_accepts_and_exits_cleanly_on_si
         plant.raw(wire.telemetry_topic("plant", "boiler"), b"not json")
         odd = wire.encode_telemetry(1.7e9 + 500, 500, {**values(plant.rows[0]), "X9": 1.0})
         plant.raw(wire.telemetry_topic("plant", "boiler"), odd).wait_for_publish(5)
-        plant.send_many("boiler", range(100, 105), ts0=1.7e9)          # redelivered rows
-        plant.send_many("other", range(10))                           # not asked for
-        wait_until(lambda: len(csv_rows(out / "boiler.csv")) == 121 and (out / "pump.csv").exists()
-                   and len(csv_rows(out / "pump.csv")) == 81, 10, "rows flushed")
+        plant.send_many("boiler", range(100, 105), ts0=1.7e9)  # redelivered rows
+        plant.send_many("other", range(10))  # not asked for
+        wait_until(
+            lambda: (
+                len(csv_rows(out / "boiler.csv")) == 121
+                and (out / "pump.csv").exists()
+                and len(csv_rows(out / "pump.csv")) == 81
+            ),
+            10,
+            "rows flushed",
+        )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     finally:
@@ -63,9 +86,27 @@ def test_record_writes_per_asset_csvs_that_train_accepts_and_exits_cleanly_on_si
     model = tmp_path / "model"
     import torch
 
-    with mock.patch.object(torch, "set_num_threads"):          # see conftest.train: one thread on a busy host
-        assert cli.main(["--log-level", "error", "train", "--data", str(out / "boiler.csv"), "--out", str(model),
-                         "--epochs", "1", "--folds", "2", "--window", "2"]) == 0
+    with mock.patch.object(torch, "set_num_threads"):  # see conftest.train: one thread on a busy host
+        assert (
+            cli.main(
+                [
+                    "--log-level",
+                    "error",
+                    "train",
+                    "--data",
+                    str(out / "boiler.csv"),
+                    "--out",
+                    str(model),
+                    "--epochs",
+                    "1",
+                    "--folds",
+                    "2",
+                    "--window",
+                    "2",
+                ]
+            )
+            == 0
+        )
     assert (model / "manifest.json").exists()
 
 
@@ -76,7 +117,7 @@ def test_a_recording_resumes_an_existing_file_without_a_second_header_or_duplica
     assert f.write(wire.Telemetry(11.0, 1, {"y": 3.0, "x": 4.0})) is None
     f.close()
     with open(path, "a") as raw:
-        raw.write("1970-01-01T00:00:12")                      # a row cut short by a crash
+        raw.write("1970-01-01T00:00:12")  # a row cut short by a crash
     f = AssetFile(path)
     assert f.sensors == ["x", "y"] and f.last_ts == 11.0
     assert f.write(wire.Telemetry(11.0, 1, {"x": 4.0, "y": 3.0})).reason == "duplicate"  # type: ignore[union-attr]
@@ -85,13 +126,18 @@ def test_a_recording_resumes_an_existing_file_without_a_second_header_or_duplica
     assert f.write(wire.Telemetry(12.0, 2, {"x": 5.0, "y": 6.0})) is None
     f.close()
     assert path.read_text().splitlines() == [
-        "timestamp,x,y", f"{iso(10)},1.0,2.0", f"{iso(11)},4.0,3.0", f"{iso(12)},5.0,6.0"]
+        "timestamp,x,y",
+        f"{iso(10)},1.0,2.0",
+        f"{iso(11)},4.0,3.0",
+        f"{iso(12)},5.0,6.0",
+    ]
 
 
 def test_the_recorder_acknowledges_only_after_writing_so_a_stop_loses_nothing(mosquitto: Any, tmp_path: Path) -> None:
     """Two recorder runs with one client id: what the first did not write, the second does."""
     plant = Plant(mosquitto.port)
     try:
+
         def run(seconds: float) -> tuple[Recorder, threading.Thread]:
             rec = Recorder(settings_from_url(mosquitto.url), tmp_path, client_id="rec-twice")
             t = threading.Thread(target=rec.run, args=(seconds,))
@@ -102,7 +148,7 @@ def test_the_recorder_acknowledges_only_after_writing_so_a_stop_loses_nothing(mo
         first, t1 = run(1.0)
         plant.send_many("a", range(50), ts0=1.7e9)
         t1.join(10)
-        plant.send_many("a", range(50, 90), ts0=1.7e9)                # while no recorder runs
+        plant.send_many("a", range(50, 90), ts0=1.7e9)  # while no recorder runs
         second, t2 = run(1.0)
         t2.join(10)
         assert sum(first.rows.values()) + sum(second.rows.values()) == 90

@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monitor.detector import model_folder as artefact
 from monitor.cli import main
-
+from monitor.detector import model_folder as artefact
 from tests.monitor.detector.fixtures import SENSORS, history, tiny_model, write_csv  # noqa: F401
 
 TRAIN = ["--epochs", "6", "--window", "4", "--folds", "2"]
@@ -126,5 +125,5 @@ def test_semicolon_file_without_timestamps_trains_and_scores(tmp_path: Path) -> 
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "m"), *TRAIN]) == 0
     assert main(["score", "--model", str(tmp_path / "m"), "--data", str(data), "--out", str(tmp_path / "s.csv")]) == 0
     rows = _scores(tmp_path / "s.csv")
-    assert len(rows) == 300 and list(rows[0])[0] == "score"
+    assert len(rows) == 300 and next(iter(rows[0])) == "score"
     assert np.mean([int(r["anomaly"]) for r in rows]) < 0.1

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from monitor.daemon import batch_queue as intake
 from monitor.daemon import BatchQueue
+from monitor.daemon import batch_queue as intake
 
 
 def test_the_docstring_example_runs() -> None:
@@ -24,7 +24,7 @@ def test_a_full_intake_holds_the_producer_until_the_consumer_takes() -> None:
     done = threading.Event()
 
     def produce() -> None:
-        q.put(3)                       # blocks: full
+        q.put(3)  # blocks: full
         done.set()
 
     t = threading.Thread(target=produce)
@@ -50,7 +50,7 @@ def test_take_waits_for_a_first_item_then_fills_the_batch() -> None:
     started = time.monotonic()
     batch = q.take(100, fill_time=0.1, wait=2.0)
     t.join(2)
-    assert batch == [0, 1, 2, 3, 4]                   # one batch, not one item per wake-up
+    assert batch == [0, 1, 2, 3, 4]  # one batch, not one item per wake-up
     assert time.monotonic() - started < 1.0
 
 

@@ -15,13 +15,16 @@ from structlog.testing import capture_logs
 
 from monitor import config, wire
 from monitor.daemon import Monitor
-
 from tests.monitor.conftest import SENSORS, Plant, http_get, retained, values, wait_until
 
 
 def make(mosquitto: Any, model: Path, **over: Any) -> Monitor:
-    doc: dict[str, Any] = {"instance": "t", "broker": {"url": mosquitto.url, "client_id": f"t-{time.monotonic_ns()}"},
-                           "metrics": {"port": 0}, "models": {"default": str(model)}}
+    doc: dict[str, Any] = {
+        "instance": "t",
+        "broker": {"url": mosquitto.url, "client_id": f"t-{time.monotonic_ns()}"},
+        "metrics": {"port": 0},
+        "models": {"default": str(model)},
+    }
     for key, value in over.items():
         section, _, name = key.partition("__")
         if name:
@@ -73,10 +76,12 @@ def test_valid_telemetry_is_scored_and_the_endpoints_answer(started: Monitor, pl
     assert snap["boiler"].messages == 40 and snap["boiler"].threshold > 0 and len(snap["boiler"].top_sensors) == 3
 
 
-def test_gaps_are_counted_by_missed_numbers_and_redeliveries_are_not_scored_twice(started: Monitor, plant: Plant) -> None:
+def test_gaps_are_counted_by_missed_numbers_and_redeliveries_are_not_scored_twice(
+    started: Monitor, plant: Plant
+) -> None:
     plant.send_many("boiler", range(0, 10), ts0=1.7e9)
-    plant.send_many("boiler", range(15, 20), ts0=1.7e9)   # 10-14 never sent: 5 missed
-    plant.send_many("boiler", range(17, 19), ts0=1.7e9)   # a redelivery of 17 and 18
+    plant.send_many("boiler", range(15, 20), ts0=1.7e9)  # 10-14 never sent: 5 missed
+    plant.send_many("boiler", range(17, 19), ts0=1.7e9)  # a redelivery of 17 and 18
     wait_until(lambda: rejected(started, "duplicate") == 2, 10, "duplicates counted")
     assert scored(started, "boiler") == 15
     assert value(started, "plantwatch_sequence_gaps_total", asset="boiler") == 5
@@ -85,7 +90,7 @@ def test_gaps_are_counted_by_missed_numbers_and_redeliveries_are_not_scored_twic
 def test_a_restarted_publisher_with_newer_timestamps_is_scored_not_dropped(started: Monitor, plant: Plant) -> None:
     plant.send_many("boiler", range(100, 110))
     with capture_logs() as logs:
-        plant.send_many("boiler", range(0, 5))       # seq restarts, ts moves on
+        plant.send_many("boiler", range(0, 5))  # seq restarts, ts moves on
         wait_until(lambda: scored(started, "boiler") == 15, 10, "scoring after restart")
     assert any(e["event"] == "sequence_restarted" for e in logs)
     assert rejected(started, "duplicate") == 0
@@ -95,7 +100,7 @@ def test_an_alarm_is_published_retained_as_an_alarm_event(started: Monitor, plan
     plant.send_many("boiler", range(0, 30))
     wait_until(lambda: scored(started, "boiler") == 30, 10, "warm-up")
     rows = plant.rows[30:60].copy()
-    rows[:, 2] += 40.0                                # P1 jumps far outside normal operation
+    rows[:, 2] += 40.0  # P1 jumps far outside normal operation
     info = None
     with capture_logs() as logs:
         for i, row in enumerate(rows):
@@ -125,13 +130,20 @@ def fuzz_cases() -> list[tuple[str, str, bytes]]:
         ("bad_topic", "plant/_monitor/telemetry", j()),
         ("bad_topic", "plant/ pump-1/telemetry", j()),
         ("too_large", t, b" " * (wire.MAX_PAYLOAD_BYTES + 1)),
-        ("not_json", t, b"{"), ("not_json", t, b"\xff\xfe"), ("not_json", t, b""),
+        ("not_json", t, b"{"),
+        ("not_json", t, b"\xff\xfe"),
+        ("not_json", t, b""),
         ("not_json", t, b'{"ts":1,"seq":1,"values":{"T1":NaN}}'),
-        ("not_object", t, b"[1,2]"), ("not_object", t, j(values=[1, 2])),
-        ("missing_field", t, j(ts=...)), ("missing_field", t, j(values=...)),
-        ("bad_ts", t, j(ts=-1)), ("bad_ts", t, j(ts="now")),
-        ("bad_seq", t, j(seq=1.5)), ("bad_seq", t, j(seq=True)),
-        ("non_numeric", t, j(values={**good, "T1": "1.0"})), ("non_numeric", t, j(values={**good, "T2": None})),
+        ("not_object", t, b"[1,2]"),
+        ("not_object", t, j(values=[1, 2])),
+        ("missing_field", t, j(ts=...)),
+        ("missing_field", t, j(values=...)),
+        ("bad_ts", t, j(ts=-1)),
+        ("bad_ts", t, j(ts="now")),
+        ("bad_seq", t, j(seq=1.5)),
+        ("bad_seq", t, j(seq=True)),
+        ("non_numeric", t, j(values={**good, "T1": "1.0"})),
+        ("non_numeric", t, j(values={**good, "T2": None})),
         ("unknown_sensor", t, j(values={**good, "X9": 1.0})),
         ("missing_sensor", t, j(values={k: v for k, v in good.items() if k != "L1"})),
         ("unknown_asset", wire.telemetry_topic("plant", "boiler"), j()),
@@ -139,10 +151,13 @@ def fuzz_cases() -> list[tuple[str, str, bytes]]:
     ]
 
 
-def test_fuzzed_payloads_interleaved_with_valid_ones_are_each_counted_by_reason(mosquitto: Any, model_dir: Path) -> None:
+def test_fuzzed_payloads_interleaved_with_valid_ones_are_each_counted_by_reason(
+    mosquitto: Any, model_dir: Path
+) -> None:
     """The monitor stays alive, every bad message is counted under its reason, every valid one is scored."""
-    mon = make(mosquitto, model_dir, models={"assets": {"pump-*": str(model_dir)}, "unknown_asset": "reject"},
-               max_assets=2)
+    mon = make(
+        mosquitto, model_dir, models={"assets": {"pump-*": str(model_dir)}, "unknown_asset": "reject"}, max_assets=2
+    )
     mon.start()
     plant = Plant(mosquitto.port)
     try:
@@ -161,8 +176,16 @@ def test_fuzzed_payloads_interleaved_with_valid_ones_are_each_counted_by_reason(
             assert info is not None
             info.wait_for_publish(10)
             total = len(cases) + len(garbage) + sum(seq.values())
-            wait_until(lambda: sum(rejected(mon, r) for r in wire.REJECTION_REASONS)
-                       + scored(mon, "pump-1") + scored(mon, "pump-2") >= total, 15, "every message counted")
+            wait_until(
+                lambda: (
+                    sum(rejected(mon, r) for r in wire.REJECTION_REASONS)
+                    + scored(mon, "pump-1")
+                    + scored(mon, "pump-2")
+                    >= total
+                ),
+                15,
+                "every message counted",
+            )
         assert mon.ready() and not mon.health_problems()
         assert scored(mon, "pump-1") == seq["pump-1"] and scored(mon, "pump-2") == seq["pump-2"]
         expected: dict[str, int] = {}
@@ -175,7 +198,7 @@ def test_fuzzed_payloads_interleaved_with_valid_ones_are_each_counted_by_reason(
         assert random_bad == len(garbage)
         sampled = [e for e in logs if e["event"] == "message_rejected"]
         assert {e["reason"] for e in sampled} >= set(expected)
-        assert len(sampled) <= len(wire.REJECTION_REASONS)          # rate-limited: one line per reason
+        assert len(sampled) <= len(wire.REJECTION_REASONS)  # rate-limited: one line per reason
         assert value(mon, "plantwatch_callback_errors_total", callback="message") == 0
     finally:
         plant.close()
@@ -183,7 +206,8 @@ def test_fuzzed_payloads_interleaved_with_valid_ones_are_each_counted_by_reason(
 
 
 def test_broker_killed_and_restarted_on_the_same_port_reconnects_and_scores_again(
-        started: Monitor, mosquitto: Any) -> None:
+    started: Monitor, mosquitto: Any
+) -> None:
     plant = Plant(mosquitto.port)
     plant.send_many("boiler", range(10))
     wait_until(lambda: scored(started, "boiler") == 10, 10, "first scores")
@@ -205,9 +229,14 @@ def test_broker_killed_and_restarted_on_the_same_port_reconnects_and_scores_agai
 
 
 def test_reload_with_a_bad_model_keeps_the_old_one_and_a_new_model_resets_only_its_assets(
-        mosquitto: Any, model_dir: Path, second_model_dir: Path, tmp_path: Path) -> None:
-    doc = {"instance": "r", "broker": {"url": mosquitto.url, "client_id": "t-reload"}, "metrics": {"port": 0},
-           "models": {"default": str(model_dir), "assets": {"pump-*": str(model_dir)}}}
+    mosquitto: Any, model_dir: Path, second_model_dir: Path, tmp_path: Path
+) -> None:
+    doc = {
+        "instance": "r",
+        "broker": {"url": mosquitto.url, "client_id": "t-reload"},
+        "metrics": {"port": 0},
+        "models": {"default": str(model_dir), "assets": {"pump-*": str(model_dir)}},
+    }
     mon = Monitor(config.parse(doc))
     mon.start()
     plant = Plant(mosquitto.port)
@@ -240,10 +269,15 @@ def test_reload_with_a_bad_model_keeps_the_old_one_and_a_new_model_resets_only_i
 
 
 def test_mqtt5_sessions_keep_what_was_published_while_the_monitor_was_stopped(
-        mosquitto: Any, model_dir: Path, plant: Plant) -> None:
+    mosquitto: Any, model_dir: Path, plant: Plant
+) -> None:
     """protocol = 5: clean_start=False with a Session Expiry Interval, like clean_session=False on 3.1.1."""
-    doc = {"instance": "v5", "broker": {"url": mosquitto.url, "client_id": "t-v5", "protocol": 5,
-                                        "session_expiry": 60}, "metrics": {"port": 0}, "models": {"default": str(model_dir)}}
+    doc = {
+        "instance": "v5",
+        "broker": {"url": mosquitto.url, "client_id": "t-v5", "protocol": 5, "session_expiry": 60},
+        "metrics": {"port": 0},
+        "models": {"default": str(model_dir)},
+    }
     first = Monitor(config.parse(doc))
     first.start()
     try:
@@ -253,7 +287,7 @@ def test_mqtt5_sessions_keep_what_was_published_while_the_monitor_was_stopped(
     finally:
         first.stop()
     assert retained(mosquitto.port, wire.status_topic("plant", "v5")) == wire.STATUS_OFFLINE
-    plant.send_many("boiler", range(10, 30))                     # nobody connected: queued in the session
+    plant.send_many("boiler", range(10, 30))  # nobody connected: queued in the session
     second = Monitor(config.parse(doc))
     second.start()
     try:

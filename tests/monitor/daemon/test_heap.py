@@ -21,9 +21,9 @@ def test_trim_hands_freed_heap_pages_back_while_the_heap_top_is_in_use() -> None
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
     libc.free.argtypes = [ctypes.c_void_p]
-    blocks = [libc.malloc(2048) for _ in range(20_000)]          # ~40 MB below the top
+    blocks = [libc.malloc(2048) for _ in range(20_000)]  # ~40 MB below the top
     for p in blocks:
-        ctypes.memset(p, 1, 2048)                                # touched, so resident
+        ctypes.memset(p, 1, 2048)  # touched, so resident
     top = libc.malloc(2048)
     for p in blocks:
         libc.free(p)
@@ -31,4 +31,4 @@ def test_trim_hands_freed_heap_pages_back_while_the_heap_top_is_in_use() -> None
     assert heap.trim() is True
     after = _rss_kb()
     libc.free(top)
-    assert after < before - 20_000                               # at least 20 MB handed back
+    assert after < before - 20_000  # at least 20 MB handed back

@@ -15,10 +15,9 @@ from hypothesis import strategies as st
 from prometheus_client import generate_latest
 
 from monitor import wire
-from monitor.daemon import metrics
-from monitor.daemon import LogSampler
-from monitor.wire import RowDecoder
+from monitor.daemon import LogSampler, metrics
 from monitor.daemon.metrics import AssetStats, Collector, Histogram, State
+from monitor.wire import RowDecoder
 
 PROPERTY = settings(database=None, deadline=None, max_examples=300)
 
@@ -41,13 +40,26 @@ def test_every_closed_label_set_exists_at_zero_from_start_up() -> None:
         assert reg.get_sample_value("plantwatch_scoring_lag_seconds_count", {"stage": stage}) == 0.0
     assert reg.get_sample_value("plantwatch_broker_connected") == 0.0
     assert reg.get_sample_value("plantwatch_queue_depth") == 0.0
-    assert reg.get_sample_value("process_resident_memory_bytes") is not None   # process collectors too
+    assert reg.get_sample_value("process_resident_memory_bytes") is not None  # process collectors too
 
 
 def stats(asset: str, alarm: bool) -> AssetStats:
-    a = AssetStats(asset, "m1", "abc123", ("T1", "T2", "P1"), messages=5, gaps=2, alarms=1, score=1.5,
-                   threshold=1.2, alarm=alarm, warming_up=False, last_ts=1700000000.0, top=(2, 0),
-                   contrib=np.array([0.5, 0.1, 1.4]))
+    a = AssetStats(
+        asset,
+        "m1",
+        "abc123",
+        ("T1", "T2", "P1"),
+        messages=5,
+        gaps=2,
+        alarms=1,
+        score=1.5,
+        threshold=1.2,
+        alarm=alarm,
+        warming_up=False,
+        last_ts=1700000000.0,
+        top=(2, 0),
+        contrib=np.array([0.5, 0.1, 1.4]),
+    )
     return a
 
 
@@ -71,7 +83,7 @@ def test_the_collector_renders_each_asset_and_top_sensors_only_while_in_alarm() 
     assert reg.get_sample_value("plantwatch_top_sensor_contribution", top) == 1.4
     assert reg.get_sample_value("plantwatch_top_sensor_contribution", {"asset": "boiler", "sensor": "T2"}) is None
     assert reg.get_sample_value("plantwatch_top_sensor_contribution", {"asset": "pump", "sensor": "P1"}) is None
-    state.contributions = True                    # the opt-in: every sensor of every asset
+    state.contributions = True  # the opt-in: every sensor of every asset
     assert reg.get_sample_value("plantwatch_top_sensor_contribution", {"asset": "pump", "sensor": "T2"}) == 0.1
 
 
@@ -129,13 +141,22 @@ def test_the_log_sampler_lets_one_line_per_key_through_each_period_and_counts_th
 
 SENSORS = ["a", "b", "c"]
 DECODER = RowDecoder(SENSORS)
-scalars = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-2**63, 2**64 - 1),
-                    st.booleans(), st.none(), st.text(max_size=3))
-docs = st.fixed_dictionaries({}, optional={
-    "ts": scalars, "seq": scalars,
-    "values": st.one_of(scalars, st.dictionaries(st.sampled_from(SENSORS + ["d"]), scalars, max_size=4)),
-    "extra": scalars,
-})
+scalars = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(-(2**63), 2**64 - 1),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+)
+docs = st.fixed_dictionaries(
+    {},
+    optional={
+        "ts": scalars,
+        "seq": scalars,
+        "values": st.one_of(scalars, st.dictionaries(st.sampled_from([*SENSORS, "d"]), scalars, max_size=4)),
+        "extra": scalars,
+    },
+)
 
 
 @PROPERTY
@@ -156,7 +177,9 @@ def test_the_fast_row_decoder_gives_exactly_what_wire_decode_row_gives(doc: dict
 def test_the_fast_row_decoder_agrees_on_arbitrary_bytes(payload: bytes) -> None:
     got = DECODER.decode(payload, np.zeros(3))
     want = wire.decode_row(payload, DECODER.index, np.zeros(3))
-    assert type(got) is type(want) and (got == want if not isinstance(want, wire.Rejection) else got.reason == want.reason)
+    assert type(got) is type(want) and (
+        got == want if not isinstance(want, wire.Rejection) else got.reason == want.reason
+    )
 
 
 def test_the_fast_path_takes_sensors_in_the_model_order_and_falls_back_for_other_orders() -> None:

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from monitor import wire
-
 from tests.monitor.conftest import MonitorProcess, Plant, retained, sample, wait_until
 
 ASSETS = ("boiler", "pump")
@@ -44,16 +43,22 @@ def notifications(sock: socket.socket, until: str, timeout: float) -> list[str]:
 
 
 def test_sigterm_drains_notifies_systemd_publishes_offline_and_exits_0_within_10s(
-        mosquitto: Any, model_dir: Path, plant: Plant, monitor_process: Callable[..., MonitorProcess],
-        notify_socket: tuple[socket.socket, str]) -> None:
+    mosquitto: Any,
+    model_dir: Path,
+    plant: Plant,
+    monitor_process: Callable[..., MonitorProcess],
+    notify_socket: tuple[socket.socket, str],
+) -> None:
     sock, addr = notify_socket
-    mon = monitor_process(["--broker", mosquitto.url, "--model", str(model_dir)],
-                          env={"NOTIFY_SOCKET": addr, "WATCHDOG_USEC": "400000", "PLANTWATCH_INSTANCE": "sig"})
+    mon = monitor_process(
+        ["--broker", mosquitto.url, "--model", str(model_dir)],
+        env={"NOTIFY_SOCKET": addr, "WATCHDOG_USEC": "400000", "PLANTWATCH_INSTANCE": "sig"},
+    )
     assert any(m.startswith("READY=1") for m in notifications(sock, "READY=1", 30))
     mon.wait_ready(10)
     status = wire.status_topic("plant", "sig")
     assert retained(mosquitto.port, status) == wire.STATUS_ONLINE
-    assert "WATCHDOG=1" in notifications(sock, "WATCHDOG=1", 5)       # from the worker loop, every 0.2 s
+    assert "WATCHDOG=1" in notifications(sock, "WATCHDOG=1", 5)  # from the worker loop, every 0.2 s
     plant.send_many("boiler", range(50))
     wait_until(lambda: sample(mon.port, "plantwatch_messages_total", {"asset": "boiler"}) == 50, 10, "scoring")
     code, took = mon.stop(timeout=10)
@@ -91,12 +96,14 @@ class Publisher(threading.Thread):
 
 
 def finals(mon: MonitorProcess) -> dict[str, tuple[int, int, int]]:
-    return {e["asset"]: (e["first_seq"], e["last_seq"], e["messages"]) for e in mon.events()
-            if e["event"] == "stream_final"}
+    return {
+        e["asset"]: (e["first_seq"], e["last_seq"], e["messages"]) for e in mon.events() if e["event"] == "stream_final"
+    }
 
 
 def test_a_restart_under_load_with_the_same_client_id_loses_nothing(
-        mosquitto: Any, model_dir: Path, monitor_process: Callable[..., MonitorProcess]) -> None:
+    mosquitto: Any, model_dir: Path, monitor_process: Callable[..., MonitorProcess]
+) -> None:
     """SIGTERM while a publisher keeps sending; the second run gets what was published meanwhile."""
     args = ["--broker", mosquitto.url, "--model", str(model_dir)]
     env = {"PLANTWATCH_BROKER_CLIENT_ID": "restart-test"}
@@ -108,15 +115,20 @@ def test_a_restart_under_load_with_the_same_client_id_loses_nothing(
         wait_until(lambda: (sample(first.port, "plantwatch_messages_total", {"asset": "pump"}) or 0) > 100, 15, "load")
         code, _ = first.stop()
         assert code == 0
-        time.sleep(0.5)                                  # published while no monitor runs: queued at the broker
+        time.sleep(0.5)  # published while no monitor runs: queued at the broker
         second = monitor_process(args, env, name="second")
         second.wait_ready(30)
         time.sleep(0.5)
     finally:
         pub.stop()
     run1 = finals(first)
-    wait_until(lambda: all(sample(second.port, "plantwatch_messages_total", {"asset": a}) == pub.sent[a] - run1[a][2]
-                           for a in ASSETS), 15, "the backlog and the rest scored")
+    wait_until(
+        lambda: all(
+            sample(second.port, "plantwatch_messages_total", {"asset": a}) == pub.sent[a] - run1[a][2] for a in ASSETS
+        ),
+        15,
+        "the backlog and the rest scored",
+    )
     for a in ASSETS:
         assert sample(second.port, "plantwatch_sequence_gaps_total", {"asset": a}) == 0
     assert sample(second.port, "plantwatch_messages_rejected_total", {"reason": "duplicate"}) == 0
@@ -124,16 +136,16 @@ def test_a_restart_under_load_with_the_same_client_id_loses_nothing(
     run2 = finals(second)
     for a in ASSETS:
         (f1, l1, n1), (f2, l2, n2) = run1[a], run2[a]
-        assert f1 == 0 and n1 == l1 - f1 + 1, (a, run1[a])          # run 1 contiguous from the start
+        assert f1 == 0 and n1 == l1 - f1 + 1, (a, run1[a])  # run 1 contiguous from the start
         assert f2 == l1 + 1 and n2 == l2 - f2 + 1, (a, run1[a], run2[a])  # run 2 picks up exactly there
-        assert l2 == pub.sent[a] - 1                                  # ... to the last one published
-    assert [e for e in first.events() if e["event"] == "broker_connected"][0]["session_present"] is False
-    assert [e for e in second.events() if e["event"] == "broker_connected"][0]["session_present"] is True
+        assert l2 == pub.sent[a] - 1  # ... to the last one published
+    assert next(e for e in first.events() if e["event"] == "broker_connected")["session_present"] is False
+    assert next(e for e in second.events() if e["event"] == "broker_connected")["session_present"] is True
 
 
 def test_sighup_with_a_bad_model_keeps_the_old_one_and_a_second_sigint_forces_exit(
-        mosquitto: Any, model_dir: Path, plant: Plant, tmp_path: Path,
-        monitor_process: Callable[..., MonitorProcess]) -> None:
+    mosquitto: Any, model_dir: Path, plant: Plant, tmp_path: Path, monitor_process: Callable[..., MonitorProcess]
+) -> None:
     cfg = tmp_path / "plantwatch.toml"
     cfg.write_text(f'instance = "hup"\n[broker]\nurl = "{mosquitto.url}"\n[models]\ndefault = "{model_dir}"\n')
     mon = monitor_process(["--config", str(cfg)])
@@ -148,13 +160,18 @@ def test_sighup_with_a_bad_model_keeps_the_old_one_and_a_second_sigint_forces_ex
     assert failed and "not a plantwatch model folder" in failed[0]["reason"]
     plant.send_many("boiler", range(20, 30))
     wait_until(lambda: sample(mon.port, "plantwatch_messages_total", {"asset": "boiler"}) == 30, 10, "old model scores")
-    cfg.write_text(f'instance = "hup"\n[broker]\nurl = "{mosquitto.url}"\n[models]\ndefault = "{model_dir}"\n'
-                   '[metrics]\ncontributions = true\n')
+    cfg.write_text(
+        f'instance = "hup"\n[broker]\nurl = "{mosquitto.url}"\n[models]\ndefault = "{model_dir}"\n'
+        "[metrics]\ncontributions = true\n"
+    )
     mon.signal(signal.SIGHUP)
     wait_until(lambda: sample(mon.port, "plantwatch_config_reloads_total", {"result": "ok"}) == 1, 10, "good reload")
     plant.send_many("boiler", range(30, 31))
-    wait_until(lambda: sample(mon.port, "plantwatch_top_sensor_contribution", {"asset": "boiler", "sensor": "T1"})
-               is not None, 10, "contributions of every sensor")
+    wait_until(
+        lambda: sample(mon.port, "plantwatch_top_sensor_contribution", {"asset": "boiler", "sensor": "T1"}) is not None,
+        10,
+        "contributions of every sensor",
+    )
     t0 = time.monotonic()
     mon.signal(signal.SIGINT)
     mon.signal(signal.SIGINT)
@@ -172,12 +189,12 @@ def test_sdnotify_speaks_to_path_and_abstract_sockets_and_the_watchdog_paces_its
         dog = sdnotify.Watchdog(env)
         assert dog.enabled and dog.interval == 1.0
         dog.tick()
-        dog.tick()                                   # within the interval: not sent again
+        dog.tick()  # within the interval: not sent again
         assert s.recv(100) == b"WATCHDOG=1"
         with pytest.raises(TimeoutError):
             s.settimeout(0.2)
             s.recv(100)
-    assert not sdnotify.Watchdog({**env, "WATCHDOG_PID": "1"}).enabled      # meant for another process
+    assert not sdnotify.Watchdog({**env, "WATCHDOG_PID": "1"}).enabled  # meant for another process
     assert not sdnotify.notify("READY=1", {"NOTIFY_SOCKET": str(tmp_path / "absent")})
 
 
@@ -200,4 +217,4 @@ def test_an_exception_in_an_mqtt_callback_is_counted_and_logged_never_raised(mos
         for _ in range(3):
             ingest._guard("message", boom)(None, None, None)
     assert state.callback_errors["message"] == 3
-    assert [e["event"] for e in logs] == ["callback_failed"]               # sampled: one line per 10 s
+    assert [e["event"] for e in logs] == ["callback_failed"]  # sampled: one line per 10 s

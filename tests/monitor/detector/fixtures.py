@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from monitor import csvio
+from monitor.detector import Detector, TrainSettings, train_table
 from monitor.detector import model_folder as artefact
-from monitor.detector import Detector
-from monitor.detector import TrainSettings, train_table
 
 SENSORS = [f"s{i}" for i in range(6)]
 
@@ -25,8 +24,9 @@ def history(n: int, seed: int = 0, d: int = 6) -> np.ndarray:
     return lat @ mix + rng.normal(0, 0.1, (n, d)) + np.arange(d) * 10.0
 
 
-def write_csv(path: Path, values: np.ndarray, sensors: list[str] | None = None, times: bool = True,
-              delimiter: str = ",") -> Path:
+def write_csv(
+    path: Path, values: np.ndarray, sensors: list[str] | None = None, times: bool = True, delimiter: str = ","
+) -> Path:
     sensors = sensors or SENSORS[: values.shape[1]]
     with open(path, "w") as f:
         f.write(delimiter.join((["timestamp"] if times else []) + sensors) + "\n")

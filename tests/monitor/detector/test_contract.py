@@ -17,7 +17,6 @@ import pytest
 
 from monitor.detector import METHODS, Detector, load_model
 from monitor.detector.threshold import Threshold
-
 from tests.monitor.detector.fixtures import history, tiny_model  # noqa: F401
 
 
@@ -27,7 +26,7 @@ def method(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def detector(tiny_model: Path, method: str) -> Detector:  # noqa: F811
+def detector(tiny_model: Path, method: str) -> Detector:
     det = load_model(tiny_model)
     det.settings = dataclasses.replace(det.settings, threshold_method=method)
     return det
@@ -96,11 +95,11 @@ def test_memory_is_bounded_over_a_long_stream(detector: Detector) -> None:
 def test_never_learns_from_a_flagged_sample(detector: Detector) -> None:
     """While the stream is in alarm, the threshold stays exactly where it was."""
     x = history(900, seed=45)
-    x[300:, 2] += 12.0                                       # a fault that persists to the end
+    x[300:, 2] += 12.0  # a fault that persists to the end
     res = detector.score(detector.new_stream(), x)
     alarm = np.flatnonzero(res.anomaly)
     assert len(alarm) > 500
-    during = res.threshold[alarm[0]:]
+    during = res.threshold[alarm[0] :]
     assert np.ptp(during) == 0.0
 
 

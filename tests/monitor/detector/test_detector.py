@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from monitor.detector import Detector
-
 from tests.monitor.detector.fixtures import detector, history, tiny_model  # noqa: F401
 
 
@@ -13,10 +12,13 @@ def _run(det: Detector, x: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, np
     state = det.new_stream()
     parts, start = [], 0
     for n in sizes:
-        parts.append(det.score(state, x[start:start + n]))
+        parts.append(det.score(state, x[start : start + n]))
         start += n
-    return (np.concatenate([p.score for p in parts]), np.concatenate([p.threshold for p in parts]),
-            np.concatenate([p.anomaly for p in parts]))
+    return (
+        np.concatenate([p.score for p in parts]),
+        np.concatenate([p.threshold for p in parts]),
+        np.concatenate([p.anomaly for p in parts]),
+    )
 
 
 def test_scores_do_not_depend_on_batch_boundaries(detector: Detector) -> None:
@@ -92,17 +94,18 @@ def test_windows_and_smoothing_of_many_streams_equal_each_stream_alone() -> None
         zs = [rng.normal(size=(n, d)) for n in sizes]
         live = [k for k, n in enumerate(sizes) if n]
         z = np.concatenate([zs[k] for k in live])
-        windows, seen, new_tails = stream_windows(z, [sizes[k] for k in live], [tails[k] for k in live], window,
-                                                  [rows[k] for k in live])
+        windows, seen, new_tails = stream_windows(
+            z, [sizes[k] for k in live], [tails[k] for k in live], window, [rows[k] for k in live]
+        )
         smoothed, last = ewma(z, 0.3, state[live], [sizes[k] for k in live])
         start = 0
         for j, k in enumerate(live):
             alone, alone_seen, alone_tail = stream_windows(zs[k], [sizes[k]], [tails[k]], window, [rows[k]])
-            np.testing.assert_array_equal(windows[start:start + sizes[k]], alone)
-            np.testing.assert_array_equal(seen[start:start + sizes[k]], alone_seen)
+            np.testing.assert_array_equal(windows[start : start + sizes[k]], alone)
+            np.testing.assert_array_equal(seen[start : start + sizes[k]], alone_seen)
             np.testing.assert_array_equal(new_tails[j], alone_tail[0])
-            one, one_last = ewma(zs[k], 0.3, state[k:k + 1], [sizes[k]])
-            np.testing.assert_allclose(smoothed[start:start + sizes[k]], one, rtol=1e-12)
+            one, one_last = ewma(zs[k], 0.3, state[k : k + 1], [sizes[k]])
+            np.testing.assert_allclose(smoothed[start : start + sizes[k]], one, rtol=1e-12)
             np.testing.assert_allclose(last[j], one_last[0], rtol=1e-12)
             tails[k], rows[k], state[k] = new_tails[j], rows[k] + sizes[k], last[j]
             start += sizes[k]

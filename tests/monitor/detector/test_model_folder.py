@@ -11,7 +11,6 @@ import pytest
 
 from monitor.detector import model_folder as artefact
 from monitor.errors import ArtefactError
-
 from tests.monitor.detector.fixtures import history, tiny_model  # noqa: F401
 
 
@@ -33,7 +32,15 @@ def test_round_trip_gives_identical_scores(tiny_model: Path, tmp_path: Path) -> 
 
 def test_manifest_records_what_a_maintainer_needs(tiny_model: Path) -> None:
     m = json.loads((tiny_model / "manifest.json").read_text())
-    for key in ("sensors", "scaler", "architecture", "calibration", "data_fingerprint", "plantwatch_version", "weights"):
+    for key in (
+        "sensors",
+        "scaler",
+        "architecture",
+        "calibration",
+        "data_fingerprint",
+        "plantwatch_version",
+        "weights",
+    ):
         assert key in m
     assert m["architecture"]["window"] == 4
 
@@ -55,8 +62,8 @@ def test_truncated_weights_are_refused(copy: Path) -> None:
 
 def test_weights_swapped_with_their_hash_are_still_checked_against_the_architecture(copy: Path, tmp_path: Path) -> None:
     """Weights of another shape, even with a matching hash, do not load."""
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     save_file({"encoder.0.weight": torch.zeros(3, 3)}, str(copy / "weights.safetensors"))
     m = json.loads((copy / "manifest.json").read_text())
@@ -66,12 +73,15 @@ def test_weights_swapped_with_their_hash_are_still_checked_against_the_architect
         artefact.load(copy)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda m: m.update(format="something-else"), "not a plantwatch model"),
-    (lambda m: m.update(format_version=99), "format version"),
-    (lambda m: m["scaler"].update(mean=[0.0]), "scaler.mean"),
-    (lambda m: m.pop("sensors"), "missing or has a bad field"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda m: m.update(format="something-else"), "not a plantwatch model"),
+        (lambda m: m.update(format_version=99), "format version"),
+        (lambda m: m["scaler"].update(mean=[0.0]), "scaler.mean"),
+        (lambda m: m.pop("sensors"), "missing or has a bad field"),
+    ],
+)
 def test_foreign_or_mismatched_manifests_are_refused(copy: Path, edit: object, message: str) -> None:
     m = json.loads((copy / "manifest.json").read_text())
     edit(m)  # type: ignore[operator]

@@ -16,7 +16,7 @@ def test_each_row_scores_the_same_whatever_batch_it_comes_in() -> None:
     x = np.random.default_rng(0).normal(size=(ROW_BUCKET + 5, d * w)).astype(np.float32)
     energy, shift = raw_components(model, x, d)
     assert energy.shape == shift.shape == (len(x), d)
-    for n in (1, 7, ROW_BUCKET):                      # fewer rows, other paddings
+    for n in (1, 7, ROW_BUCKET):  # fewer rows, other paddings
         e, s = raw_components(model, x[:n], d)
         np.testing.assert_allclose(e, energy[:n], rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(s, shift[:n], rtol=1e-5, atol=1e-7)

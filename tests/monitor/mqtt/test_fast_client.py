@@ -10,7 +10,6 @@ import pytest
 
 from monitor import mqtt
 from monitor.mqtt import BufferedSocket
-
 from tests.conftest import Mosquitto
 
 
@@ -39,17 +38,22 @@ def test_small_reads_are_served_from_one_large_read_and_reported_as_pending() ->
     assert buffered.recv(1) == b"\x05"
     assert buffered.pending() == 9
     assert buffered.recv(5) == b"hello"
-    assert buffered.recv(100) == b"\x40\x02\x00\x07"      # never more than what is buffered
+    assert buffered.recv(100) == b"\x40\x02\x00\x07"  # never more than what is buffered
     assert counting.reads == 1
     assert buffered.pending() == 0
-    with pytest.raises(BlockingIOError):                 # nothing left: paho sees the socket's own error
+    with pytest.raises(BlockingIOError):  # nothing left: paho sees the socket's own error
         buffered.recv(1)
-    assert buffered.fileno() == a.fileno()               # select() and close() reach the real socket
+    assert buffered.fileno() == a.fileno()  # select() and close() reach the real socket
     a.close(), b.close()
 
 
-def _client(settings: mqtt.BrokerSettings, cid: str, manual: bool, received: list[tuple[int, int, bytes]],
-            subscribed: threading.Event) -> mqtt.Client:
+def _client(
+    settings: mqtt.BrokerSettings,
+    cid: str,
+    manual: bool,
+    received: list[tuple[int, int, bytes]],
+    subscribed: threading.Event,
+) -> mqtt.Client:
     c = mqtt.make_client(settings, client_id=cid, persistent=True, manual_ack=manual)
     c.on_connect = lambda cl, *a: cl.subscribe("t/#", qos=1)
     c.on_subscribe = lambda *a: subscribed.set()
@@ -75,8 +79,9 @@ def _publish(broker: Mosquitto, payloads: list[bytes]) -> None:
 
 
 @pytest.mark.parametrize("protocol", [4, 5])
-def test_a_batch_acknowledged_in_one_write_is_not_redelivered_and_the_rest_is(mosquitto: Mosquitto,
-                                                                              protocol: int) -> None:
+def test_a_batch_acknowledged_in_one_write_is_not_redelivered_and_the_rest_is(
+    mosquitto: Mosquitto, protocol: int
+) -> None:
     """Persistent session, manual acks: ack the first 300 in one packet, drop the connection, reconnect."""
     settings = mqtt.settings_from_url(mosquitto.url, protocol=protocol)
     received: list[tuple[int, int, bytes]] = []
@@ -92,9 +97,9 @@ def test_a_batch_acknowledged_in_one_write_is_not_redelivered_and_the_rest_is(mo
     _publish(mosquitto, [f"m{i}".encode() for i in range(500)])
     _wait(lambda: len(received) >= 500)
     assert [p for _, _, p in received] == [f"m{i}".encode() for i in range(500)]
-    assert isinstance(c._sock, BufferedSocket)           # paho still builds its socket through our hook
+    assert isinstance(c._sock, BufferedSocket)  # paho still builds its socket through our hook
     c.ack_many([(mid, qos) for mid, qos, _ in received[:300]])
-    time.sleep(0.5)                                       # let the network thread write the batch
+    time.sleep(0.5)  # let the network thread write the batch
     c.disconnect()
     c.loop_stop()
 
@@ -103,7 +108,7 @@ def test_a_batch_acknowledged_in_one_write_is_not_redelivered_and_the_rest_is(mo
     c2 = _client(settings, f"batch-ack-{protocol}", True, again, subscribed)
     connect(c2)
     _wait(lambda: len(again) >= 200)
-    time.sleep(0.5)                                       # nothing more than the unacknowledged 200 arrives
+    time.sleep(0.5)  # nothing more than the unacknowledged 200 arrives
     c2.ack_many([(mid, qos) for mid, qos, _ in again])
     time.sleep(0.2)
     c2.disconnect()
