@@ -229,7 +229,7 @@ def _build(cls: type, data: Any, path: str) -> Any:
         key = f"{path}.{f.name}" if path else f.name
         tp = hints[f.name]
         if is_dataclass(tp):
-            kwargs[f.name] = _build(tp, data[f.name], key)  # type: ignore[arg-type]
+            kwargs[f.name] = _build(tp, data[f.name], key)  # type: ignore[arg-type]  # is_dataclass narrows to an instance
             continue
         value = _coerce(key, tp, data[f.name])
         check = f.metadata.get("check")
@@ -283,7 +283,7 @@ def check_broker(b: BrokerConfig) -> None:
 def build_broker(data: Mapping[str, Any]) -> BrokerConfig:
     """A [broker] table alone, its keys' names and types checked (for commands that connect but are not
     the monitor); :func:`check_broker` checks the rest."""
-    return _build(BrokerConfig, dict(data), "broker")  # type: ignore[no-any-return]
+    return _build(BrokerConfig, dict(data), "broker")
 
 
 def parse_broker(data: Mapping[str, Any]) -> BrokerConfig:
@@ -355,7 +355,7 @@ def env_keys(cls: type = MonitorConfig, path: str = "") -> dict[str, tuple[str, 
     for f in fields(cls):
         key = f"{path}.{f.name}" if path else f.name
         if is_dataclass(hints[f.name]):
-            out.update(env_keys(hints[f.name], key))  # type: ignore[arg-type]
+            out.update(env_keys(hints[f.name], key))
         elif typing.get_origin(hints[f.name]) is not dict:
             out[ENV_PREFIX + key.replace(".", "_").upper()] = (key, hints[f.name])
     return out
@@ -452,8 +452,8 @@ def describe(cls: type = MonitorConfig, path: str = "") -> list[tuple[str, Any, 
     for f in fields(cls):
         key = f"{path}.{f.name}" if path else f.name
         if is_dataclass(hints[f.name]):
-            out.extend(describe(hints[f.name], key))  # type: ignore[arg-type]
+            out.extend(describe(hints[f.name], key))
         else:
-            default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+            default = f.default_factory() if callable(f.default_factory) else f.default
             out.append((key, default, f.metadata["description"]))
     return out

@@ -40,9 +40,8 @@ class Layout:
 
 @dataclass
 class Chunk:
-    """Consecutive data rows; ``first_row`` is the file row number of the first one."""
+    """Consecutive data rows of a file."""
 
-    first_row: int
     timestamps: list[str] | None
     values: np.ndarray  # (n, n_sensors) float64
 
@@ -205,7 +204,7 @@ def _convert(layout: Layout, rows: list[list[str]], numbers: list[int]) -> Chunk
         raise _bad_cell(layout, rows, numbers) from None
     if values.size and not np.isfinite(values).all():
         raise _bad_cell(layout, rows, numbers)
-    return Chunk(numbers[0], stamps, values.reshape(len(rows), len(layout.sensors)))
+    return Chunk(stamps, values.reshape(len(rows), len(layout.sensors)))
 
 
 def _fast(layout: Layout, lines: list[str], numbers: list[int]) -> Chunk:
@@ -227,7 +226,7 @@ def _fast(layout: Layout, lines: list[str], numbers: list[int]) -> Chunk:
     except ValueError:
         rows = list(csv.reader(lines, delimiter=d))
         return _convert(layout, rows, numbers)
-    return Chunk(numbers[0], stamps, values)
+    return Chunk(stamps, values)
 
 
 def iter_chunks(path: str | Path, chunk_rows: int = CHUNK_ROWS, layout: Layout | None = None) -> Iterator[Chunk]:

@@ -87,7 +87,7 @@ def _demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-view", action="store_true", help="no live terminal view, log lines only")
 
 
-COMMANDS = (
+_OWN = (
     Command(
         "simulate",
         "simulator.commands:simulate_command",
@@ -119,4 +119,4 @@ COMMANDS = (
         arguments=_demo,
     ),
 )
-COMMANDS = COMMANDS + GAN_COMMANDS + DRILL_COMMANDS
+COMMANDS: tuple[Command, ...] = _OWN + GAN_COMMANDS + DRILL_COMMANDS

@@ -33,7 +33,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
-            encoder, content_type = choose_encoder(self.headers.get("Accept"))
+            encoder, content_type = choose_encoder(self.headers.get("Accept") or "")
             self._send(200, encoder(self.server.registry), content_type)
         elif path in ("/healthz", "/readyz"):
             failing = (self.server.health if path == "/healthz" else self.server.ready)()
@@ -85,7 +85,7 @@ class HttpServer:
 
     def start(self) -> None:
         self._thread.start()
-        log.info("http_listening", address=f"{self._server.server_address[0]}:{self.port}")
+        log.info("http_listening", address=f"{self._server.server_address[0]!s}:{self.port}")
 
     def stop(self) -> None:
         if self._thread.is_alive():

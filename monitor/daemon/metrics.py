@@ -86,7 +86,7 @@ class Histogram:
         self.sum += float(v.sum())
 
     def cumulative(self) -> list[int]:
-        return np.cumsum(self.counts).tolist()  # type: ignore[no-any-return]
+        return np.cumsum(self.counts).tolist()
 
     def buckets(self) -> list[tuple[str, float]]:
         les = [repr(b) for b in self.bounds] + ["+Inf"]
@@ -140,7 +140,7 @@ class State:
 
 
 def _family(kind: type, name: str, doc: str, labels: list[str] | None = None) -> Metric:
-    return kind(name, doc, labels=labels) if labels is not None else kind(name, doc)  # type: ignore[no-any-return]
+    return kind(name, doc, labels=labels) if labels is not None else kind(name, doc)
 
 
 class Collector:

@@ -143,7 +143,7 @@ class MqttSession:
         while self._intake_open:  # when full, backpressure: paho stops reading the socket
             if put(item, _PUT_SLICE_S):
                 return
-        self.withheld += 1  # unacknowledged: redelivered after our restart
+        self.withheld += 1  # type: ignore[unreachable]  # close_intake() in another thread ended the loop
 
     # ------------------------------------------------------------ used by the daemon and the worker
 

@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -54,6 +53,10 @@ class _Asset:
     stream: StreamState
     slot: _Slot
     stats: AssetStats
+
+
+#: an asset's rows of a batch: buffer rows, payload timestamps, receive times
+_Scored = tuple[_Asset, np.ndarray, np.ndarray, np.ndarray]
 
 
 class Worker(threading.Thread):
@@ -128,7 +131,7 @@ class Worker(threading.Thread):
     def _process(self, batch: list[Item]) -> None:
         rows, seq_list, rejects = self._decode(batch)
         dup: list[tuple[str, str, str]] = []
-        scored: dict[int, list[tuple[_Asset, np.ndarray, np.ndarray, np.ndarray]]] = {}
+        scored: dict[int, list[_Scored]] = {}
         if rows:
             arr = np.array(rows, dtype=np.float64)  # (n, 4): asset id, ts, received, buffer row
             by_asset = np.argsort(arr[:, 0], kind="stable")  # in arrival order within an asset
@@ -183,21 +186,23 @@ class Worker(threading.Thread):
         for topic, payload, received, _mid, _qos, _gen in batch:
             a = by_topic.get(topic)
             if a is None:  # first message on this topic (or after a reload)
-                a = self._lookup(topic)
-                if type(a) is Rejection:
-                    rejects.append((a.reason, a.detail, topic))
+                found = self._lookup(topic)
+                if isinstance(found, Rejection):
+                    rejects.append((found.reason, found.detail, topic))
                     continue
+                a = found
             slot = a.slot
             pos = slot.fill
             r = slot.decoder.decode(payload, slot.buf[pos])
-            if type(r) is Rejection:
+            if isinstance(r, Rejection):
                 rejects.append((r.reason, r.detail, a.name))
                 continue
             if a.id < 0:  # admitted only once a message of it is valid,
-                a = self._admit(a, topic)  # so garbage cannot fill max_assets
-                if type(a) is Rejection:
-                    rejects.append((a.reason, a.detail, topic))
+                admitted = self._admit(a, topic)  # so garbage cannot fill max_assets
+                if isinstance(admitted, Rejection):
+                    rejects.append((admitted.reason, admitted.detail, topic))
                     continue
+                a = admitted
             slot.fill = pos + 1
             rows.append((a.id, r[0], received, pos))
             seqs.append(r[1])
@@ -219,9 +224,9 @@ class Worker(threading.Thread):
         return o.keep
 
     def _score(
-        self, scored: dict[int, list[Any]], rejects: list[tuple[str, str, str]], n: int
+        self, scored: dict[int, list[_Scored]], rejects: list[tuple[str, str, str]], n: int
     ) -> list[tuple[str, bytes]]:
-        results = []
+        results: list[tuple[_Scored, StreamResult]] = []
         for group in scored.values():
             det = group[0][0].model.detector
             outs = det.score_many([(a.stream, a.slot.buf[rows], ts) for a, rows, ts, _ in group])

@@ -36,7 +36,6 @@ class Episode:
     start: float
     raised: float
     peak: float
-    peak_at: float
     threshold: float
     top_sensors: tuple[str, ...] = ()
     end: float | None = None
@@ -74,7 +73,7 @@ class AlarmLogic:
                 self.run_peak = max(self.run_peak, score)
                 if self.above >= self.on_delay:
                     self.active, self.below = True, 0
-                    self.episode = Episode(self.run_start, ts, self.run_peak, ts, threshold, top or ())
+                    self.episode = Episode(self.run_start, ts, self.run_peak, threshold, top or ())
                     return Transition("raised", self.episode)
             else:
                 self.above = 0
@@ -82,7 +81,7 @@ class AlarmLogic:
         ep = self.episode
         assert ep is not None, "active alarm without an episode"
         if score > ep.peak:
-            ep.peak, ep.peak_at = score, ts
+            ep.peak = score
             if top:
                 ep.top_sensors = top
         if score < threshold * self.deadband:

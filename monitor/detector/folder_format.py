@@ -92,7 +92,7 @@ def read_manifest(
         raise ArtefactError(
             f"{path}: {what} format version {manifest.get('format_version')!r}; this plantwatch reads {version}"
         )
-    return manifest  # type: ignore[no-any-return]
+    return manifest
 
 
 def read_weights(path: str | Path, manifest: dict[str, Any]) -> dict[str, torch.Tensor]:

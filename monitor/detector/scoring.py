@@ -102,8 +102,8 @@ def _forward(model: DenoisingAE, x: torch.Tensor) -> torch.Tensor:
     n = x.shape[0]
     pad = -n % ROW_BUCKET
     if pad == 0:
-        return model(x)  # type: ignore[no-any-return]
-    return model(torch.cat([x, x.new_zeros((pad, x.shape[1]))]))[:n]  # type: ignore[no-any-return]
+        return model(x)
+    return model(torch.cat([x, x.new_zeros((pad, x.shape[1]))]))[:n]
 
 
 @dataclass

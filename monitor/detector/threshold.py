@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 METHODS = ("quantile", "spot", "static")
 
@@ -26,7 +26,6 @@ class Threshold(Protocol):
     value: float
 
     def learn(self, score: float) -> None: ...
-    def state(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -56,9 +55,6 @@ class StaticThreshold:
     def learn(self, score: float) -> None:
         return None
 
-    def state(self) -> dict[str, Any]:
-        return {"value": self.value}
-
 
 class QuantileThreshold:
     """Scales the threshold with a tracked quantile of normal scores.
@@ -85,13 +81,6 @@ class QuantileThreshold:
             self.ref -= self._down
         ratio = min(max(self.ref / self.ref0, self.bounds.low), self.bounds.high)
         self.value = self.base * ratio
-
-    def state(self) -> dict[str, Any]:
-        return {"value": self.value, "ref": self.ref}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        self.ref = float(state["ref"])
-        self.value = float(state["value"])
 
 
 class SpotThreshold:
@@ -155,6 +144,3 @@ class SpotThreshold:
         if self._since_fit >= 10:
             self._since_fit = 0
             self._fit()
-
-    def state(self) -> dict[str, Any]:
-        return {"value": self.value, "peak_rate": self.peak_rate, "peaks": len(self.peaks)}

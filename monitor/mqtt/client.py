@@ -9,6 +9,7 @@ from __future__ import annotations
 import ssl
 import time
 import uuid
+from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -33,15 +34,12 @@ def make_client(
     """
     cid = client_id or settings.client_id or f"plantwatch-{uuid.uuid4().hex[:10]}"
     protocol = MQTTProtocolVersion.MQTTv5 if settings.protocol == 5 else MQTTProtocolVersion.MQTTv311
-    kwargs: dict[str, object] = {}
-    if protocol == MQTTProtocolVersion.MQTTv311:
-        kwargs["clean_session"] = not persistent
     client = Client(
         CallbackAPIVersion.VERSION2,
         client_id=cid,
         protocol=protocol,
         manual_ack=manual_ack,
-        **kwargs,  # type: ignore[arg-type]
+        clean_session=None if protocol == MQTTProtocolVersion.MQTTv5 else not persistent,  # 5: clean_start instead
     )
     if settings.tls:
         client.tls_set(
@@ -73,14 +71,14 @@ def connect_properties(settings: BrokerSettings, persistent: bool) -> object | N
 
 def connect(client: paho.Client, settings: BrokerSettings, *, persistent: bool = False, timeout: float = 10.0) -> None:
     """Connect (blocking for the TCP part) with a clear error when the broker is not there."""
-    kwargs: dict[str, object] = {"keepalive": settings.keepalive}
+    kwargs: dict[str, Any] = {"keepalive": settings.keepalive}
     if settings.protocol == 5:
         kwargs["clean_start"] = not persistent
         kwargs["properties"] = connect_properties(settings, persistent)
     deadline = time.monotonic() + timeout
     while True:
         try:
-            client.connect(settings.host, settings.port, **kwargs)  # type: ignore[arg-type]
+            client.connect(settings.host, settings.port, **kwargs)
             return
         except (OSError, ssl.SSLError) as exc:
             if time.monotonic() >= deadline:

@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import MQTTErrorCode
 
 READ_SIZE = 65536
 DRAIN_PACKETS = 1000  # packets handled from the buffer per loop turn before paho's own checks
@@ -70,12 +71,12 @@ class Client(paho.Client):
     def _create_socket(self) -> Any:
         return BufferedSocket(super()._create_socket())
 
-    def loop_read(self, max_packets: int = 1) -> paho.MQTTErrorCode:
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         """paho reads one packet per call; go on while whole packets may sit in the buffer."""
         rc = super().loop_read(max_packets)
         for _ in range(DRAIN_PACKETS):
             sock = self._sock
-            if rc != paho.MQTTErrorCode.MQTT_ERR_SUCCESS or not isinstance(sock, BufferedSocket) or not sock.buffered():
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or not isinstance(sock, BufferedSocket) or not sock.buffered():
                 break
             rc = super().loop_read(max_packets)
         return rc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
@@ -65,6 +66,7 @@ def parse_url(url: str) -> tuple[str, int, bool]:
     return parts.hostname, port, tls
 
 
-def settings_from_url(url: str, **kw: object) -> BrokerSettings:
+def settings_from_url(url: str, **kw: Any) -> BrokerSettings:
+    """Settings for ``url``; ``kw`` are the other :class:`BrokerSettings` fields."""
     host, port, tls = parse_url(url)
-    return BrokerSettings(host=host, port=port, tls=tls, **kw)  # type: ignore[arg-type]
+    return BrokerSettings(host=host, port=port, tls=tls, **kw)

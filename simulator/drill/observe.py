@@ -56,7 +56,6 @@ class AlarmFollower:
         self.settings, self.assets = settings, assets
         self.filters = [(wire.alarm_topic(prefix, a), 1) for a in assets]
         self.alarms: list[AlarmRecord] = []
-        self.undecodable = 0
         self._lock = threading.Lock()
         self._answered = threading.Event()
         self._refused: str | None = None
@@ -86,10 +85,8 @@ class AlarmFollower:
             if isinstance(event, wire.AlarmEvent):
                 with self._lock:
                     self.alarms.append(AlarmRecord(event, time.time()))
-                return
-            self.undecodable += 1
         except Exception:  # never let an exception kill paho's network thread
-            self.undecodable += 1
+            log.exception("alarm_message_failed", topic=str(getattr(msg, "topic", ""))[:200])
 
     def start(self, timeout: float = 10.0) -> None:
         connect(self._client, self.settings, timeout=timeout)
@@ -122,7 +119,6 @@ class MetricsScraper(threading.Thread):
         self.url, self.assets, self.interval = url, set(assets), interval
         self.scrapes: list[Scrape] = []
         self.failures = 0
-        self.last_error = ""
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -134,7 +130,6 @@ class MetricsScraper(threading.Thread):
                 self.failures += 1
                 if self.failures == 1:
                     log.warning("metrics_scrape_failed", url=self.url, error=str(exc)[:200])
-                self.last_error = str(exc)[:200]
             self._halt.wait(max(0.0, self.interval - (time.monotonic() - began)))
 
     def stop(self) -> None:
@@ -144,7 +139,7 @@ class MetricsScraper(threading.Thread):
 
 def fetch(url: str) -> str:
     with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as r:
-        return r.read().decode("utf-8")  # type: ignore[no-any-return]
+        return r.read().decode("utf-8")
 
 
 def parse_metrics(text: str, assets: set[str], t: float) -> list[Scrape]:

@@ -50,7 +50,7 @@ class DrillCopy:
         return np.asarray(self.inner.sensor_std, dtype=np.float64)
 
     def read(self, n: int) -> np.ndarray:
-        return self.inner.read(n)  # type: ignore[no-any-return]
+        return self.inner.read(n)
 
     def target(self) -> FaultTarget:
         process = self.inner if isinstance(self.inner, AssetProcess) else None

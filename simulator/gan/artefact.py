@@ -27,7 +27,6 @@ from .model import Critic, GANConfig, Generator
 FORMAT = "plantwatch-gan"
 FORMAT_VERSION = 1
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
-PARTS = ("generator", "generator_ema", "critic")
 
 
 @dataclass
@@ -115,14 +114,16 @@ def load(path: str | Path) -> GAN:
             raise ArtefactError(f"{path / folder.WEIGHTS}: {part} tensors do not fit the architecture in the manifest")
         net.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
         net.eval()
+    generator, generator_ema, critic = nets["generator"], nets["generator_ema"], nets["critic"]
+    assert isinstance(generator, Generator) and isinstance(generator_ema, Generator) and isinstance(critic, Critic)
     return GAN(
         cfg,
-        nets["generator_ema"],
-        nets["critic"],
+        generator_ema,
+        critic,
         sensors,
         classes,
         normaliser,
         psd,
-        manifest,  # type: ignore[arg-type]
-        trained_generator=nets["generator"],
-    )  # type: ignore[arg-type]
+        manifest,
+        trained_generator=generator,
+    )

@@ -24,8 +24,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-FEATURES = ("mean", "std", "roughness", "slope")
-
 
 def window_features(w: np.ndarray) -> np.ndarray:
     """(n, T, d) windows -> (n, 4 d) features."""
@@ -63,7 +61,7 @@ class ShrinkageLDA:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         xs = (x - self.mean) / self.std
-        return self.classes[np.argmax(xs @ self.precision_centroids + self.offset, axis=1)]  # type: ignore[no-any-return]
+        return self.classes[np.argmax(xs @ self.precision_centroids + self.offset, axis=1)]
 
 
 def logistic_accuracy(

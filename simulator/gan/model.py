@@ -227,8 +227,9 @@ class Critic(nn.Module):
             act,
         )
         self.head = sn(nn.Linear(4 * c, 1))
-        self.project = nn.Embedding(cfg.n_classes, 4 * c)
-        nn.init.normal_(self.project.weight, std=0.02)
+        embedding = nn.Embedding(cfg.n_classes, 4 * c)
+        nn.init.normal_(embedding.weight, std=0.02)
+        self.project: nn.Module = embedding
         if cfg.spectral_norm:
             self.project = sn(self.project)
 

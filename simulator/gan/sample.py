@@ -21,13 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from monitor import logs
 from monitor.errors import InputError
 
 from .artefact import GAN
 from .model import unsquash
-
-log = logs.get("gan")
 
 DENOISE_SMOOTH = 9  # frequency bins averaged for the pattern's spectrum
 DENOISE_OVERSUBTRACT = 2.0  # multiple of the normal spectrum taken out

@@ -356,7 +356,10 @@ def _moment_loss(real: torch.Tensor, fake: torch.Tensor, groups: torch.Tensor, s
     """
     onehot = nn.functional.one_hot(groups).float()  # (B, groups)
     count = onehot.sum(0).clamp(min=1)
-    per_group = lambda st: torch.einsum("bc,bkd->ckd", onehot, st) / count[:, None, None]  # noqa: E731
+
+    def per_group(st: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("bc,bkd->ckd", onehot, st) / count[:, None, None]
+
     stats_real = _statistics(real, s)
     scale = stats_real.std(0).detach() + 0.05  # each statistic in units of its spread
     gap = (per_group(stats_real) - per_group(_statistics(fake, s)))[onehot.sum(0) > 0]
