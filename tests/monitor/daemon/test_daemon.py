@@ -295,3 +295,25 @@ def test_mqtt5_sessions_keep_what_was_published_while_the_monitor_was_stopped(
         assert value(second, "plantwatch_sequence_gaps_total", asset="boiler") == 0
     finally:
         second.stop()
+
+
+def test_run_forever_gives_the_callers_signal_handlers_back(mosquitto: Any, model_dir: Path) -> None:
+    """An embedding caller's SIGTERM/SIGINT/SIGHUP handlers are restored once the monitor has stopped."""
+    import os
+    import signal
+    import threading
+
+    def mine(signum: int, frame: object) -> None:
+        raise AssertionError("the monitor's handler should have had this signal")
+
+    before = {sig: signal.signal(sig, mine) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        mon = make(mosquitto, model_dir)
+        stopper = threading.Thread(target=lambda: (mon.wait_ready(20), os.kill(os.getpid(), signal.SIGTERM)))
+        stopper.start()
+        assert mon.run_forever() == 0
+        stopper.join(5)
+        assert all(signal.getsignal(sig) is mine for sig in before)
+    finally:
+        for sig, old in before.items():
+            signal.signal(sig, old)
