@@ -126,16 +126,13 @@ class Detector:
         scorer with many rows of one stream; both are vectorised over rows and
         streams, and only the threshold and alarm logic runs per row in Python.
         """
-        for _, v, _ in items:
-            if v.ndim != 2 or v.shape[1] != self.n_sensors:
-                raise ValueError(f"rows must have the model's {self.n_sensors} sensors, got shape {v.shape}")
         sizes = [len(v) for _, v, _ in items]
         active = [k for k, n in enumerate(sizes) if n]
         if not active:
             return [self._empty() for _ in items]
         states = [items[k][0] for k in active]
         ns = [sizes[k] for k in active]
-        z = self.scaler.transform(np.concatenate([items[k][1] for k in active]))
+        z = self.scaler.transform(self._rows([items[k][1] for k in active]))
         windows, seen, tails = stream_windows(
             z, ns, [st.history for st in states], self.window, [st.rows for st in states]
         )
@@ -162,6 +159,16 @@ class Detector:
             out[k] = self._decide(items[k][0], score[sl], contrib[sl], top[sl], items[k][2])
             start += sizes[k]
         return [r if r is not None else self._empty() for r in out]
+
+    def _rows(self, blocks: list[np.ndarray]) -> np.ndarray:
+        """The streams' rows end to end; a block whose width is not the model's sensor count is refused."""
+        try:
+            x = np.concatenate(blocks)
+        except ValueError:
+            x = next(b for b in blocks if b.ndim != 2 or b.shape[1] != self.n_sensors)
+        if x.ndim != 2 or x.shape[1] != self.n_sensors:
+            raise ValueError(f"rows must have the model's {self.n_sensors} sensors, got shape {x.shape}")
+        return x
 
     def _empty(self) -> StreamResult:
         k = min(self.settings.top_k, self.n_sensors)

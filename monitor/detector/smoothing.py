@@ -37,22 +37,39 @@ def ewma(x: np.ndarray, alpha: float, prev: np.ndarray, sizes: Sequence[int]) ->
     ``x`` (n, d) holds ``sizes[k]`` rows of stream k after those of stream
     k-1; ``prev`` is (k, d). Returns the smoothed rows and each stream's last
     smoothed row (the state to carry on; ``prev[k]`` for a stream without rows).
+
+    One stream (offline scoring) is smoothed in blocks of :data:`BLOCK` rows,
+    one matrix product each; several (a daemon batch: a few rows of each of
+    many assets) take one vector update per step, across all the streams
+    that still have a row at that step.
     """
     if not 0.0 < alpha <= 1.0:
         raise ValueError(f"alpha must be in (0, 1], got {alpha}")
     ns = np.asarray(sizes, dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(ns)[:-1]]).astype(np.int64)
-    out = np.empty(x.shape, dtype=np.float64)
     state = np.array(prev, dtype=np.float64)
+    if len(ns) == 1:
+        out, state[0] = _blocks(x, alpha, state[0])
+        return out, state
+    out = np.array(x, dtype=np.float64)
+    starts = np.cumsum(ns) - ns
+    keep = 1.0 - alpha
     longest = int(ns.max()) if len(ns) else 0
-    for b0 in range(0, longest, BLOCK):
-        sel = np.flatnonzero(ns > b0)
-        steps = b0 + np.arange(min(BLOCK, longest - b0))
-        last = np.minimum(ns[sel] - 1 - b0, len(steps) - 1)  # each stream's last step in this block
-        idx = starts[sel, None] + np.minimum(steps[None, :], ns[sel, None] - 1)  # past a stream's end: its last row
-        lower, carry = _weights(alpha, len(steps))
-        y = lower @ x[idx] + carry[None, :, None] * state[sel][:, None, :]  # (streams, steps, d)
-        valid = steps[None, :] < ns[sel, None]
-        out[idx[valid]] = y[valid]  # causal: padding never reaches a real row
-        state[sel] = y[np.arange(len(sel)), last]
+    everyone = slice(None) if len(ns) and ns.min() > 0 else np.flatnonzero(ns)
+    for step in range(longest):
+        sel = np.flatnonzero(ns > step) if step else everyone
+        rows = starts[sel] + step
+        state[sel] = keep * state[sel] + alpha * out[rows]
+        out[rows] = state[sel]
+    return out, state
+
+
+def _blocks(x: np.ndarray, alpha: float, prev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    out = np.empty(x.shape, dtype=np.float64)
+    state = prev
+    for start in range(0, len(x), BLOCK):
+        blk = x[start : start + BLOCK]
+        lower, carry = _weights(alpha, len(blk))
+        y = lower @ blk + np.multiply.outer(carry, state)
+        out[start : start + BLOCK] = y
+        state = y[-1]
     return out, state

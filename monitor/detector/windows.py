@@ -41,9 +41,9 @@ def stream_windows(
     need = window - 1
     ns = np.asarray(sizes, dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(ns)[:-1]]).astype(np.int64)
-    before = np.asarray(
-        [len(t) if t is not None else 0 for t in tails] if rows_before is None else rows_before, dtype=np.int64
-    )
+    if rows_before is None:
+        rows_before = [len(t) if t is not None else 0 for t in tails]
+    before = np.asarray(rows_before, dtype=np.int64)
     seen = np.repeat(before + 1 - starts, ns) + np.arange(n)
     if need == 0:
         return np.ascontiguousarray(z), seen, [z[:0] for _ in sizes]
