@@ -15,17 +15,7 @@ log = logs.get("alarms")
 def transition_event(asset: str, tr: Transition, ts: float, score: float, threshold: float) -> wire.AlarmEvent:
     """The event for a raise or clear, logged at warning (raised) or info (cleared)."""
     ep = tr.episode
-    ev = wire.AlarmEvent(
-        asset=asset,
-        state=tr.kind,
-        ts=ts,
-        started=ep.start,
-        score=score,
-        threshold=threshold,
-        peak=ep.peak,
-        top_sensors=tuple(ep.top_sensors),
-        ended=ep.end,
-    )
+    ev = _event(asset, tr.kind, ep, ts, score, threshold, ep.end)
     (log.warning if tr.kind == "raised" else log.info)(
         "alarm_" + tr.kind,
         asset=asset,
@@ -41,14 +31,20 @@ def transition_event(asset: str, tr: Transition, ts: float, score: float, thresh
 def reset_event(asset: str, ep: Episode, ts: float, score: float, threshold: float, reason: str) -> wire.AlarmEvent:
     """A clear for an alarm whose stream state is being thrown away; else it would stay raised, retained."""
     log.info("alarm_cleared", asset=asset, reason=reason)
+    return _event(asset, "cleared", ep, ts, score, threshold, ts)
+
+
+def _event(
+    asset: str, state: str, ep: Episode, ts: float, score: float, threshold: float, ended: float | None
+) -> wire.AlarmEvent:
     return wire.AlarmEvent(
         asset=asset,
-        state="cleared",
+        state=state,
         ts=ts,
         started=ep.start,
         score=score,
         threshold=threshold,
         peak=ep.peak,
         top_sensors=tuple(ep.top_sensors),
-        ended=ts,
+        ended=ended,
     )

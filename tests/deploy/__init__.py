@@ -27,6 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from monitor import wire
 from simulator.local_broker import free_port
+from tests.cli import train
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -57,31 +58,7 @@ def tiny_model(workdir: Path) -> Path:
         f.write("timestamp," + ",".join(SENSORS) + "\n")
         for i, row in enumerate(history(300, 0)):
             f.write(f"{1.7e9 + i}," + ",".join(f"{v:.6f}" for v in row) + "\n")
-    out = workdir / "tiny-model"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "monitor",
-            "--log-level",
-            "warning",
-            "train",
-            "--data",
-            str(csv),
-            "--out",
-            str(out),
-            "--epochs",
-            "2",
-            "--folds",
-            "2",
-            "--window",
-            "2",
-        ],
-        check=True,
-        timeout=180,
-        capture_output=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    out = train(csv, workdir / "tiny-model", epochs=2, window=2)
     _MODEL = out
     return out
 

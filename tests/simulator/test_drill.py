@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from simulator.drill.run import DrillRecord
 from simulator.history import write_history
 from simulator.process import AssetProcess
 from simulator.publish import PublishSummary
+from tests.cli import train
 from tests.conftest import ROOT, Mosquitto
 
 from .test_gan import SENSORS, normal_rows, tiny_data, tiny_gan  # noqa: F401 - fixtures
@@ -142,30 +141,7 @@ def test_metrics_text_is_read_for_the_drill_assets_only() -> None:
 
 
 def _train(csv: Path, out: Path) -> Path:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "monitor",
-            "--log-level",
-            "warning",
-            "train",
-            "--data",
-            str(csv),
-            "--out",
-            str(out),
-            "--epochs",
-            "5",
-            "--folds",
-            "2",
-            "--window",
-            "4",
-        ],
-        check=True,
-        timeout=180,
-        capture_output=True,
-    )
-    return out
+    return train(csv, out, epochs=5, window=4)
 
 
 @pytest.fixture(scope="module")
