@@ -13,7 +13,10 @@ threshold), so a score hovering at the threshold does not chatter.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,49 @@ class AlarmLogic:
     def from_settings(cls, s: AlarmSettings) -> AlarmLogic:
         return cls(on_delay=s.on_delay, off_delay=s.off_delay, deadband=s.deadband)
 
+    def to_state(self) -> dict[str, Any]:
+        """Where the hysteresis stands, with the open episode; the delays and deadband come from the config.
+
+        >>> a = AlarmLogic(on_delay=1)
+        >>> _ = a.step(5.0, 2.0, 1.0, ("T1",))
+        >>> b = AlarmLogic(on_delay=1)
+        >>> b.load_state(a.to_state())
+        >>> b.active, b.episode.top_sensors
+        (True, ('T1',))
+        """
+        ep = self.episode
+        return {
+            "active": self.active,
+            "above": self.above,
+            "below": self.below,
+            "run_start": self.run_start,
+            "run_peak": self.run_peak,
+            "episode": None if ep is None else {**asdict(ep), "top_sensors": list(ep.top_sensors)},
+        }
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`to_state`; ValueError names the field that does not fit."""
+        active, ep = state.get("active"), state.get("episode")
+        if not isinstance(active, bool):
+            raise ValueError(f"alarm state 'active' must be true or false, got {active!r}")
+        if active != (ep is not None):
+            raise ValueError("alarm state: an active alarm needs its episode and only an active one has one")
+        above, below = _count(state, "above"), _count(state, "below")
+        run_start, run_peak = _real(state, "run_start"), _real(state, "run_peak")
+        episode = None
+        if ep is not None:
+            if not isinstance(ep, Mapping) or not isinstance(ep.get("top_sensors"), list):
+                raise ValueError("alarm state 'episode' must be a table with a list of top_sensors")
+            episode = Episode(
+                _real(ep, "start"),
+                _real(ep, "raised"),
+                _real(ep, "peak"),
+                _real(ep, "threshold"),
+                tuple(str(s) for s in ep["top_sensors"]),
+            )
+        self.active, self.above, self.below, self.episode = active, above, below, episode
+        self.run_start, self.run_peak = run_start, run_peak
+
     def step(self, ts: float, score: float, threshold: float, top: tuple[str, ...] | None) -> Transition | None:
         """Advance one sample; returns the raise/clear transition it caused, if any."""
         if not self.active:
@@ -94,3 +140,17 @@ class AlarmLogic:
         else:
             self.below = 0
         return None
+
+
+def _count(state: Mapping[str, Any], key: str) -> int:
+    v = state.get(key)
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise ValueError(f"alarm state {key!r} must be a count >= 0, got {v!r}")
+    return v
+
+
+def _real(state: Mapping[str, Any], key: str) -> float:
+    v = state.get(key)
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+        raise ValueError(f"alarm state {key!r} must be a finite number, got {v!r}")
+    return float(v)

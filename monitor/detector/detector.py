@@ -8,7 +8,7 @@ only on the rows before it, whatever the batch boundaries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +57,10 @@ class DetectorSettings:
         )
 
 
+#: Layout of :meth:`StreamState.to_state`; a state of another layout is refused, never guessed at.
+STATE_VERSION = 1
+
+
 @dataclass
 class StreamState:
     """Everything one asset's stream carries from batch to batch."""
@@ -68,6 +72,24 @@ class StreamState:
     shift: np.ndarray | None = None  # smoothed signed residual per sensor
     rows: int = 0
     quiet: int = 0  # samples since the last flagged one
+
+    def to_state(self) -> dict[str, Any]:
+        """A copy of the stream as numbers, lists and float arrays, for a checkpoint.
+
+        :meth:`Detector.restore_stream` turns it back into a stream that
+        continues exactly as this one would (same scores, thresholds, alarms),
+        which is what lets a stream move to another process or survive a crash.
+        """
+        return {
+            "version": STATE_VERSION,
+            "rows": self.rows,
+            "quiet": self.quiet,
+            "history": None if self.history is None else self.history.copy(),
+            "energy": None if self.energy is None else self.energy.copy(),
+            "shift": None if self.shift is None else self.shift.copy(),
+            "threshold": self.threshold.to_state(),
+            "alarm": self.alarm.to_state(),
+        }
 
 
 @dataclass
@@ -115,6 +137,30 @@ class Detector:
 
     def new_stream(self) -> StreamState:
         return StreamState(self.new_threshold(), AlarmLogic.from_settings(self.settings.alarm))
+
+    def restore_stream(self, state: Mapping[str, Any]) -> StreamState:
+        """The stream :meth:`StreamState.to_state` saved, checked against this model.
+
+        Raises ValueError naming the first thing that does not fit (layout
+        version, threshold method, sensor count, window), so a foreign or
+        corrupted state is refused instead of scoring nonsense.
+        """
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"stream state version {state.get('version')!r}, this detector reads {STATE_VERSION}")
+        rows, quiet = state.get("rows"), state.get("quiet")
+        for key, v in (("rows", rows), ("quiet", quiet)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"stream state {key!r} must be a count >= 0, got {v!r}")
+        assert isinstance(rows, int) and isinstance(quiet, int)  # checked above; for the type checker
+        d = self.n_sensors
+        st = self.new_stream()
+        st.threshold.load_state(_table(state, "threshold"))
+        st.alarm.load_state(_table(state, "alarm"))
+        st.rows, st.quiet = rows, quiet
+        if rows:
+            st.history = _array(state, "history", (self.window - 1, d), np.float32)  # standardised, edge-padded
+            st.energy, st.shift = _array(state, "energy", (d,)), _array(state, "shift", (d,))
+        return st
 
     def score(self, state: StreamState, values: np.ndarray, ts: np.ndarray | None = None) -> StreamResult:
         return self.score_many([(state, values, ts)])[0]
@@ -205,3 +251,23 @@ class Detector:
                     th.learn(s)
         state.rows += n
         return StreamResult(score, thresholds, anomaly, top, contrib[-1], transitions)
+
+
+def _table(state: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    v = state.get(key)
+    if not isinstance(v, Mapping):
+        raise ValueError(f"stream state {key!r} must be a table, got {type(v).__name__}")
+    return v
+
+
+def _array(state: Mapping[str, Any], key: str, shape: tuple[int, ...], dtype: type = np.float64) -> np.ndarray:
+    v = state.get(key)
+    a: np.ndarray | None
+    try:
+        a = None if v is None else np.array(v, dtype=dtype)
+    except (TypeError, ValueError):
+        a = None
+    if a is None or a.shape != shape or not np.isfinite(a).all():
+        got = "nothing" if a is None else f"shape {a.shape}"
+        raise ValueError(f"stream state {key!r} must be finite numbers of shape {shape} for this model, got {got}")
+    return a

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeGuard
 
 METHODS = ("quantile", "spot", "static")
 
@@ -26,6 +27,20 @@ class Threshold(Protocol):
     value: float
 
     def learn(self, score: float) -> None: ...
+
+    def to_state(self) -> dict[str, Any]:
+        """What it has learned, as plain numbers and lists (its calibration comes from the model)."""
+        ...
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`to_state` of the same method; ValueError names what does not fit."""
+        ...
+
+
+def _check_method(state: Mapping[str, Any], method: str) -> None:
+    got = state.get("method")
+    if got != method:
+        raise ValueError(f"threshold state is for method {got!r}, this stream uses {method!r}")
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,12 @@ class StaticThreshold:
     def learn(self, score: float) -> None:
         return None
 
+    def to_state(self) -> dict[str, Any]:
+        return {"method": "static"}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        _check_method(state, "static")
+
 
 class QuantileThreshold:
     """Scales the threshold with a tracked quantile of normal scores.
@@ -81,6 +102,13 @@ class QuantileThreshold:
             self.ref -= self._down
         ratio = min(max(self.ref / self.ref0, self.bounds.low), self.bounds.high)
         self.value = self.base * ratio
+
+    def to_state(self) -> dict[str, Any]:
+        return {"method": "quantile", "ref": self.ref, "value": self.value}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        _check_method(state, "quantile")
+        self.ref, self.value = _finite(state, "ref"), _finite(state, "value")
 
 
 class SpotThreshold:
@@ -144,3 +172,34 @@ class SpotThreshold:
         if self._since_fit >= 10:
             self._since_fit = 0
             self._fit()
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "method": "spot",
+            "peaks": list(self.peaks),
+            "peak_rate": self.peak_rate,
+            "value": self.value,
+            "since_fit": self._since_fit,
+        }
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        _check_method(state, "spot")
+        peaks = state.get("peaks")
+        if not isinstance(peaks, list) or len(peaks) > (self.peaks.maxlen or 0) or not all(map(_number, peaks)):
+            raise ValueError(f"spot peaks must be a list of at most {self.peaks.maxlen} finite numbers")
+        since = state.get("since_fit")
+        if not isinstance(since, int) or isinstance(since, bool) or not 0 <= since < 10:
+            raise ValueError(f"spot since_fit must be an integer 0-9, got {since!r}")
+        self.peaks = deque((float(p) for p in peaks), maxlen=self.peaks.maxlen)
+        self.peak_rate, self.value, self._since_fit = _finite(state, "peak_rate"), _finite(state, "value"), since
+
+
+def _number(v: Any) -> TypeGuard[float]:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _finite(state: Mapping[str, Any], key: str) -> float:
+    v = state.get(key)
+    if not _number(v):
+        raise ValueError(f"threshold state {key!r} must be a finite number, got {v!r}")
+    return float(v)
