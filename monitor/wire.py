@@ -197,12 +197,17 @@ def _value(name: str, v: Any) -> float | Rejection:
     return f
 
 
-def decode_telemetry(payload: bytes | bytearray | memoryview | str) -> Telemetry | Rejection:
-    """Decode a telemetry payload without knowing the model's sensors."""
+def _decode_header(payload: bytes | bytearray | memoryview | str) -> tuple[float, int, dict[str, Any]] | Rejection:
+    """A telemetry payload's ts, seq and raw values, before the values are checked."""
     doc = decode_object(payload)
     if isinstance(doc, Rejection):
         return doc
-    head = _header(doc)
+    return _header(doc)
+
+
+def decode_telemetry(payload: bytes | bytearray | memoryview | str) -> Telemetry | Rejection:
+    """Decode a telemetry payload without knowing the model's sensors."""
+    head = _decode_header(payload)
     if isinstance(head, Rejection):
         return head
     ts, seq, raw = head
@@ -225,10 +230,7 @@ def decode_row(
     Every sensor of the model must be present and no other; ``out`` may be
     partly written when a rejection is returned.
     """
-    doc = decode_object(payload)
-    if isinstance(doc, Rejection):
-        return doc
-    head = _header(doc)
+    head = _decode_header(payload)
     if isinstance(head, Rejection):
         return head
     ts, seq, raw = head
