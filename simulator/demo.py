@@ -18,7 +18,8 @@ from pathlib import Path
 from monitor import __version__, csvio, logs, signals
 from monitor.config import parse
 from monitor.daemon import Monitor
-from monitor.detector import TrainSettings, train_table
+from monitor.detector import TrainSettings, read_manifest, train_table
+from monitor.errors import ArtefactError
 from monitor.mqtt import settings_from_url
 
 from .faults import FaultTarget, bind_faults, periodic_faults
@@ -44,12 +45,23 @@ def cache_dir(arg: str | None) -> Path:
     return Path(base) / "plantwatch" / "demo"
 
 
+def _usable(folder: Path) -> bool:
+    """A cached model this plantwatch reads (one from an older version is trained again)."""
+    if not (folder / "manifest.json").exists():
+        return False
+    try:
+        read_manifest(folder)
+    except ArtefactError:
+        return False
+    return True
+
+
 def ensure_models(assets: list[AssetProcess], rate: float, cache: Path) -> dict[str, str]:
     """One model per asset, trained on another run of the same simulated plant; cached by version."""
     models: dict[str, str] = {}
     for asset in assets:
         folder = cache / f"v{__version__}-seed{SEED}-{asset.name}-{asset.n_sensors}s"
-        if not (folder / "manifest.json").exists():
+        if not _usable(folder):
             print(
                 f"training the demo model for {asset.name} ({asset.n_sensors} sensors, "
                 f"{HISTORY_SAMPLES} samples of simulated history; cached in {cache}) ...",

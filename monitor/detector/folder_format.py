@@ -3,8 +3,19 @@
 One discipline for every folder plantwatch writes, so none can be half
 written or silently swapped: the folder is built in a temporary sibling and
 renamed into place; the manifest is fsynced and names its format, version
-and the weights' SHA-256; reading checks all of that before a single tensor
-is loaded, and tensors come from safetensors (never pickle).
+and the weights' SHA-256, and carries the SHA-256 of its own content (which
+includes the weights' hash, so one hash seals both): an edited manifest (a
+threshold multiplied by 1000, a sensor renamed) is refused on load just like
+edited weights. Reading checks all of that before a single tensor is loaded,
+and tensors come from safetensors (never pickle).
+
+The seal detects edits and corruption, not a forger who recomputes it: who
+can write the folder can also write a new model. Keep model folders
+writable by the trainer only (the systemd unit reads them read-only).
+
+>>> m = seal({"format": "x", "weights": {"sha256": "ab"}})
+>>> check_seal(m) is None, check_seal({**m, "format": "y"})
+(True, 'does not match its SHA-256')
 """
 
 from __future__ import annotations
@@ -25,6 +36,8 @@ from ..errors import ArtefactError
 
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
+#: the manifest key holding the SHA-256 of the rest of the manifest
+SEAL = "manifest_sha256"
 
 
 def sha256_file(path: Path) -> str:
@@ -33,6 +46,34 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _content_hash(manifest: dict[str, Any]) -> str:
+    """SHA-256 of the manifest without its seal, in a canonical JSON form (sorted keys, no spaces).
+
+    JSON floats round-trip exactly through Python's repr, so the hash of a
+    manifest read back equals the hash of the one written.
+    """
+    body = {k: v for k, v in manifest.items() if k != SEAL}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def seal(manifest: dict[str, Any]) -> dict[str, Any]:
+    """``manifest`` with :data:`SEAL` set to the hash of everything else in it."""
+    return {**manifest, SEAL: _content_hash(manifest)}
+
+
+def check_seal(manifest: dict[str, Any]) -> str | None:
+    """None when the manifest's seal matches its content, else what is wrong with it."""
+    found = manifest.get(SEAL)
+    if found is None:
+        return "has no content hash"
+    try:
+        expected = _content_hash(manifest)
+    except (TypeError, ValueError):  # NaN or a non-JSON value smuggled in: it was not written by write()
+        return "does not match its SHA-256"
+    return None if found == expected else "does not match its SHA-256"
 
 
 def write(path: str | Path, weights: dict[str, torch.Tensor], manifest: dict[str, Any], force: bool = False) -> Path:
@@ -44,7 +85,7 @@ def write(path: str | Path, weights: dict[str, torch.Tensor], manifest: dict[str
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         save_file({k: v.detach().contiguous() for k, v in weights.items()}, str(tmp / WEIGHTS))
-        manifest = {**manifest, "weights": {"file": WEIGHTS, "sha256": sha256_file(tmp / WEIGHTS)}}
+        manifest = seal({**manifest, "weights": {"file": WEIGHTS, "sha256": sha256_file(tmp / WEIGHTS)}})
         with open(tmp / MANIFEST, "w") as f:
             json.dump(manifest, f, indent=1, allow_nan=False)
             f.flush()
@@ -91,6 +132,18 @@ def read_manifest(
     if manifest.get("format_version") != version:
         raise ArtefactError(
             f"{path}: {what} format version {manifest.get('format_version')!r}; this plantwatch reads {version}"
+        )
+    problem = check_seal(manifest)
+    if problem == "has no content hash":
+        made = manifest.get("plantwatch_version", "an unknown version")
+        raise ArtefactError(
+            f"{mpath}: written by plantwatch {made}, before manifests were hashed; "
+            f"make the {what} again with '{made_by}' (this plantwatch refuses unhashed manifests)"
+        )
+    if problem is not None:
+        raise ArtefactError(
+            f"{mpath}: manifest {problem} (edited or corrupted); "
+            f"restore the folder or make the {what} again with '{made_by}'"
         )
     return manifest
 

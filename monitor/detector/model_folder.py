@@ -3,8 +3,9 @@
 A folder holds ``manifest.json`` and ``weights.safetensors``. The manifest
 names the format, the package version, the sensors in order, the scaler, the
 window and architecture, the calibration, the training-data fingerprint and
-the weights' SHA-256, so a corrupted, truncated, tampered-with, mismatched or
-foreign folder is refused with a message instead of scoring garbage.
+the weights' SHA-256, and is sealed by the SHA-256 of its own content (see
+:mod:`.folder_format`), so a corrupted, truncated, tampered-with, edited,
+mismatched or foreign folder is refused with a message instead of scoring garbage.
 """
 
 from __future__ import annotations

@@ -71,3 +71,16 @@ def test_demo_runs_end_to_end(kind: str, demo_cache: Path, tmp_path: Path) -> No
     out = (tmp_path / "demo.log").read_text()
     assert f"mqtt://127.0.0.1:{broker}" in out
     assert ("amqtt" in out) == (kind == "amqtt")
+
+
+def test_a_cached_demo_model_this_version_cannot_read_is_trained_again(tmp_path: Path) -> None:
+    """An unhashed manifest (made before manifests were sealed) is not reused: the demo retrains it."""
+    import json
+
+    from simulator.demo import _usable
+
+    folder = tmp_path / "cached"
+    assert not _usable(folder)
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps({"format": "plantwatch-model", "format_version": 1}))
+    assert not _usable(folder)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -160,8 +161,6 @@ def test_a_few_training_steps_write_a_folder_that_loads_and_samples_reproducibly
 
 
 def test_a_tampered_truncated_or_foreign_folder_is_refused(tiny_gan: Path, tmp_path: Path) -> None:
-    import shutil
-
     bad = tmp_path / "bad"
     shutil.copytree(tiny_gan, bad)
     weights = bad / "weights.safetensors"
@@ -174,6 +173,10 @@ def test_a_tampered_truncated_or_foreign_folder_is_refused(tiny_gan: Path, tmp_p
     with pytest.raises(ArtefactError, match="missing"):
         artefact.load(bad)
     manifest = json.loads((tiny_gan / "manifest.json").read_text())
+    shutil.copy(tiny_gan / "weights.safetensors", weights)
+    (bad / "manifest.json").write_text(json.dumps({**manifest, "classes": manifest["classes"][::-1]}))
+    with pytest.raises(ArtefactError, match="manifest does not match its SHA-256"):
+        artefact.load(bad)  # the manifest is sealed with the weights: an edit is refused
     (bad / "manifest.json").write_text(json.dumps({**manifest, "format": "plantwatch-model"}))
     with pytest.raises(ArtefactError, match="not a plantwatch GAN"):
         artefact.load(bad)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from monitor.detector import folder_format
 from monitor.detector import model_folder as artefact
 from monitor.errors import ArtefactError
 from tests.monitor.detector.fixtures import history, tiny_model  # noqa: F401
@@ -60,16 +61,55 @@ def test_truncated_weights_are_refused(copy: Path) -> None:
         artefact.load(copy)
 
 
+def write_manifest(folder: Path, m: dict[str, object], reseal: bool) -> None:
+    (folder / "manifest.json").write_text(json.dumps(folder_format.seal(m) if reseal else m))
+
+
 def test_weights_swapped_with_their_hash_are_still_checked_against_the_architecture(copy: Path, tmp_path: Path) -> None:
-    """Weights of another shape, even with a matching hash, do not load."""
+    """Weights of another shape, even with a matching (resealed) hash, do not load."""
     import torch
     from safetensors.torch import save_file
 
     save_file({"encoder.0.weight": torch.zeros(3, 3)}, str(copy / "weights.safetensors"))
     m = json.loads((copy / "manifest.json").read_text())
     m["weights"]["sha256"] = artefact.sha256_file(copy / "weights.safetensors")
-    (copy / "manifest.json").write_text(json.dumps(m))
+    write_manifest(copy, m, reseal=True)
     with pytest.raises(ArtefactError, match="architecture"):
+        artefact.load(copy)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m["calibration"].update(threshold=m["calibration"]["threshold"] * 1000),
+        lambda m: m["sensors"].reverse(),
+        lambda m: m["detector"]["alarm"].update(on_delay=10**6),
+        lambda m: m.update(data_fingerprint="0" * 64),
+    ],
+)
+def test_any_edit_of_the_manifest_is_refused(copy: Path, edit: object) -> None:
+    """The manifest is sealed with the weights: a threshold x1000 (or any other edit) does not load."""
+    m = json.loads((copy / "manifest.json").read_text())
+    edit(m)  # type: ignore[operator]
+    write_manifest(copy, m, reseal=False)
+    with pytest.raises(ArtefactError, match=r"manifest does not match its SHA-256 \(edited or corrupted\)"):
+        artefact.load(copy)
+
+
+def test_reformatting_the_manifest_without_changing_a_value_still_loads(copy: Path) -> None:
+    """The seal covers the content, not the bytes: re-indenting the JSON is not an edit."""
+    m = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps(m, indent=4, sort_keys=True))
+    assert artefact.load(copy).sensors
+
+
+def test_a_folder_from_before_manifests_were_hashed_says_to_retrain(copy: Path) -> None:
+    m = json.loads((copy / "manifest.json").read_text())
+    del m[folder_format.SEAL]
+    write_manifest(copy, m, reseal=False)
+    with pytest.raises(
+        ArtefactError, match=r"before manifests were hashed; make the model again with 'plantwatch train'"
+    ):
         artefact.load(copy)
 
 
@@ -83,9 +123,10 @@ def test_weights_swapped_with_their_hash_are_still_checked_against_the_architect
     ],
 )
 def test_foreign_or_mismatched_manifests_are_refused(copy: Path, edit: object, message: str) -> None:
+    """Resealed after the edit, so each structural check is reached (a plain edit stops at the seal)."""
     m = json.loads((copy / "manifest.json").read_text())
     edit(m)  # type: ignore[operator]
-    (copy / "manifest.json").write_text(json.dumps(m))
+    write_manifest(copy, m, reseal=True)
     with pytest.raises(ArtefactError, match=message):
         artefact.load(copy)
 
