@@ -10,14 +10,15 @@ read the file, overlay the environment, overlay the flags, then
 >>> cfg = parse({"broker": {"url": "mqtt://broker:1883"}, "models": {"default": "m/"}})
 >>> cfg.broker.url, cfg.metrics.port, cfg.client_id
 ('mqtt://broker:1883', 9108, 'plantwatch-monitor-default')
->>> parse({"brokr": {}})
+>>> parse({"brokr": {}})  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-monitor.errors.ConfigError: brokr: unknown key (known: instance, prefix, assets, max_assets, broker, metrics, models, detector, worker)
+monitor.errors.ConfigError: brokr: unknown key (known: instance, prefix, assets, max_assets, broker, ...)
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 import typing
@@ -143,6 +144,20 @@ class WorkerConfig:
     )
 
 
+def _finite(v: float | None) -> bool:
+    return v is None or math.isfinite(v)
+
+
+@dataclass(frozen=True)
+class SensorConfig:
+    min: float | None = setting(
+        None, "lowest plausible value (default: from the model's training range)", _finite, "must be a finite number"
+    )
+    max: float | None = setting(
+        None, "highest plausible value (default: from the model's training range)", _finite, "must be a finite number"
+    )
+
+
 @dataclass(frozen=True)
 class MonitorConfig:
     instance: str = setting(
@@ -177,6 +192,11 @@ class MonitorConfig:
     )
     detector: DetectorConfig = field(default_factory=DetectorConfig, metadata={"description": "run-time overrides"})
     worker: WorkerConfig = field(default_factory=WorkerConfig, metadata={"description": "queue and micro-batches"})
+    sensors: dict[str, SensorConfig] = setting(
+        {},
+        "plausible bounds per sensor name ([sensors.NAME] min/max): a message with a value outside them is "
+        "rejected as out_of_range; default: 100 training spans beyond the model's training range",
+    )
 
     @property
     def client_id(self) -> str:
@@ -184,6 +204,10 @@ class MonitorConfig:
 
     def broker_settings(self) -> BrokerSettings:
         return broker_settings(self.broker, self.client_id)
+
+    def sensor_bounds(self) -> dict[str, tuple[float | None, float | None]]:
+        """Sensor name -> (min, max) overrides of the models' plausible bounds (None: the model's)."""
+        return sensor_bounds(self.sensors)
 
     def model_paths(self) -> list[str]:
         """Every distinct model folder named, default first."""
@@ -198,6 +222,11 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
     args = typing.get_args(tp)
     if type(None) in args:  # X | None
         tp = next(a for a in args if a is not type(None))
+    if typing.get_origin(tp) is dict and is_dataclass(typing.get_args(tp)[1]):  # a table of tables
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: must be a table of tables")
+        item = typing.get_args(tp)[1]
+        return {name: _build(item, sub, f"{key}.{name}") for name, sub in value.items()}
     if typing.get_origin(tp) is dict:
         if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             raise ConfigError(f"{key}: must be a table of strings")
@@ -293,8 +322,34 @@ def parse_broker(data: Mapping[str, Any]) -> BrokerConfig:
     return b
 
 
+def sensor_bounds(sensors: Mapping[str, SensorConfig]) -> dict[str, tuple[float | None, float | None]]:
+    return {name: (s.min, s.max) for name, s in sensors.items()}
+
+
+def _check_sensors(sensors: Mapping[str, SensorConfig], path: str = "sensors") -> None:
+    for name, s in sensors.items():
+        if s.min is not None and s.max is not None and not s.min < s.max:
+            raise ConfigError(f"{path}.{name}: min must be below max, got min={s.min!r} max={s.max!r}")
+
+
+def read_sensor_bounds(path: str | Path) -> dict[str, tuple[float | None, float | None]]:
+    """The [sensors] table of a TOML file (e.g. the monitor's config), for ``plantwatch score --bounds``.
+
+    Other tables are ignored, so the monitor's own config file gives ``score`` the bounds the monitor uses.
+    """
+    data = read_file(path)
+    table = data.get("sensors", {})
+    try:
+        sensors = _coerce("sensors", dict[str, SensorConfig], table)
+        _check_sensors(sensors)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return sensor_bounds(sensors)
+
+
 def _cross_check(cfg: MonitorConfig) -> None:
     m = cfg.models
+    _check_sensors(cfg.sensors)
     check_broker(cfg.broker)
     if not m.default and not m.assets:
         raise ConfigError("models.default: no model configured (give --model, models.default or [models.assets])")

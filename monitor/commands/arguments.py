@@ -110,6 +110,13 @@ def _score(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--top", type=int, default=3, metavar="K", help="top contributing sensors to name per row (default: 3)"
     )
+    p.add_argument(
+        "--bounds",
+        default=None,
+        metavar="TOML",
+        help="plausible bounds per sensor from the [sensors] table of this file (e.g. the monitor's config), "
+        "instead of the model's defaults; rows with a value outside them are not scored (empty score)",
+    )
 
 
 def _monitor(p: argparse.ArgumentParser) -> None:
@@ -155,7 +162,11 @@ COMMANDS = (
         "score",
         "monitor.commands.score:score_command",
         "Score a CSV file causally, row by row, exactly as the monitor would score the stream.",
-        "  plantwatch score --model models/boiler --data today.csv --out scores.csv\n",
+        "  plantwatch score --model models/boiler --data today.csv --out scores.csv\n"
+        "  plantwatch score --model models/boiler --data today.csv --out scores.csv --bounds plantwatch.toml\n"
+        "\na row holding a value outside a sensor's plausible bounds (default: 100 training spans past the\n"
+        "training range; [sensors.NAME] min/max in the --bounds file) is not scored: its score, threshold,\n"
+        "anomaly and top sensors are left empty and the stream goes on as if it were absent, as in the monitor.\n",
         arguments=_score,
     ),
     Command(

@@ -7,7 +7,7 @@ energy and shift, per-sensor contributions) with :mod:`.smoothing` ->
 episodes); :class:`Detector` runs them for many streams at once. Training:
 :mod:`.fit` (one network), :mod:`.calibration` (out-of-fold), :mod:`.train`
 (history table to model folder). Folders: :mod:`.model_folder` on the shared
-:mod:`.folder_format`. Nothing here knows about MQTT, the daemon or the CLI.
+:mod:`.folder_format`. Plausible sensor values: :mod:`.value_bounds`. Nothing here knows about MQTT, the daemon or the CLI.
 """
 
 from . import folder_format
@@ -19,6 +19,7 @@ from .model_folder import load as load_model
 from .model_folder import save as save_model
 from .threshold import METHODS, Bounds
 from .train import TrainSettings, check_out, train_table
+from .value_bounds import TrainingRange, ValueBounds
 
 __all__ = [
     "METHODS",
@@ -31,7 +32,9 @@ __all__ = [
     "StreamResult",
     "StreamState",
     "TrainSettings",
+    "TrainingRange",
     "Transition",
+    "ValueBounds",
     "check_out",
     "fingerprint",
     "folder_format",

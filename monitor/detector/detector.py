@@ -18,6 +18,7 @@ from .alarms import AlarmLogic, AlarmSettings, Transition
 from .model import DenoisingAE, Scaler
 from .scoring import Calibration, combine, initial_state, raw_components, smooth, top_k
 from .threshold import METHODS, Bounds, QuantileThreshold, SpotThreshold, StaticThreshold, Threshold
+from .value_bounds import Z_LIMIT, TrainingRange, ValueBounds
 from .windows import stream_windows
 
 
@@ -113,6 +114,7 @@ class Detector:
         sensors: Sequence[str],
         settings: DetectorSettings | None = None,
         manifest: dict[str, Any] | None = None,
+        training_range: TrainingRange | None = None,
     ) -> None:
         self.model = model.eval()
         self.scaler = scaler
@@ -121,6 +123,11 @@ class Detector:
         self.window = model.cfg.window
         self.settings = settings or DetectorSettings()
         self.manifest = manifest or {}
+        self.training_range = training_range
+        #: rows with a value outside these are not scored (see :mod:`.value_bounds`); callers may narrow them
+        self.bounds = (
+            training_range.plausible() if training_range is not None else ValueBounds.unbounded(len(self.sensors))
+        )
 
     @property
     def n_sensors(self) -> int:
@@ -178,7 +185,9 @@ class Detector:
             return [self._empty() for _ in items]
         states = [items[k][0] for k in active]
         ns = [sizes[k] for k in active]
-        z = self.scaler.transform(self._rows([items[k][1] for k in active]))
+        with np.errstate(over="ignore"):  # 1e39 is inf in float32: clipped just below
+            z = self.scaler.transform(self._rows([items[k][1] for k in active]))
+        np.clip(z, -Z_LIMIT, Z_LIMIT, out=z)  # whatever the bounds, a finite input gives a finite score
         windows, seen, tails = stream_windows(
             z, ns, [st.history for st in states], self.window, [st.rows for st in states]
         )

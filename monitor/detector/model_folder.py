@@ -25,6 +25,7 @@ from .detector import Detector, DetectorSettings
 from .folder_format import MANIFEST, WEIGHTS, sha256_file
 from .model import DAEConfig, DenoisingAE, Scaler
 from .scoring import Calibration
+from .value_bounds import TrainingRange
 
 __all__ = ["MANIFEST", "WEIGHTS", "fingerprint", "load", "read_manifest", "save", "sha256_file"]
 
@@ -57,6 +58,7 @@ def save(path: str | Path, detector: Detector, extra: dict[str, Any], force: boo
         },
         "calibration": detector.calib.to_dict(),
         "detector": detector.settings.to_dict(),
+        **({"training_range": detector.training_range.to_dict()} if detector.training_range is not None else {}),
         **extra,
     }
     return folder.write(path, weights, manifest, force)
@@ -89,6 +91,8 @@ def load(path: str | Path, settings: DetectorSettings | None = None) -> Detector
         )
         calib = Calibration.from_dict(manifest["calibration"])
         stored = DetectorSettings.from_dict(manifest["detector"])
+        ranges = manifest.get("training_range")
+        training_range = None if ranges is None else TrainingRange.from_dict(ranges, len(sensors))
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtefactError(f"{path}: manifest is missing or has a bad field: {exc}") from None
     d = len(sensors)
@@ -112,4 +116,4 @@ def load(path: str | Path, settings: DetectorSettings | None = None) -> Detector
     if want != got:
         raise ArtefactError(f"{path / folder.WEIGHTS}: tensors do not fit the architecture in the manifest")
     model.load_state_dict({k: v.to(torch.float32) for k, v in tensors.items()})
-    return Detector(model, scaler, calib, sensors, settings or stored, manifest)
+    return Detector(model, scaler, calib, sensors, settings or stored, manifest, training_range)

@@ -15,6 +15,7 @@ from .detector import Detector, DetectorSettings
 from .fit import FitOptions, Progress
 from .model import DAEConfig, Scaler, single_thread
 from .model_folder import fingerprint, save
+from .value_bounds import TrainingRange
 
 log = logs.get("train")
 
@@ -128,7 +129,8 @@ def train_table(table: csvio.Table, ts: TrainSettings, out: Path, force: bool = 
         model, calib, report = calibrate_and_fit(z, cfg, opts, ts.seed, copts, progress=progress, stage=progress.stage)
     finally:
         progress.close()
-    detector = Detector(model, scaler, calib, table.sensors, settings)
+    # the training range goes into the manifest: the default plausible bounds of every sensor come from it
+    detector = Detector(model, scaler, calib, table.sensors, settings, training_range=TrainingRange.of(table.values))
     extra = {
         "time_column": table.time_column,
         "sample_period": period,
