@@ -163,3 +163,22 @@ def test_assets_list_selects_a_shard_from_file_or_environment(tmp_path) -> None:
 
     with pytest.raises(ConfigError, match="assets"):
         config.parse({"assets": ["bad/name"], "models": {"default": "m"}})
+
+
+def test_sensor_bounds_are_a_table_per_sensor_name_and_bad_ones_name_the_key(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, '[models]\ndefault = "m"\n[sensors.T1]\nmin = -40\nmax = 400.5\n[sensors."flow main"]\nmax = 3\n'
+    )
+    cfg = config.load(str(path), environ={})
+    assert cfg.sensor_bounds() == {"T1": (-40.0, 400.5), "flow main": (None, 3.0)}
+    assert config.read_sensor_bounds(path) == cfg.sensor_bounds()
+    for table, message in (
+        ("[sensors.T1]\nmin = 5\nmax = 1\n", "sensors.T1: min must be below max"),
+        ("[sensors.T1]\nmni = 5\n", "sensors.T1.mni: unknown key"),
+        ("[sensors.T1]\nmax = inf\n", "sensors.T1.max: must be a finite number"),
+        ("[sensors]\nT1 = 5\n", "sensors.T1: must be a table"),
+    ):
+        path = write(tmp_path, '[models]\ndefault = "m"\n' + table)
+        assert message in error(path=str(path), environ={})
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            config.read_sensor_bounds(path)
