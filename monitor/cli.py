@@ -68,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = resolve(args.handler)(args)
     except PlantwatchError as exc:
-        print(f"plantwatch {args.command}: error: {exc}", file=sys.stderr)
+        for problem in getattr(exc, "problems", None) or (str(exc),):
+            print(f"plantwatch {args.command}: error: {problem}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"plantwatch {args.command}: interrupted", file=sys.stderr)

@@ -10,10 +10,18 @@ read the file, overlay the environment, overlay the flags, then
 >>> cfg = parse({"broker": {"url": "mqtt://broker:1883"}, "models": {"default": "m/"}})
 >>> cfg.broker.url, cfg.metrics.port, cfg.client_id
 ('mqtt://broker:1883', 9108, 'plantwatch-monitor-default')
->>> parse({"brokr": {}})  # doctest: +ELLIPSIS
+>>> parse({"brokr": {}, "models": {"default": "m/"}})  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
 monitor.errors.ConfigError: brokr: unknown key (known: instance, prefix, assets, max_assets, broker, ...)
+
+Every mistake of a file is reported at once, each with its key:
+
+>>> for problem in check({"metrics": {"port": 70000, "bind": 1}, "models": {}})[1]:
+...     print(problem)
+metrics.bind: must be str, got int 1
+metrics.port: must be 0-65535, got 70000
+models.default: no model configured (give --model, models.default or [models.assets])
 """
 
 from __future__ import annotations
@@ -226,7 +234,11 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: must be a table of tables")
         item = typing.get_args(tp)[1]
-        return {name: _build(item, sub, f"{key}.{name}") for name, sub in value.items()}
+        problems: list[str] = []
+        tables = {name: _build(item, sub, f"{key}.{name}", problems) for name, sub in value.items()}
+        if problems:
+            raise ConfigError(*problems)
+        return tables
     if typing.get_origin(tp) is dict:
         if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             raise ConfigError(f"{key}: must be a table of strings")
@@ -242,15 +254,18 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
     return value
 
 
-def _build(cls: type, data: Any, path: str) -> Any:
+def _build(cls: type, data: Any, path: str, problems: list[str]) -> Any:
+    """``cls`` from a table; every problem is added to ``problems`` (and its field keeps its default),
+    so one pass reports every mistake in a file."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: must be a table")
+        problems.append(f"{path}: must be a table")
+        return cls()
     hints = typing.get_type_hints(cls)
     known = [f.name for f in fields(cls)]
     for name in data:
         if name not in known:
             where = f"{path}.{name}" if path else name
-            raise ConfigError(f"{where}: unknown key (known: {', '.join(known)})")
+            problems.append(f"{where}: unknown key (known: {', '.join(known)})")
     kwargs: dict[str, Any] = {}
     for f in fields(cls):
         if f.name not in data:
@@ -258,12 +273,17 @@ def _build(cls: type, data: Any, path: str) -> Any:
         key = f"{path}.{f.name}" if path else f.name
         tp = hints[f.name]
         if is_dataclass(tp):
-            kwargs[f.name] = _build(tp, data[f.name], key)  # type: ignore[arg-type]  # is_dataclass narrows to an instance
+            kwargs[f.name] = _build(tp, data[f.name], key, problems)  # type: ignore[arg-type]  # is_dataclass narrows to an instance
             continue
-        value = _coerce(key, tp, data[f.name])
+        try:
+            value = _coerce(key, tp, data[f.name])
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
         check = f.metadata.get("check")
         if check is not None and value is not None and not check(value):
-            raise ConfigError(f"{key}: {f.metadata['rule']}, got {value!r}")
+            problems.append(f"{key}: {f.metadata['rule']}, got {value!r}")
+            continue
         kwargs[f.name] = value
     return cls(**kwargs)
 
@@ -288,31 +308,48 @@ def broker_settings(b: BrokerConfig, client_id: str | None = None) -> BrokerSett
     )
 
 
-def check_broker(b: BrokerConfig) -> None:
+def broker_problems(b: BrokerConfig) -> list[str]:
     """Rules across the [broker] keys, and the password readable now (not at the first reconnect)."""
     try:
         _, _, tls = parse_url(b.url)
     except ConfigError as exc:
-        raise ConfigError(f"broker.url: {exc}") from None
+        return [f"broker.url: {exc}"]
+    problems = []
     for name in ("ca_file", "cert_file", "key_file"):
         value = getattr(b, name)
         if value and not tls:
-            raise ConfigError(f"broker.{name}: only used with an mqtts:// broker.url")
-        if value and not Path(value).is_file():
-            raise ConfigError(f"broker.{name}: no such file {value}")
+            problems.append(f"broker.{name}: only used with an mqtts:// broker.url")
+        elif value and not Path(value).is_file():
+            problems.append(f"broker.{name}: no such file {value}")
     if b.password_env and b.password_file:
-        raise ConfigError("broker.password_file: give password_env or password_file, not both")
-    if (b.password_env or b.password_file) and not b.username:
-        raise ConfigError("broker.username: a password is configured but no username")
+        problems.append("broker.password_file: give password_env or password_file, not both")
+    elif (b.password_env or b.password_file) and not b.username:
+        problems.append("broker.username: a password is configured but no username")
     if b.client_id is not None and not (0 < len(b.client_id) <= 256):
-        raise ConfigError("broker.client_id: must be 1-256 characters")
-    broker_settings(b).password()  # names the key when the env var or file is missing
+        problems.append("broker.client_id: must be 1-256 characters")
+    if not (b.password_env and b.password_file):
+        try:
+            broker_settings(b).password()  # names the key when the env var or file is missing
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    return problems
+
+
+def check_broker(b: BrokerConfig) -> None:
+    """:func:`broker_problems` as one ConfigError naming them all."""
+    problems = broker_problems(b)
+    if problems:
+        raise ConfigError(*problems)
 
 
 def build_broker(data: Mapping[str, Any]) -> BrokerConfig:
     """A [broker] table alone, its keys' names and types checked (for commands that connect but are not
     the monitor); :func:`check_broker` checks the rest."""
-    return _build(BrokerConfig, dict(data), "broker")
+    problems: list[str] = []
+    b: BrokerConfig = _build(BrokerConfig, dict(data), "broker", problems)
+    if problems:
+        raise ConfigError(*problems)
+    return b
 
 
 def parse_broker(data: Mapping[str, Any]) -> BrokerConfig:
@@ -326,10 +363,18 @@ def sensor_bounds(sensors: Mapping[str, SensorConfig]) -> dict[str, tuple[float 
     return {name: (s.min, s.max) for name, s in sensors.items()}
 
 
+def _sensor_problems(sensors: Mapping[str, SensorConfig], path: str = "sensors") -> list[str]:
+    return [
+        f"{path}.{name}: min must be below max, got min={s.min!r} max={s.max!r}"
+        for name, s in sensors.items()
+        if s.min is not None and s.max is not None and not s.min < s.max
+    ]
+
+
 def _check_sensors(sensors: Mapping[str, SensorConfig], path: str = "sensors") -> None:
-    for name, s in sensors.items():
-        if s.min is not None and s.max is not None and not s.min < s.max:
-            raise ConfigError(f"{path}.{name}: min must be below max, got min={s.min!r} max={s.max!r}")
+    problems = _sensor_problems(sensors, path)
+    if problems:
+        raise ConfigError(*problems)
 
 
 def read_sensor_bounds(path: str | Path) -> dict[str, tuple[float | None, float | None]]:
@@ -347,22 +392,36 @@ def read_sensor_bounds(path: str | Path) -> dict[str, tuple[float | None, float 
     return sensor_bounds(sensors)
 
 
-def _cross_check(cfg: MonitorConfig) -> None:
+def _cross_check(cfg: MonitorConfig) -> list[str]:
     m = cfg.models
-    _check_sensors(cfg.sensors)
-    check_broker(cfg.broker)
+    problems = _sensor_problems(cfg.sensors) + broker_problems(cfg.broker)
     if not m.default and not m.assets:
-        raise ConfigError("models.default: no model configured (give --model, models.default or [models.assets])")
-    if m.unknown_asset == "default" and not m.default:
-        raise ConfigError(
+        problems.append("models.default: no model configured (give --model, models.default or [models.assets])")
+    elif m.unknown_asset == "default" and not m.default:
+        problems.append(
             "models.unknown_asset: 'default' needs models.default; set it to 'reject' or give a default model"
         )
+    return problems
+
+
+def _key(problem: str) -> str:
+    return problem.split(":", 1)[0]
+
+
+def check(data: Mapping[str, Any]) -> tuple[MonitorConfig, list[str]]:
+    """Every problem of a merged mapping, and the config it describes (defaults where a value is bad)."""
+    problems: list[str] = []
+    cfg: MonitorConfig = _build(MonitorConfig, dict(data), "", problems)
+    reported = {_key(p) for p in problems}  # a rule across keys says nothing new about a key already bad
+    problems += [p for p in _cross_check(cfg) if _key(p) not in reported]
+    return cfg, problems
 
 
 def parse(data: Mapping[str, Any]) -> MonitorConfig:
-    """Validate a merged mapping into a :class:`MonitorConfig`; ConfigError names the dotted key."""
-    cfg: MonitorConfig = _build(MonitorConfig, dict(data), "")
-    _cross_check(cfg)
+    """Validate a merged mapping into a :class:`MonitorConfig`; one ConfigError names every bad dotted key."""
+    cfg, problems = check(data)
+    if problems:
+        raise ConfigError(*problems)
     return cfg
 
 
@@ -452,17 +511,23 @@ class Sources:
     flags: Mapping[str, Any] = field(default_factory=dict)
 
     def load(self, environ: Mapping[str, str] | None = None) -> MonitorConfig:
+        cfg, problems = self.check(environ)
+        if problems:
+            raise ConfigError(*problems)
+        return cfg
+
+    def check(self, environ: Mapping[str, str] | None = None) -> tuple[MonitorConfig, list[str]]:
+        """The config and every problem in it, each naming its key and where it was set."""
         data = read_file(self.path) if self.path else {}
         flags = {
             key: ("--" + attr.replace("_", "-"), self.flags[attr])
             for attr, key in FLAG_KEYS.items()
             if self.flags.get(attr) is not None
         }
-        origin = overlay(data, os.environ if environ is None else environ, env_keys(), flags)
-        try:
-            return parse(data)
-        except ConfigError as exc:
-            raise blame(exc, origin, self.path) from None
+        problems: list[str] = []
+        origin = overlay(data, os.environ if environ is None else environ, env_keys(), flags, problems)
+        cfg, found = check(data)
+        return cfg, problems + [blame_one(p, origin, self.path) for p in found]
 
 
 def overlay(
@@ -470,14 +535,22 @@ def overlay(
     environ: Mapping[str, str],
     known: Mapping[str, tuple[str, Any]],
     flags: Mapping[str, tuple[str, Any]],
+    problems: list[str] | None = None,
 ) -> dict[str, str]:
     """Put the ``known`` environment variables, then ``flags`` (dotted key -> (flag, value)), over ``data``
-    in place; returns dotted key -> the variable or flag it came from, for :func:`blame`."""
+    in place; returns dotted key -> the variable or flag it came from, for :func:`blame`. A variable that
+    does not parse is added to ``problems`` (raised at once without it)."""
     origin: dict[str, str] = {}
     for name, text in environ.items():
         if name in known:
             key, tp = known[name]
-            _put(data, key, _from_text(name, key, tp, text))
+            try:
+                _put(data, key, _from_text(name, key, tp, text))
+            except ConfigError as exc:
+                if problems is None:
+                    raise
+                problems.extend(exc.problems)
+                continue
             origin[key] = name
     for key, (flag, value) in flags.items():
         _put(data, key, value)
@@ -486,11 +559,16 @@ def overlay(
 
 
 def blame(exc: ConfigError, origin: Mapping[str, str], path: str | None = None) -> ConfigError:
-    """``exc`` naming where its key was set: the variable or flag from :func:`overlay`, else the file."""
-    key = str(exc).split(":", 1)[0]
+    """``exc`` with each problem naming where its key was set (see :func:`blame_one`)."""
+    return ConfigError(*(blame_one(p, origin, path) for p in exc.problems))
+
+
+def blame_one(problem: str, origin: Mapping[str, str], path: str | None = None) -> str:
+    """A problem naming where its key was set: the variable or flag from :func:`overlay`, else the file."""
+    key = _key(problem)
     if key in origin:
-        return ConfigError(f"{key} (from {origin[key]}):{str(exc).split(':', 1)[1]}")
-    return ConfigError(f"{path}: {exc}" if path else str(exc))
+        return f"{key} (from {origin[key]}):{problem.split(':', 1)[1]}"
+    return f"{path}: {problem}" if path else problem
 
 
 def load(

@@ -24,9 +24,17 @@ class InputError(PlantwatchError):
 
 
 class ConfigError(PlantwatchError):
-    """Invalid configuration; the message names the dotted key and the rule."""
+    """Invalid configuration; each problem names the dotted key and the rule.
+
+    A config can hold several mistakes at once; all of them are reported
+    (``problems``, one line each) so the user fixes the file in one go.
+    """
 
     exit_code = 2
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("; ".join(problems))
+        self.problems: tuple[str, ...] = problems or ("invalid configuration",)
 
 
 class ArtefactError(PlantwatchError):

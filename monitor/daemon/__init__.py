@@ -11,7 +11,7 @@ them and turns signals into reloads and stops.
 from .batch_queue import BatchQueue
 from .log_sampler import LogSampler
 from .metrics import State
-from .model_registry import LoadedModel, ModelSet, load_models
+from .model_registry import LoadedModel, ModelSet, load_models, model_problems
 from .monitor import AssetSnapshot, Monitor, Snapshot
 from .mqtt_session import Item, MqttSession
 
@@ -27,4 +27,5 @@ __all__ = [
     "Snapshot",
     "State",
     "load_models",
+    "model_problems",
 ]

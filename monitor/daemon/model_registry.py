@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..config import DetectorConfig, MonitorConfig
 from ..detector import AlarmSettings, Detector, DetectorSettings, load_model
-from ..errors import ConfigError
+from ..errors import ConfigError, PlantwatchError
 
 
 @dataclass(frozen=True)
@@ -53,13 +53,34 @@ def _overrides(base: DetectorSettings, d: DetectorConfig, path: str) -> Detector
         raise ConfigError(f"detector: {exc} (with the settings of model {path})") from None
 
 
+def _load(cfg: MonitorConfig, path: str) -> LoadedModel:
+    det = load_model(path)
+    det.settings = _overrides(det.settings, cfg.detector, path)
+    sha = str(det.manifest.get("weights", {}).get("sha256", ""))
+    ident = (os.path.realpath(path), sha, repr(det.settings.to_dict()))
+    return LoadedModel(Path(path).name or path, sha[:12], det, ident)
+
+
 def load_models(cfg: MonitorConfig) -> ModelSet:
     """Load every model folder the config names; ArtefactError names the unreadable one."""
+    return ModelSet(cfg, {path: _load(cfg, path) for path in cfg.model_paths()})
+
+
+def model_problems(cfg: MonitorConfig) -> tuple[list[LoadedModel], list[str]]:
+    """Every model folder the config names, loaded one by one: those that load, and one problem per folder
+    that does not, naming the key that names it (for ``check-config``, which reports everything at once)."""
+    keys = ([("models.default", cfg.models.default)] if cfg.models.default else []) + [
+        (f"models.assets.{pattern!r}", path) for pattern, path in cfg.models.assets.items()
+    ]
     loaded: dict[str, LoadedModel] = {}
-    for path in cfg.model_paths():
-        det = load_model(path)
-        det.settings = _overrides(det.settings, cfg.detector, path)
-        sha = str(det.manifest.get("weights", {}).get("sha256", ""))
-        ident = (os.path.realpath(path), sha, repr(det.settings.to_dict()))
-        loaded[path] = LoadedModel(Path(path).name or path, sha[:12], det, ident)
-    return ModelSet(cfg, loaded)
+    problems: dict[str, str] = {}
+    for key, path in keys:
+        if path in loaded:
+            continue
+        if path not in problems:
+            try:
+                loaded[path] = _load(cfg, path)
+                continue
+            except PlantwatchError as exc:
+                problems[path] = f"{key}: {exc}"
+    return list({m.identity: m for m in loaded.values()}.values()), list(problems.values())

@@ -182,3 +182,34 @@ def test_sensor_bounds_are_a_table_per_sensor_name_and_bad_ones_name_the_key(tmp
         assert message in error(path=str(path), environ={})
         with pytest.raises(ConfigError, match=re.escape(message)):
             config.read_sensor_bounds(path)
+
+
+def test_check_config_reports_every_problem_of_a_file_each_naming_its_dotted_key(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str], cli_logging: None, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Five mistakes in five places (a typo, a bad value, bad sensor bounds, a model folder that is not
+    one, an environment variable that does not parse): one run names all of them, one line each, exit 2."""
+    monkeypatch.setenv("PLANTWATCH_WORKER_QUEUE_SIZE", "many")
+    path = write(
+        tmp_path,
+        "[metrics]\nprot = 1\n[broker]\nprotocol = 3\n[sensors.T1]\nmin = 5\nmax = 1\n"
+        f'[models]\ndefault = "{model_dir}"\n[models.assets]\n"pump*" = "{tmp_path}"\n',
+    )
+    assert cli.main(["check-config", str(path)]) == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("plantwatch check-config: error:")]
+    for needle in (
+        "metrics.prot: unknown key",
+        "broker.protocol: must be 4 or 5",
+        "sensors.T1: min must be below max",
+        "worker.queue_size (from PLANTWATCH_WORKER_QUEUE_SIZE): must be int",
+        "models.assets.'pump*': ",
+    ):
+        assert sum(needle in ln for ln in lines) == 1, (needle, lines)
+    assert len(lines) == 5
+    assert "not a plantwatch model folder" in lines[-1]
+
+
+def test_the_monitor_refuses_a_bad_config_naming_every_problem() -> None:
+    with pytest.raises(ConfigError) as exc:
+        config.parse({"metrics": {"port": -1}, "worker": {"batch_max_size": 0}, "models": {"default": "m"}})
+    assert [p.split(":")[0] for p in exc.value.problems] == ["metrics.port", "worker.batch_max_size"]
