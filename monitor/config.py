@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from . import wire
+from . import missing, wire
 from .errors import ConfigError
 from .mqtt import BrokerSettings, parse_url
 
@@ -167,6 +167,25 @@ class SensorConfig:
 
 
 @dataclass(frozen=True)
+class MissingConfig:
+    policy: str = setting(
+        "fail",
+        "a telemetry message without a value for one of its model's sensors: 'fail' rejects it "
+        "(reason missing_sensor), 'drop' leaves it unscored, 'hold' or 'hold:N' scores it with that "
+        "sensor's last value (at most N messages after the last real one, else it is dropped); "
+        "filled and dropped messages are counted per asset (plantwatch_missing_rows_total)",
+        missing.valid,
+        missing.RULE,
+    )
+    sensors: dict[str, str] = setting(
+        {},
+        "sensor name pattern (fnmatch, first match in file order) -> policy, for those sensors instead of 'policy'",
+        lambda v: all(missing.valid(p) for p in v.values()),
+        "every value " + missing.RULE,
+    )
+
+
+@dataclass(frozen=True)
 class MonitorConfig:
     instance: str = setting(
         "default",
@@ -204,6 +223,9 @@ class MonitorConfig:
         {},
         "plausible bounds per sensor name ([sensors.NAME] min/max): a message with a value outside them is "
         "rejected as out_of_range; default: 100 training spans beyond the model's training range",
+    )
+    missing: MissingConfig = field(
+        default_factory=MissingConfig, metadata={"description": "messages with a sensor missing"}
     )
 
     @property

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .missing import MISSING_TEXTS
 
 DELIMITERS = (",", ";", "\t")
 CHUNK_ROWS = 32768
@@ -175,7 +176,7 @@ def _bad_cell(layout: Layout, rows: list[list[str]], numbers: list[int]) -> Inpu
             name = layout.columns[j]
             text = cell.strip()
             where = f"{layout.path}: row {numbers[i]}, column {name!r}"
-            if text == "" or text.lower() in ("nan", "na", "null", "none", "-nan"):
+            if text.lower() in MISSING_TEXTS:
                 return InputError(f"{where}: missing value")
             try:
                 value = float(text)

@@ -224,10 +224,13 @@ def decode_row(
     payload: bytes | bytearray | memoryview | str,
     sensor_index: Mapping[str, int],
     out: Any,
+    optional: frozenset[str] = frozenset(),
 ) -> tuple[float, int] | Rejection:
     """Decode straight into ``out`` (a float row of len(sensor_index)) for the hot path.
 
-    Every sensor of the model must be present and no other; ``out`` may be
+    Every sensor of the model must be present and no other, except that the
+    ``optional`` ones may be absent: their place in ``out`` is then NaN (the
+    monitor's ``[missing]`` policy fills or drops the row). ``out`` may be
     partly written when a rejection is returned.
     """
     head = _decode_header(payload)
@@ -244,7 +247,11 @@ def decode_row(
         out[i] = f
     if len(raw) != len(sensor_index):
         missing = [s for s in sensor_index if s not in raw]
-        return Rejection("missing_sensor", ",".join(missing[:5]))
+        required = [s for s in missing if s not in optional]
+        if required:
+            return Rejection("missing_sensor", ",".join(required[:5]))
+        for name in missing:
+            out[sensor_index[name]] = math.nan
     return ts, seq
 
 
@@ -260,9 +267,10 @@ class RowDecoder:
     validity and of the rejection reason.
     """
 
-    def __init__(self, sensors: Sequence[str]) -> None:
+    def __init__(self, sensors: Sequence[str], optional: Iterable[str] = ()) -> None:
         self.sensors = list(sensors)
         self.index = sensor_index(sensors)
+        self.optional = frozenset(optional)  # may be absent: NaN in the row (see decode_row)
 
     def decode(self, payload: bytes, out: Any) -> tuple[float, int] | Rejection:
         if len(payload) <= MAX_PAYLOAD_BYTES:
@@ -284,7 +292,7 @@ class RowDecoder:
                     if _NUMBERS.issuperset(map(type, row)):
                         out[:] = row
                         return float(ts), seq
-        return decode_row(payload, self.index, out)
+        return decode_row(payload, self.index, out, self.optional)
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,8 @@ BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 #: ``stage`` of plantwatch_scoring_lag_seconds: since the message reached us, since its payload ``ts``.
 LAG_STAGES = ("receive", "source")
 CALLBACKS = ("connect", "disconnect", "subscribe", "message")
+#: ``action`` of plantwatch_missing_rows_total
+MISSING_ACTIONS = ("filled", "dropped")
 RELOAD_RESULTS = ("ok", "failed")
 
 
@@ -104,6 +106,9 @@ class AssetStats:
     messages: int = 0
     gaps: int = 0
     alarms: int = 0
+    missing_filled: int = 0  # messages scored with a held value ([missing] hold)
+    missing_dropped: int = 0  # messages left unscored for a missing sensor ([missing] drop, or hold too old)
+    outside: int = 0  # messages with a sensor far outside the model's training range
     score: float = math.nan
     threshold: float = math.nan
     alarm: bool = False
@@ -178,6 +183,19 @@ class Collector:
             "alarms": _family(CounterMetricFamily, "plantwatch_alarms", "Alarms raised", ["asset"]),
             "gaps": _family(
                 CounterMetricFamily, "plantwatch_sequence_gaps", "Sequence numbers never received", ["asset"]
+            ),
+            "missing": _family(
+                CounterMetricFamily,
+                "plantwatch_missing_rows",
+                "Messages lacking a sensor, by what the [missing] policy did: filled (held value) or dropped",
+                ["asset", "action"],
+            ),
+            "outside": _family(
+                CounterMetricFamily,
+                "plantwatch_rows_outside_training",
+                "Messages scored with a sensor far outside its training range (over 10 training standard "
+                "deviations from its mean): their scores say 'unlike the training data', not which fault",
+                ["asset"],
             ),
             "last_ts": _family(
                 GaugeMetricFamily,
@@ -268,6 +286,9 @@ class Collector:
         f["messages"].add_metric(lab, float(a.messages))
         f["alarms"].add_metric(lab, float(a.alarms))
         f["gaps"].add_metric(lab, float(a.gaps))
+        f["outside"].add_metric(lab, float(a.outside))
+        for action, n in zip(MISSING_ACTIONS, (a.missing_filled, a.missing_dropped)):
+            f["missing"].add_metric([a.asset, action], float(n))
         f["info"].add_metric([a.asset, a.model, a.version], 1.0)
         f["warming"].add_metric(lab, 1.0 if a.warming_up else 0.0)
         if a.messages == 0:

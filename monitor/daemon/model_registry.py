@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+import numpy as np
+
+from .. import missing
 from ..config import DetectorConfig, MonitorConfig
 from ..detector import AlarmSettings, Detector, DetectorSettings, load_model
 from ..errors import ConfigError, PlantwatchError
@@ -21,6 +24,18 @@ class LoadedModel:
     version: str
     detector: Detector
     identity: tuple[str, str, str]
+    #: per sensor, what a message without it gets (:mod:`monitor.missing`: -1 fail, 0 drop, N rows held)
+    missing: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def optional(self) -> tuple[str, ...]:
+        """Sensors a message may lack (its row is then filled or dropped, not rejected)."""
+        return tuple(s for s, limit in zip(self.detector.sensors, self.missing.tolist()) if limit >= 0)
+
+    @property
+    def slot_key(self) -> tuple[str, ...]:
+        """Same model and same missing-value policy: rows can share one decoder and buffer."""
+        return (*self.identity, repr(self.missing.tolist()))
 
 
 class ModelSet:
@@ -58,7 +73,8 @@ def _load(cfg: MonitorConfig, path: str) -> LoadedModel:
     det.settings = _overrides(det.settings, cfg.detector, path)
     sha = str(det.manifest.get("weights", {}).get("sha256", ""))
     ident = (os.path.realpath(path), sha, repr(det.settings.to_dict()))
-    return LoadedModel(Path(path).name or path, sha[:12], det, ident)
+    policy = missing.limits(det.sensors, cfg.missing.policy, cfg.missing.sensors)
+    return LoadedModel(Path(path).name or path, sha[:12], det, ident, policy)
 
 
 def load_models(cfg: MonitorConfig) -> ModelSet:

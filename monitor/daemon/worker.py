@@ -23,6 +23,7 @@ import numpy as np
 from .. import logs, wire
 from ..config import MonitorConfig
 from ..detector import StreamResult, StreamState, single_thread
+from ..missing import Filler
 from ..wire import Rejection, RowDecoder
 from .alarm_events import reset_event, transition_event
 from .batch_queue import BatchQueue
@@ -40,7 +41,7 @@ class _Slot:
     """A model's preallocated row buffer for one batch."""
 
     def __init__(self, model: LoadedModel, rows: int) -> None:
-        self.decoder = RowDecoder(model.detector.sensors)
+        self.decoder = RowDecoder(model.detector.sensors, model.optional)
         self.buf = np.zeros((rows, model.detector.n_sensors))
         self.fill = 0
 
@@ -53,6 +54,11 @@ class _Asset:
     stream: StreamState
     slot: _Slot
     stats: AssetStats
+    filler: Filler | None = None  # the [missing] policy's state, when its model's rows may lack a sensor
+
+    def use_policy(self, model: LoadedModel) -> None:
+        """A fresh filler for ``model``'s missing-value policy (None: every sensor required)."""
+        self.filler = Filler(model.missing) if model.optional else None
 
 
 #: an asset's rows of a batch: buffer rows, payload timestamps, receive times
@@ -82,7 +88,7 @@ class Worker(threading.Thread):
         self._assets: dict[str, _Asset] = {}
         self._by_topic: dict[str, _Asset] = {}
         self._by_id: dict[int, _Asset] = {}
-        self._slots: dict[tuple[str, str, str], _Slot] = {}
+        self._slots: dict[tuple[str, ...], _Slot] = {}
         self._ids = itertools.count()
         self._halt = threading.Event()
         self._swapped = threading.Event()
@@ -167,6 +173,8 @@ class Worker(threading.Thread):
                     if keep is not None:
                         part = part[keep]
                     rows_at = part[:, 3].astype(np.int64)
+                if a.filler is not None and len(part):
+                    part, rows_at = self._fill(a, part, rows_at)
                 if len(part):
                     scored.setdefault(id(a.slot), []).append((a, rows_at, part[:, 1], part[:, 2]))
         events = self._score(scored, rejects + dup, len(batch))
@@ -207,6 +215,30 @@ class Worker(threading.Thread):
             rows.append((a.id, r[0], received, pos))
             seqs.append(r[1])
         return rows, seqs, rejects
+
+    def _fill(self, a: _Asset, part: np.ndarray, rows_at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """An asset's rows in stream order with missing sensors held or dropped (``[missing]`` policy)."""
+        assert a.filler is not None
+        f, st = a.filler, a.stats
+        block = a.slot.buf[rows_at]
+        filled, dropped = f.filled_rows, f.dropped_rows
+        keep = f.apply(block)
+        a.slot.buf[rows_at] = block
+        st.missing_filled += f.filled_rows - filled  # plain ints only this thread writes
+        st.missing_dropped += f.dropped_rows - dropped
+        if f.filled_rows != filled or f.dropped_rows != dropped:
+            suppressed = self._sampler.take("missing:" + a.name)
+            if suppressed is not None:
+                log.info(
+                    "missing_values",
+                    asset=a.name,
+                    filled_rows=st.missing_filled,
+                    dropped_rows=st.missing_dropped,
+                    suppressed=suppressed,
+                )
+        if keep.all():
+            return part, rows_at
+        return part[keep], rows_at[keep]
 
     def _sequence(
         self, a: _Asset, seqs: np.ndarray, ts: np.ndarray, dup: list[tuple[str, str, str]]
@@ -258,18 +290,37 @@ class Worker(threading.Thread):
         st.warming_up = a.stream.rows < det.window
         st.top = tuple(res.top[-1].tolist())
         st.contrib = res.contrib  # the last row of this batch's array: never written again
+        if res.outside is not None:
+            self._outside(a, res)
         for i, tr in res.transitions:
             if tr.kind == "raised":
                 st.alarms += 1
             ev = transition_event(a.name, tr, float(ts[i]), float(res.score[i]), float(res.threshold[i]))
             events.append((wire.alarm_topic(self.prefix, a.name), ev.encode()))
 
+    def _outside(self, a: _Asset, res: StreamResult) -> None:
+        """Count (and say, rate-limited) rows far outside the training range, naming the sensors furthest out."""
+        assert res.outside is not None
+        a.stats.outside += int(res.outside.sum())
+        suppressed = self._sampler.take("outside:" + a.name)
+        if suppressed is not None:
+            last = int(np.flatnonzero(res.outside)[-1])
+            log.warning(
+                "outside_training_range",
+                asset=a.name,
+                sensors=[a.model.detector.sensors[j] for j in res.top[last]],
+                rows=a.stats.outside,
+                note="scores here say the data is unlike the training history, not which fault; "
+                "retrain on history of this operating point if it is normal",
+                suppressed=suppressed,
+            )
+
     # ------------------------------------------------------------ assets and models
 
     def _slot(self, model: LoadedModel) -> _Slot:
-        slot = self._slots.get(model.identity)
+        slot = self._slots.get(model.slot_key)
         if slot is None:
-            slot = self._slots[model.identity] = _Slot(model, self.batch_max)
+            slot = self._slots[model.slot_key] = _Slot(model, self.batch_max)
         return slot
 
     def _lookup(self, topic: str) -> _Asset | Rejection:
@@ -300,6 +351,7 @@ class Worker(threading.Thread):
         if len(self._assets) >= self.max_assets:
             return Rejection("too_many_assets", a.name)
         a.id = next(self._ids)
+        a.use_policy(a.model)
         self._assets[a.name] = self._by_topic[topic] = self._by_id[a.id] = a
         with self.state.lock:
             self.state.assets[a.name] = a.stats
@@ -326,10 +378,16 @@ class Worker(threading.Thread):
                         m.detector.sensors,
                         last_seq=a.stats.last_seq,
                         first_seq=a.stats.first_seq,
+                        missing_filled=a.stats.missing_filled,
+                        missing_dropped=a.stats.missing_dropped,
+                        outside=a.stats.outside,
                     )
+                a.use_policy(m)
             else:
+                if m.slot_key != a.model.slot_key:
+                    a.use_policy(m)
                 a.model, a.slot = m, self._slot(m)
-        live = {m.identity for m in new.loaded}
+        live = {m.slot_key for m in new.loaded}
         self._slots = {k: v for k, v in self._slots.items() if k in live}
         self._by_topic.clear()
         self.models = new

@@ -21,6 +21,9 @@ from .threshold import METHODS, Bounds, QuantileThreshold, SpotThreshold, Static
 from .value_bounds import Z_LIMIT, TrainingRange, ValueBounds
 from .windows import stream_windows
 
+#: standard deviations from its training mean past which a sensor is "outside the training range"
+FAR_SIGMA = 10.0
+
 
 @dataclass(frozen=True)
 class DetectorSettings:
@@ -101,6 +104,7 @@ class StreamResult:
     top: np.ndarray  # (n, k) sensor indices, largest contribution first
     contrib: np.ndarray  # (d,) contributions of the last row
     transitions: list[tuple[int, Transition]] = field(default_factory=list)
+    outside: np.ndarray | None = None  # (n,) True where a sensor is far outside its training range (None: none)
 
 
 class Detector:
@@ -185,8 +189,9 @@ class Detector:
             return [self._empty() for _ in items]
         states = [items[k][0] for k in active]
         ns = [sizes[k] for k in active]
+        x = self._rows([items[k][1] for k in active])
         with np.errstate(over="ignore"):  # 1e39 is inf in float32: clipped just below
-            z = self.scaler.transform(self._rows([items[k][1] for k in active]))
+            z = self.scaler.transform(x)
         np.clip(z, -Z_LIMIT, Z_LIMIT, out=z)  # whatever the bounds, a finite input gives a finite score
         windows, seen, tails = stream_windows(
             z, ns, [st.history for st in states], self.window, [st.rows for st in states]
@@ -206,14 +211,52 @@ class Detector:
         for i, st in enumerate(states):
             st.history, st.energy, st.shift = tails[i], sm.last_energy[i], sm.last_shift[i]
         score, contrib = combine(sm, c.shift_scale, c.energy_norm, c.shift_norm)
-        top = top_k(contrib, self.settings.top_k)
+        top, outside = self._attribute(contrib, self.training_distance(x, z))
         out: list[StreamResult | None] = [None] * len(items)
         start = 0
         for k in active:
             sl = slice(start, start + sizes[k])
-            out[k] = self._decide(items[k][0], score[sl], contrib[sl], top[sl], items[k][2])
+            r = self._decide(items[k][0], score[sl], contrib[sl], top[sl], items[k][2])
+            if outside is not None and outside[sl].any():
+                r.outside = outside[sl]
+            out[k] = r
             start += sizes[k]
         return [r if r is not None else self._empty() for r in out]
+
+    def training_distance(self, x: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
+        """(n, d) how far each value lies from its sensor's training mean, in training standard deviations.
+
+        A sensor that was constant in training and is not now is infinitely far
+        (the model ignores it, so nothing else would tell).
+        """
+        if z is None:
+            with np.errstate(over="ignore"):
+                z = self.scaler.transform(x)
+        dist = np.abs(z)
+        const = self.scaler.constant
+        if const.any():
+            mean = self.scaler.mean[const]
+            moved = np.abs(x[:, const] - mean) > 1e-9 * np.maximum(np.abs(mean), 1.0)
+            dist[:, const] = np.where(moved, np.inf, 0.0)
+        return dist
+
+    def _attribute(self, contrib: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Top sensors per row, and which rows are outside the training range.
+
+        Far from training, the reconstruction residuals stop meaning much (the
+        network extrapolates; a shifted sensor can be reconstructed as shifted
+        while its neighbours take the blame), so in those rows the sensors
+        furthest outside come first, by distance, then the others by contribution.
+        """
+        far = dist > FAR_SIGMA
+        rows = np.asarray(far.any(axis=1))
+        if not rows.any():
+            return top_k(contrib, self.settings.top_k), None
+        key = contrib.astype(np.float64, copy=True)
+        sub = key[rows]
+        lead = sub.max(axis=1, keepdims=True) + 1.0
+        key[rows] = np.where(far[rows], lead + np.minimum(dist[rows], 1e12), sub)
+        return top_k(key, self.settings.top_k), rows
 
     def _rows(self, blocks: list[np.ndarray]) -> np.ndarray:
         """The streams' rows end to end; a block whose width is not the model's sensor count is refused."""

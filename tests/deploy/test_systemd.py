@@ -311,3 +311,19 @@ def test_monitor_speaks_sd_notify_as_the_unit_runs_it(
         assert stopping and stopping[0] > notify_socket.times("READY=1")[-1]
     finally:
         proc.close()
+
+
+def test_the_commented_detector_overrides_in_the_shipped_config_show_the_models_defaults() -> None:
+    """Uncommenting a ``# key = value`` line of [detector] changes nothing: it shows what models use."""
+    import tomllib
+
+    from monitor.detector import DetectorSettings
+
+    base = DetectorSettings()
+    defaults = {**base.alarm.__dict__, "threshold_method": base.threshold_method}
+    text = SHIPPED_CONFIG.read_text()
+    detector = text[text.index("[detector]") : text.index("\n[", text.index("[detector]"))]
+    shown = re.findall(r"^#\s*([a-z_]+)\s*=\s*(\S+)", detector, re.M)
+    assert {k for k, _ in shown} == {"threshold_method", "on_delay", "off_delay", "deadband"}
+    for key, value in shown:
+        assert tomllib.loads(f"v = {value}")["v"] == defaults[key], key

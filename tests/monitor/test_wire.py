@@ -110,6 +110,18 @@ def test_a_sensor_the_model_needs_but_is_absent_is_missing_sensor() -> None:
     assert isinstance(result, Rejection) and result.detail == "b"
 
 
+def test_an_optional_sensor_may_be_absent_and_leaves_nan_in_its_place_on_both_decoder_paths() -> None:
+    """[missing] hold/drop sensors: absent is not a rejection; the row says which value is missing."""
+    out = np.array([7.0, 7.0])
+    assert wire.decode_row(doc(values={"a": 1.0}), INDEX, out, frozenset({"b"})) == (1700000000.5, 3)
+    assert out[0] == 1.0 and math.isnan(out[1])
+    decoder = wire.RowDecoder(["a", "b"], optional=["b"])
+    out[:] = 7.0
+    assert decoder.decode(doc(values={"a": 1.0}), out) == (1700000000.5, 3) and math.isnan(out[1])
+    assert decoder.decode(doc(values={"a": 2.0, "b": 3.0}), out) == (1700000000.5, 3) and out.tolist() == [2.0, 3.0]
+    rejected(decoder.decode(doc(values={"b": 1.0}), out), "missing_sensor")
+
+
 #: One example per decoder reason; a new reason in wire fails the test below until it has one here.
 EXAMPLES = {
     "bad_topic": lambda: wire.asset_of("plant/a/alarm", "plant"),

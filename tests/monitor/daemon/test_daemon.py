@@ -317,3 +317,73 @@ def test_run_forever_gives_the_callers_signal_handlers_back(mosquitto: Any, mode
     finally:
         for sig, old in before.items():
             signal.signal(sig, old)
+
+
+def test_messages_without_a_sensor_are_held_dropped_or_rejected_per_sensor_and_counted(
+    mosquitto: Any, model_dir: Path
+) -> None:
+    """[missing]: T* sensors are held for at most 2 messages, F1 may be dropped, the rest must be there.
+
+    A message without T1 scores with T1's last value (twice), the third in a row is dropped; one
+    without F1 is dropped; one without P1 is rejected as missing_sensor. Each asset counts its own.
+    """
+    mon = make(mosquitto, model_dir, missing={"policy": "fail", "sensors": {"T*": "hold:2", "F1": "drop"}})
+    mon.start()
+    plant = Plant(mosquitto.port)
+    try:
+        assert mon.wait_ready(10)
+
+        def send(seq: int, leave_out: str | None = None) -> Any:
+            row = values(plant.rows[seq])
+            row.pop(leave_out or "", None)
+            return plant.raw(wire.telemetry_topic("plant", "boiler"), wire.encode_telemetry(time.time(), seq, row))
+
+        with capture_logs() as logs:
+            for seq in range(12):
+                send(seq)
+            for seq in range(12, 15):
+                send(seq, "T1")  # held, held, dropped (3 messages since T1's last value)
+            send(15, "F1")  # dropped
+            send(16, "P1").wait_for_publish(5)  # rejected
+            wait_until(lambda: rejected(mon, "missing_sensor") == 1 and scored(mon, "boiler") == 14, 10, "counted")
+        assert value(mon, "plantwatch_missing_rows_total", asset="boiler", action="filled") == 2
+        assert value(mon, "plantwatch_missing_rows_total", asset="boiler", action="dropped") == 2
+        assert value(mon, "plantwatch_sequence_gaps_total", asset="boiler") == 0
+        assert any(e["event"] == "missing_values" and e["asset"] == "boiler" for e in logs)
+        send(17).wait_for_publish(5)
+        wait_until(lambda: scored(mon, "boiler") == 15, 10, "a whole message scores again")
+    finally:
+        plant.close()
+        mon.stop()
+
+
+def test_missing_policies_are_checked_in_the_config() -> None:
+    with pytest.raises(config.ConfigError) as exc:
+        config.parse({"models": {"default": "m"}, "missing": {"policy": "hold:0", "sensors": {"T*": "keep"}}})
+    assert [p.split(":")[0] for p in exc.value.problems] == ["missing.policy", "missing.sensors"]
+
+
+def test_messages_far_outside_the_training_range_are_counted_logged_and_blame_the_moved_sensors(
+    started: Monitor, plant: Plant, model_dir: Path
+) -> None:
+    """T2 and F1 pushed 60 training standard deviations away: each such message is counted, a log line
+    names those sensors at once, and the raised alarm's top sensors are those two."""
+    from monitor.detector import load_model
+
+    sd = load_model(model_dir).scaler.scale
+    plant.send_many("boiler", range(0, 20))
+    wait_until(lambda: scored(started, "boiler") == 20, 10, "warm-up")
+    assert value(started, "plantwatch_rows_outside_training_total", asset="boiler") == 0
+    rows = plant.rows[20:40].copy()
+    rows[:, 1] += 60 * sd[1]
+    rows[:, 4] += 60 * sd[4]
+    with capture_logs() as logs:
+        for i, row in enumerate(rows):
+            info = plant.send("boiler", 20 + i, row=row)
+        info.wait_for_publish(5)
+        wait_until(lambda: scored(started, "boiler") == 40, 10, "shifted rows scored")
+    assert value(started, "plantwatch_rows_outside_training_total", asset="boiler") == 20
+    [line] = [e for e in logs if e["event"] == "outside_training_range"]
+    assert set(line["sensors"][:2]) == {"T2", "F1"}
+    raised = [e for e in logs if e["event"] == "alarm_raised"]
+    assert raised and set(raised[0]["top_sensors"][:2]) == {"T2", "F1"}

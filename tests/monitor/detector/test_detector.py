@@ -123,3 +123,38 @@ def test_smoothing_matches_the_recursion_across_blocks() -> None:
         ref[t] = prev
     np.testing.assert_allclose(y, ref, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(last[0], ref[-1], rtol=1e-10)
+
+
+def test_rows_far_outside_the_training_range_are_flagged_and_blame_the_sensors_that_moved(
+    detector: Detector,
+) -> None:
+    """Two sensors pushed 57 and 58 training standard deviations away: the rows are flagged as outside the
+    training range and those two sensors lead the attribution of every row (furthest first), whatever the
+    residuals of the others; rows before the shift are not flagged."""
+    x = history(300, seed=21)
+    sd = detector.scaler.scale
+    x[100:, 1] += 57 * sd[1]
+    x[100:, 4] += 58 * sd[4]
+    res = detector.score(detector.new_stream(), x)
+    assert res.outside is not None
+    assert not res.outside[:100].any() and res.outside[100:].all()
+    assert (np.sort(res.top[100:, :2], axis=1) == [1, 4]).all()
+    dist = detector.training_distance(x)
+    rows = np.arange(100, 300)
+    assert (dist[rows, res.top[100:, 0]] >= dist[rows, res.top[100:, 1]]).all()
+    assert dist[150, 4] > 50 and dist[50].max() < 10
+    assert detector.score(detector.new_stream(), history(300, seed=22)).outside is None
+
+
+def test_a_sensor_constant_in_training_that_moves_is_outside_the_training_range(detector: Detector) -> None:
+    det = detector
+    saved = det.scaler.constant.copy()
+    det.scaler.constant[:] = False
+    det.scaler.constant[3] = True  # as if s3 never moved in training
+    try:
+        x = np.tile(det.scaler.mean, (5, 1))
+        x[3:, 3] += 0.5
+        dist = det.training_distance(x)
+        assert (dist[:3, 3] == 0).all() and np.isinf(dist[3:, 3]).all()
+    finally:
+        det.scaler.constant[:] = saved
