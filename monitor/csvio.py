@@ -2,7 +2,10 @@
 
 Header row; delimiter sniffed among ``,`` ``;`` and tab; an optional
 timestamp column (name contains ``time`` or ``date``, or a first column that
-parses as datetimes), every other column one numeric sensor. Files stream in
+parses as datetimes), every other column one numeric sensor, unless
+``--sensors``/``--exclude`` patterns pick some (:mod:`monitor.columns`: the
+others are never parsed). A missing value is an error unless the command's
+``--missing`` policy fills or drops its row (:mod:`monitor.missing`). Files stream in
 chunks so a huge file never has to fit in memory; every problem is an
 :class:`InputError` naming the file, the row (1-based, header = row 1) and the
 column, because a traceback does not tell a plant engineer which cell is bad.
@@ -12,15 +15,19 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+from . import columns as columns_
 from .errors import InputError
-from .missing import MISSING_TEXTS
+from .missing import MISSING_TEXTS, Filler
+
+#: appended to a missing-value error: how to accept gaps instead
+MISSING_HINT = "(--missing drop, or --missing hold:N to hold the last value, accepts gaps)"
 
 DELIMITERS = (",", ";", "\t")
 CHUNK_ROWS = 32768
@@ -37,6 +44,12 @@ class Layout:
     time_index: int | None
     sensors: list[str]
     columns: list[str]
+    usecols: tuple[int, ...] = ()  # file columns of the sensors, in order (default: every non-time column)
+
+    def __post_init__(self) -> None:
+        if not self.usecols:
+            index = {c: j for j, c in enumerate(self.columns)}
+            object.__setattr__(self, "usecols", tuple(index[s] for s in self.sensors))
 
 
 @dataclass
@@ -45,6 +58,7 @@ class Chunk:
 
     timestamps: list[str] | None
     values: np.ndarray  # (n, n_sensors) float64
+    keep: np.ndarray | None = None  # (n,) False for rows a --missing policy dropped (None: all kept)
 
 
 @dataclass
@@ -121,8 +135,8 @@ def _sniff(path: Path, header: str) -> str:
     return best if counts[best] else ","
 
 
-def read_layout(path: str | Path) -> Layout:
-    """Read and check the header (and peek at the first data row)."""
+def read_layout(path: str | Path, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> Layout:
+    """Read and check the header (and peek at the first data row); ``include``/``exclude`` pick the sensors."""
     path = Path(path)
     with _open(path) as f:
         try:
@@ -154,6 +168,8 @@ def read_layout(path: str | Path) -> Layout:
     sensors = [c for j, c in enumerate(columns) if j != time_index]
     if not sensors:
         raise InputError(f"{path}: no sensor columns besides the timestamp column")
+    if include or exclude:
+        sensors = columns_.select(sensors, include, exclude, str(path))
     return Layout(
         path, delimiter, columns[time_index] if time_index is not None else None, time_index, sensors, columns
     )
@@ -167,17 +183,18 @@ def _is_float(text: str) -> bool:
         return False
 
 
-def _bad_cell(layout: Layout, rows: list[list[str]], numbers: list[int]) -> InputError:
-    """Find the first offending cell of a chunk that failed the fast conversion."""
+def _bad_cell(layout: Layout, rows: list[list[str]], numbers: list[int], gaps: bool = False) -> InputError:
+    """Find the first offending cell of a chunk that failed the fast conversion (a gap only when not ``gaps``)."""
     for i, row in enumerate(rows):
-        for j, cell in enumerate(row):
-            if j == layout.time_index:
-                continue
+        for j in layout.usecols:
+            cell = row[j]
             name = layout.columns[j]
             text = cell.strip()
             where = f"{layout.path}: row {numbers[i]}, column {name!r}"
             if text.lower() in MISSING_TEXTS:
-                return InputError(f"{where}: missing value")
+                if gaps:
+                    continue
+                return InputError(f"{where}: missing value {MISSING_HINT}")
             try:
                 value = float(text)
             except ValueError:
@@ -187,7 +204,7 @@ def _bad_cell(layout: Layout, rows: list[list[str]], numbers: list[int]) -> Inpu
     return InputError(f"{layout.path}: rows {numbers[0]}-{numbers[-1]}: unreadable numbers")
 
 
-def _convert(layout: Layout, rows: list[list[str]], numbers: list[int]) -> Chunk:
+def _convert(layout: Layout, rows: list[list[str]], numbers: list[int], gaps: bool = False) -> Chunk:
     width = len(layout.columns)
     for i, row in enumerate(rows):
         if len(row) != width:
@@ -198,26 +215,42 @@ def _convert(layout: Layout, rows: list[list[str]], numbers: list[int]) -> Chunk
         for i, s in enumerate(stamps):
             if not s:
                 raise InputError(f"{layout.path}: row {numbers[i]}, column {layout.time_column!r}: missing timestamp")
-    cells = [row[:ti] + row[ti + 1 :] for row in rows] if ti is not None else rows
+    cols = layout.usecols
+    if len(cols) == width - (ti is not None):
+        cells = [row[:ti] + row[ti + 1 :] for row in rows] if ti is not None else rows
+    else:
+        cells = [[row[j] for j in cols] for row in rows]
     try:
         values = np.array(cells, dtype=np.float64)
     except ValueError:
-        raise _bad_cell(layout, rows, numbers) from None
-    if values.size and not np.isfinite(values).all():
-        raise _bad_cell(layout, rows, numbers)
+        if not gaps:
+            raise _bad_cell(layout, rows, numbers) from None
+        values = _with_gaps(layout, cells, rows, numbers)
+    if values.size and not (np.isfinite(values) | (gaps & np.isnan(values))).all():
+        raise _bad_cell(layout, rows, numbers, gaps)
     return Chunk(stamps, values.reshape(len(rows), len(layout.sensors)))
 
 
-def _fast(layout: Layout, lines: list[str], numbers: list[int]) -> Chunk:
+def _with_gaps(layout: Layout, cells: list[list[str]], rows: list[list[str]], numbers: list[int]) -> np.ndarray:
+    """Cells to floats with the texts that mean "no value" as NaN (the slow path, for chunks with gaps)."""
+    gap = MISSING_TEXTS
+    try:
+        return np.array([["nan" if c.strip().lower() in gap else c for c in row] for row in cells], dtype=np.float64)
+    except ValueError:
+        raise _bad_cell(layout, rows, numbers, gaps=True) from None
+
+
+def _fast(layout: Layout, lines: list[str], numbers: list[int], gaps: bool = False) -> Chunk:
     """C-speed conversion of unquoted lines; any problem falls back to the csv module."""
     ti = layout.time_index
     d = layout.delimiter
-    cols = [j for j in range(len(layout.columns)) if j != ti]
+    cols = list(layout.usecols)
     try:
         if '"' in lines[0] or '"' in lines[-1]:
             raise ValueError("quoted")
         values = np.loadtxt(lines, delimiter=d, usecols=cols, dtype=np.float64, ndmin=2, comments=None, quotechar=None)
-        if values.shape != (len(lines), len(cols)) or not np.isfinite(values).all():
+        finite = np.isfinite(values)
+        if values.shape != (len(lines), len(cols)) or not (finite.all() or (gaps and not np.isinf(values).any())):
             raise ValueError("shape or non-finite")
         if any(ln.count(d) != len(layout.columns) - 1 for ln in lines):
             raise ValueError("ragged")
@@ -226,17 +259,28 @@ def _fast(layout: Layout, lines: list[str], numbers: list[int]) -> Chunk:
             raise ValueError("timestamps")
     except ValueError:
         rows = list(csv.reader(lines, delimiter=d))
-        return _convert(layout, rows, numbers)
+        return _convert(layout, rows, numbers, gaps)
     return Chunk(stamps, values)
 
 
-def iter_chunks(path: str | Path, chunk_rows: int = CHUNK_ROWS, layout: Layout | None = None) -> Iterator[Chunk]:
+def iter_chunks(
+    path: str | Path, chunk_rows: int = CHUNK_ROWS, layout: Layout | None = None, gaps: Filler | None = None
+) -> Iterator[Chunk]:
     """Stream the data rows in bounded chunks; blank lines are skipped.
 
     Rows are numbered as lines of the file (header = 1); a quoted cell may not
-    span lines.
+    span lines. Without ``gaps`` a missing value is an error; with it, missing
+    values are filled or their rows marked in ``Chunk.keep``, in file order.
     """
     layout = layout or read_layout(path)
+    for chunk in _chunks(layout, chunk_rows, gaps is not None):
+        if gaps is not None:
+            keep = gaps.apply(chunk.values)
+            chunk.keep = None if keep.all() else keep
+        yield chunk
+
+
+def _chunks(layout: Layout, chunk_rows: int, gaps: bool) -> Iterator[Chunk]:
     with _open(layout.path) as f:
         line_no = 1
         try:
@@ -250,31 +294,43 @@ def iter_chunks(path: str | Path, chunk_rows: int = CHUNK_ROWS, layout: Layout |
                 lines.append(raw.rstrip("\r\n"))
                 numbers.append(line_no)
                 if len(lines) >= chunk_rows:
-                    yield _fast(layout, lines, numbers)
+                    yield _fast(layout, lines, numbers, gaps)
                     lines, numbers = [], []
             if lines:
-                yield _fast(layout, lines, numbers)
+                yield _fast(layout, lines, numbers, gaps)
         except csv.Error as exc:
             raise InputError(f"{layout.path}: near row {line_no}: {exc}") from None
         except UnicodeDecodeError:
             raise InputError(f"{layout.path}: row {line_no + 1}: not UTF-8 text") from None
 
 
-def read_table(path: str | Path, max_rows: int = MAX_TABLE_ROWS) -> Table:
-    """The whole file in memory, for training and replay; refuses absurd sizes."""
-    layout = read_layout(path)
+def read_table(
+    path: str | Path,
+    max_rows: int = MAX_TABLE_ROWS,
+    layout: Layout | None = None,
+    gaps: Filler | None = None,
+) -> Table:
+    """The whole file in memory, for training and replay; refuses absurd sizes.
+
+    ``layout`` picks the sensors (:func:`read_layout`); with ``gaps`` rows a
+    --missing policy drops are left out.
+    """
+    layout = layout or read_layout(path)
     stamps: list[str] | None = [] if layout.time_index is not None else None
     blocks: list[np.ndarray] = []
     n = 0
-    for chunk in iter_chunks(layout.path, layout=layout):
+    for chunk in iter_chunks(layout.path, layout=layout, gaps=gaps):
         n += len(chunk.values)
         if n > max_rows:
             raise InputError(f"{layout.path}: more than {max_rows:,} rows; use a representative sample of the history")
-        blocks.append(chunk.values)
+        keep = chunk.keep
+        blocks.append(chunk.values if keep is None else chunk.values[keep])
         if stamps is not None and chunk.timestamps is not None:
-            stamps.extend(chunk.timestamps)
+            stamps.extend(chunk.timestamps if keep is None else [t for t, k in zip(chunk.timestamps, keep) if k])
     if n == 0:
         raise InputError(f"{layout.path}: no data rows after the header")
+    if not sum(len(b) for b in blocks):
+        raise InputError(f"{layout.path}: every row has a missing value that --missing drops")
     return Table(layout.path, layout.time_column, stamps, layout.sensors, np.concatenate(blocks))
 
 

@@ -19,10 +19,11 @@ def _simulate(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--sensors",
-        type=int,
+        action="append",
         default=None,
-        metavar="K",
-        help="sensors per asset, 8-60 (default: 12-40, drawn per asset from the seed)",
+        metavar="K|PATTERNS",
+        help="sensors per asset, 8-60 (default: 12-40, drawn per asset from the seed); with --replay, glob "
+        "patterns of the columns to publish, comma-separated or repeated (default: all)",
     )
     p.add_argument("--rate", type=float, default=1.0, metavar="HZ", help="samples per second per asset (default: 1)")
     p.add_argument(
@@ -42,7 +43,25 @@ def _simulate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--asset", default=None, metavar="NAME", help="asset name for --replay (default: the file's stem)")
     p.add_argument("--loop", action="store_true", help="with --replay, start again at the end of the file")
     p.add_argument(
-        "--fault", action="append", default=[], metavar="SPEC", help="inject a fault (repeatable); see the spec above"
+        "--exclude",
+        action="append",
+        default=None,
+        metavar="PATTERNS",
+        help="with --replay, columns not to publish (labels, ids): glob patterns, e.g. 'anomaly,changepoint'",
+    )
+    p.add_argument(
+        "--missing",
+        default="fail",
+        metavar="POLICY",
+        help="with --replay, a missing value: fail, drop (the row) or hold[:N] (the last value, at most N rows; "
+        "default: fail)",
+    )
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="inject a fault (repeatable); see the fault spec below",
     )
     p.add_argument(
         "--start-time",
@@ -95,6 +114,7 @@ _OWN = (
         "  plantwatch simulate --broker mqtt://127.0.0.1:1883 --assets 5 --rate 10 --duration 60\n"
         "  plantwatch simulate --to-csv history.csv --samples 20000 --seed 3\n"
         "  plantwatch simulate --broker mqtt://127.0.0.1:1883 --replay d00.csv --rate 50\n"
+        "  plantwatch simulate --broker mqtt://127.0.0.1:1883 --replay export.csv --exclude 'anomaly,changepoint'\n"
         "  plantwatch simulate --broker mqtt://127.0.0.1:1883 --assets 2 --rate 5 \\\n"
         "      --fault 'bias@30+60:asset=asset01,sensors=FI103,magnitude=4'\n"
         "  plantwatch simulate --broker mqtt://127.0.0.1:1883 --replay d00_te.csv --gan gans/tep \\\n"

@@ -23,6 +23,8 @@ log = logs.get("simulator")
 
 def simulate_command(args: argparse.Namespace) -> int:
     """Entry point of ``plantwatch simulate``; InputError for a bad combination of options."""
+    if not args.replay:
+        args.sensors = _sensor_count(args.sensors)
     _check_common(args)
     if args.to_csv:
         return _to_csv(args)
@@ -40,14 +42,28 @@ def simulate_command(args: argparse.Namespace) -> int:
         return _replay(args)
     _refuse(args, "--asset", args.asset is not None, "only applies to --replay (name of the replayed asset)")
     _refuse(args, "--loop", args.loop, "only applies to --replay")
+    _refuse(args, "--exclude", args.exclude is not None, "only applies to --replay (columns not to publish)")
+    _refuse(args, "--missing", args.missing != "fail", "only applies to --replay (gaps in the file)")
     assets = make_assets(args.assets, args.seed, args.sensors)
     return _publish(args, list(assets), assets)
+
+
+def _sensor_count(values: list[str] | None) -> int | None:
+    """``--sensors K`` when simulating (patterns are for --replay)."""
+    if not values:
+        return None
+    if len(values) > 1 or not values[0].strip().isdigit():
+        raise InputError(
+            f"--sensors {','.join(values)!r}: a number of sensors per asset ({MIN_SENSORS}-{MAX_SENSORS}); "
+            "column patterns only apply to --replay"
+        )
+    return int(values[0])
 
 
 def _check_common(args: argparse.Namespace) -> None:
     if not (math.isfinite(args.rate) and args.rate > 0):
         raise InputError(f"--rate must be > 0 samples per second, got {args.rate:g}")
-    if args.sensors is not None and not MIN_SENSORS <= args.sensors <= MAX_SENSORS:
+    if not args.replay and args.sensors is not None and not MIN_SENSORS <= args.sensors <= MAX_SENSORS:
         raise InputError(f"--sensors must be {MIN_SENSORS}-{MAX_SENSORS}, got {args.sensors}")
     if args.seed < 0:
         raise InputError(f"--seed must be >= 0, got {args.seed}")
@@ -75,6 +91,8 @@ def _to_csv(args: argparse.Namespace) -> int:
         ("--duration", args.duration is not None),
         ("--loop", args.loop),
         ("--asset", args.asset is not None),
+        ("--exclude", args.exclude is not None),
+        ("--missing", args.missing != "fail"),
         *((f, True) for f in broker_login.given(args)),
     ):
         _refuse(args, option, bool(given), "does not apply to --to-csv (it writes a file and publishes nothing)")
@@ -101,10 +119,7 @@ def _to_csv(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from .replay import load_replay
 
-    _refuse(
-        args, "--sensors", args.sensors is not None, "does not apply to --replay (the file's columns are the sensors)"
-    )
-    source = load_replay(args.replay, args.asset, args.loop)
+    source = load_replay(args.replay, args.asset, args.loop, args)
     return _publish(args, [source], [source])
 
 

@@ -7,12 +7,15 @@ not sent. Fault magnitudes use the file's per-column standard deviation.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
 
-from monitor import csvio, wire
+from monitor import history_options, logs, wire
 from monitor.errors import InputError
+
+log = logs.get("replay")
 
 
 class ReplaySource:
@@ -56,7 +59,12 @@ class ReplaySource:
         return self.values[idx]
 
 
-def load_replay(path: str | Path, asset: str | None = None, loop: bool = False) -> ReplaySource:
-    """Read a CSV with :func:`monitor.csvio.read_table`; the asset defaults to the file's stem."""
-    table = csvio.read_table(path)
+def load_replay(
+    path: str | Path, asset: str | None = None, loop: bool = False, args: argparse.Namespace | None = None
+) -> ReplaySource:
+    """Read a CSV as ``train`` does (``args``' --sensors, --exclude and --missing); the asset defaults to the
+    file's stem."""
+    table, gaps = history_options.read_table(path, args or argparse.Namespace())
+    if gaps is not None and gaps.summary():
+        log.info("replay_missing_values", path=str(path), summary=gaps.summary())
     return ReplaySource(asset if asset is not None else Path(path).stem, table.sensors, table.values, loop)

@@ -8,6 +8,36 @@ from .. import broker_login
 from .registry import Command
 
 
+def add_columns(p: argparse.ArgumentParser, what: str = "sensors") -> None:
+    """``--sensors`` / ``--exclude``: glob patterns picking the sensor columns (train, score, replay, record)."""
+    p.add_argument(
+        "--sensors",
+        action="append",
+        default=None,
+        metavar="PATTERNS",
+        help=f"only these {what}: glob patterns, comma-separated or repeated, e.g. 'T*,P1' (default: all)",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=None,
+        metavar="PATTERNS",
+        help=f"leave these {what} out (labels, ids, counters): glob patterns, e.g. 'anomaly,changepoint'",
+    )
+
+
+def add_missing(p: argparse.ArgumentParser) -> None:
+    """``--missing fail|drop|hold[:N]`` for commands that read history."""
+    p.add_argument(
+        "--missing",
+        default="fail",
+        metavar="POLICY",
+        help="a missing value (empty, NaN, n/a): 'fail' refuses the file naming the cell, 'drop' leaves the row "
+        "out, 'hold:N' repeats the sensor's last value for at most N rows ('hold': no limit), then drops "
+        "(default: fail)",
+    )
+
+
 def _train(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
@@ -18,6 +48,8 @@ def _train(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out", required=True, metavar="MODEL", help="model folder to create (safetensors weights + JSON manifest)"
     )
+    add_columns(p)
+    add_missing(p)
     p.add_argument(
         "--epochs",
         type=int,
@@ -107,6 +139,15 @@ def _score(p: argparse.ArgumentParser) -> None:
         "--data", required=True, metavar="CSV", help="data with the same sensor columns as the training data"
     )
     p.add_argument("--out", required=True, metavar="SCORES", help="scores CSV to write (one row per input row)")
+    add_columns(p)
+    add_missing(p)
+    p.add_argument(
+        "--plot",
+        default=None,
+        metavar="FILE.png",
+        help="also draw score, threshold and alarm episodes over time (needs matplotlib: "
+        "pip install 'plantwatch[plots]')",
+    )
     p.add_argument(
         "--top", type=int, default=3, metavar="K", help="top contributing sensors to name per row (default: 3)"
     )
@@ -146,6 +187,7 @@ def _record(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--client-id", default=None, help="fixed client id for a persistent session (default: plantwatch-record-<host>)"
     )
+    add_columns(p, "sensors of each message")
     broker_login.add_arguments(p)
 
 
@@ -155,7 +197,10 @@ COMMANDS = (
         "monitor.commands.train:train_command",
         "Train a denoising-autoencoder detector on normal history and calibrate its threshold.",
         "  plantwatch train --data history.csv --out models/boiler\n"
-        "  plantwatch train --data history.csv --out m/ --window 10 --false-alarms-per-day 2 --sample-period 60\n",
+        "  plantwatch train --data history.csv --out m/ --window 10 --false-alarms-per-day 2 --sample-period 60\n"
+        "  plantwatch train --data export.csv --out m/ --exclude 'anomaly,changepoint' --missing hold:5\n"
+        "\ntrain prints the sensors it takes and warns about columns that look like labels, ids or counters\n"
+        "(only 0/1, increasing whole numbers) or are constant: leave them out with --exclude.\n",
         arguments=_train,
     ),
     Command(
@@ -163,10 +208,13 @@ COMMANDS = (
         "monitor.commands.score:score_command",
         "Score a CSV file causally, row by row, exactly as the monitor would score the stream.",
         "  plantwatch score --model models/boiler --data today.csv --out scores.csv\n"
+        "  plantwatch score --model models/boiler --data today.csv --out scores.csv --plot scores.png\n"
         "  plantwatch score --model models/boiler --data today.csv --out scores.csv --bounds plantwatch.toml\n"
         "\na row holding a value outside a sensor's plausible bounds (default: 100 training spans past the\n"
         "training range; [sensors.NAME] min/max in the --bounds file) is not scored: its score, threshold,\n"
-        "anomaly and top sensors are left empty and the stream goes on as if it were absent, as in the monitor.\n",
+        "anomaly and top sensors are left empty and the stream goes on as if it were absent, as in the monitor;\n"
+        "so is a row --missing drops. score lists the alarm episodes (start, end, duration, peak, top sensors)\n"
+        "and says when rows lie far outside the model's training range.\n",
         arguments=_score,
     ),
     Command(

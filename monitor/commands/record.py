@@ -25,9 +25,10 @@ import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from fnmatch import fnmatchcase
 from pathlib import Path
 
-from .. import broker_login, csvio, logs, wire
+from .. import broker_login, columns, csvio, logs, outputs, wire
 from ..daemon import BatchQueue, Item, LogSampler, MqttSession, State
 from ..errors import BrokerError, InputError
 from ..mqtt import BrokerSettings
@@ -36,6 +37,8 @@ from ..wire import Rejection, Telemetry
 
 log = logs.get("record")
 BATCH = 1000
+#: how long the first connection may take before record gives up (as simulate and drill do)
+CONNECT_TIMEOUT_S = 10.0
 
 
 def iso(ts: float) -> str:
@@ -113,6 +116,8 @@ class Recorder:
         prefix: str = wire.DEFAULT_PREFIX,
         assets: list[str] | None = None,
         client_id: str | None = None,
+        include: list[str] | None = None,
+        exclude: list[str] | None = None,
     ) -> None:
         try:
             filters = [wire.telemetry_filter(prefix, a) for a in assets] if assets else [wire.telemetry_filter(prefix)]
@@ -128,13 +133,16 @@ class Recorder:
         self.rejected: Counter[str] = Counter()
         self._sampler = LogSampler()
         self._stop = False
+        self.include, self.exclude = include or [], exclude or []
+        self._kept: dict[frozenset[str], frozenset[str]] = {}
 
     def request_stop(self) -> None:
         self._stop = True
 
     def run(self, duration: float | None = None) -> None:
         self.session.start()
-        deadline = None if duration is None else time.monotonic() + duration
+        started = time.monotonic()
+        deadline = None if duration is None else started + duration
         log.info("record_started", broker=self.session.settings.url, filters=self.session.filters, out=str(self.out))
         try:
             while not self._stop and (deadline is None or time.monotonic() < deadline):
@@ -144,6 +152,10 @@ class Recorder:
                         f"{self.session.settings.url} refused the login: {self.session.login_refused} "
                         "(check --username and the password file or variable)"
                     )
+                if not self.session.ever_connected and time.monotonic() - started > CONNECT_TIMEOUT_S:
+                    self._unreachable()
+            if not self.session.ever_connected:
+                self._unreachable()
             self.session.close_intake()
             while self._batch(0.0):  # drain what was taken in
                 pass
@@ -151,6 +163,30 @@ class Recorder:
             self.session.close()
             for f in self.files.values():
                 f.close()
+
+    def _unreachable(self) -> None:
+        """Never connected: an error (exit 3), not 'recorded 0 rows'."""
+        reason = self.session.unreachable or f"no answer within {CONNECT_TIMEOUT_S:.0f}s"
+        raise BrokerError(f"cannot connect to broker {self.session.settings.url}: {reason}")
+
+    def _sensors(self, t: Telemetry) -> Telemetry | Rejection:
+        """The message with only the sensors --sensors/--exclude keep (the same set for the same names)."""
+        if not (self.include or self.exclude):
+            return t
+        names = frozenset(t.values)
+        kept = self._kept.get(names)
+        if kept is None:
+            kept = self._kept[names] = frozenset(
+                n
+                for n in names
+                if (not self.include or any(fnmatchcase(n, p) for p in self.include))
+                and not any(fnmatchcase(n, p) for p in self.exclude)
+            )
+            if len(self._kept) > 1000:  # names come from the wire: bounded
+                self._kept.clear()
+        if not kept:
+            return Rejection("missing_sensor", "no sensor left by --sensors/--exclude")
+        return Telemetry(t.ts, t.seq, {k: v for k, v in t.values.items() if k in kept})
 
     def _batch(self, wait: float) -> int:
         items = self.queue.take(BATCH, 0.0, wait)
@@ -164,6 +200,8 @@ class Recorder:
     def _write(self, topic: str, payload: bytes) -> AssetFile | None:
         asset = wire.asset_of(topic, self.prefix)
         t = asset if isinstance(asset, Rejection) else wire.decode_telemetry(payload)
+        if isinstance(t, Telemetry):
+            t = self._sensors(t)
         f = None
         if isinstance(t, Telemetry) and isinstance(asset, str):
             f = self.files.get(asset)
@@ -188,7 +226,16 @@ def record_command(args: argparse.Namespace) -> int:
     if args.duration is not None and not args.duration > 0:
         raise InputError("--duration must be > 0 seconds")
     assets = [a.strip() for a in args.assets.split(",") if a.strip()] if args.assets else None
-    rec = Recorder(broker_login.settings({}, args), Path(args.out), args.prefix, assets, args.client_id)
+    out = outputs.check_folder(args.out, "--out")
+    rec = Recorder(
+        broker_login.settings({}, args),
+        out,
+        args.prefix,
+        assets,
+        args.client_id,
+        columns.patterns(args.sensors),
+        columns.patterns(args.exclude),
+    )
     with stop_on_signals(rec.request_stop):
         rec.run(args.duration)
     log.info("record_finished", rows=dict(rec.rows), rejected=dict(rec.rejected))

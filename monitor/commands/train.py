@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-from .. import csvio
-from ..detector import TrainSettings, check_out, train_table
+from .. import columns, history_options, outputs
+from ..detector import TrainSettings, train_table
 
 
 def settings_from_args(args: argparse.Namespace) -> TrainSettings:
@@ -31,10 +30,19 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    check_out(out, args.force)  # before reading the history, not after minutes of training
+    # every output problem before reading the history, not after minutes of training
+    out = outputs.check_folder(args.out, "--out", exists_ok=False, force=args.force)
     ts = settings_from_args(args)
-    table = csvio.read_table(args.data)
+    table, gaps = history_options.read_table(args.data, args)
+    shown = ", ".join(table.sensors[:30]) + (f" ... ({len(table.sensors)} in all)" if len(table.sensors) > 30 else "")
+    print(f"training on {len(table.sensors)} sensor(s) of {table.path}: {shown}", file=sys.stderr)
+    for name, why in columns.suspicious(table.sensors, table.values):
+        print(
+            f"warning: column {name!r}: {why}; leave it out with --exclude {name!r} if it is not a sensor",
+            file=sys.stderr,
+        )
+    if gaps is not None and gaps.summary():
+        print(f"{gaps.summary()} (--missing {args.missing})", file=sys.stderr)
     started = time.perf_counter()
     det = train_table(table, ts, out, force=args.force)
     print(

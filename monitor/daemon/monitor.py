@@ -292,8 +292,9 @@ class Monitor:
                 self.stop()
 
     def _loop(self) -> int:
-        """The main thread's work between signals: readiness, reloads, heap trims, broker and worker checks."""
-        notified, quiet_since = False, time.monotonic()
+        """The main thread's work between signals: readiness, reloads, heap trims, worker checks (the MQTT
+        session says itself, at once, why the broker cannot be reached)."""
+        notified = False
         trimmed = time.monotonic()
         while self._stop_signal is None:
             time.sleep(0.05)
@@ -307,12 +308,6 @@ class Monitor:
             if self._reload_requested:
                 self._reload_requested = False
                 self._reload_from_sources()
-            if self.session is not None and not self.session.connected.is_set():
-                if time.monotonic() - quiet_since > 30:
-                    log.warning("broker_unreachable", broker=self.config.broker.url, note="retrying")
-                    quiet_since = time.monotonic()
-            else:
-                quiet_since = time.monotonic()
             if self.worker is not None and not self.worker.is_alive():
                 log.error("worker_died")
                 return 1

@@ -32,6 +32,8 @@ Item = tuple[str, bytes, float, int, int, int]  # topic, payload, received_at, m
 _PUT_SLICE_S = 0.1
 #: CONNACK reasons that retrying cannot fix: bad user name or password, not authorized (3.1.1 and 5)
 _LOGIN_REFUSALS = frozenset((4, 5, 134, 135))
+#: while the broker stays unreachable for the same reason, say so again at most this often
+_UNREACHABLE_REPEAT_S = 60.0
 
 
 class MqttSession:
@@ -53,6 +55,10 @@ class MqttSession:
         self.generation = 0
         self.withheld = 0  # messages left unacknowledged once intake closed
         self.login_refused: str | None = None  # the broker's reason while it refuses our credentials
+        self.unreachable: str | None = None  # why the last connection attempt failed (refused, DNS, TLS ...)
+        self.ever_connected = False
+        self._failures = 0
+        self._said: tuple[str, float] | None = None  # the reason last logged, and when
         self._intake_open = True
         self._closing = False
         self._sub_mid: int | None = None
@@ -61,6 +67,7 @@ class MqttSession:
         if status_topic:
             c.will_set(status_topic, wire.STATUS_OFFLINE, qos=1, retain=True)
         c.on_connect = self._guard("connect", self._on_connect)
+        c.on_connect_fail = self._guard("connect", self._on_connect_fail)
         c.on_disconnect = self._guard("disconnect", self._on_disconnect)
         c.on_subscribe = self._guard("subscribe", self._on_subscribe)
         c.on_message = self._guard("message", self._on_message)
@@ -100,7 +107,8 @@ class MqttSession:
             self.login_refused = str(reason) if reason.value in _LOGIN_REFUSALS else None
             log.warning("broker_refused", broker=self.settings.url, reason=str(reason))
             return
-        self.login_refused = None
+        self.login_refused = self.unreachable = None
+        self.ever_connected, self._failures, self._said = True, 0, None
         self.generation += 1
         with self.state.lock:
             self.state.connects += 1
@@ -114,6 +122,18 @@ class MqttSession:
             client_id=self.client_id,
             session_present=bool(getattr(flags, "session_present", False)),
         )
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        """The TCP/TLS connection failed: say why at once (paho then retries with backoff, 1 s up to 30 s)."""
+        exc = getattr(client, "connect_error", None)
+        reason = mqtt.describe_error(exc, self.settings) if exc is not None else "connection failed"
+        self.unreachable = reason
+        self._failures += 1
+        now = time.monotonic()
+        if self._said is None or self._said[0] != reason or now - self._said[1] >= _UNREACHABLE_REPEAT_S:
+            self._said = (reason, now)
+            log.warning("broker_unreachable", broker=self.settings.url, reason=reason, attempts=self._failures,
+                        note="retrying with backoff (1 s, doubling, at most 30 s)")  # fmt: skip
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         if mid != self._sub_mid:

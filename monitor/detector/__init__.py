@@ -12,7 +12,7 @@ episodes); :class:`Detector` runs them for many streams at once. Training:
 
 from . import folder_format
 from .alarms import AlarmLogic, AlarmSettings, Episode, Transition
-from .detector import Detector, DetectorSettings, StreamResult, StreamState
+from .detector import FAR_SIGMA, Detector, DetectorSettings, StreamResult, StreamState
 from .model import single_thread
 from .model_folder import fingerprint, read_manifest
 from .model_folder import load as load_model
@@ -22,6 +22,7 @@ from .train import TrainSettings, check_out, train_table
 from .value_bounds import TrainingRange, ValueBounds
 
 __all__ = [
+    "FAR_SIGMA",
     "METHODS",
     "AlarmLogic",
     "AlarmSettings",

@@ -5,7 +5,7 @@ The monitor's own session (persistent, acknowledge-after-scoring) is
 connect through the names here.
 """
 
-from .client import connect, connect_properties, make_client
+from .client import connect, connect_properties, describe_error, make_client
 from .fast_client import BufferedSocket, Client
 from .settings import BrokerSettings, parse_url, settings_from_url
 
@@ -15,6 +15,7 @@ __all__ = [
     "Client",
     "connect",
     "connect_properties",
+    "describe_error",
     "make_client",
     "parse_url",
     "settings_from_url",

@@ -6,6 +6,7 @@ paho 2.x, ``CallbackAPIVersion.VERSION2`` always. Callers subscribe in
 
 from __future__ import annotations
 
+import socket
 import ssl
 import time
 import uuid
@@ -69,6 +70,28 @@ def connect_properties(settings: BrokerSettings, persistent: bool) -> object | N
     return props
 
 
+def describe_error(exc: BaseException, settings: BrokerSettings) -> str:
+    """Why a connection failed, in words: refused, DNS, timeout, TLS (never a Python repr).
+
+    >>> describe_error(ConnectionRefusedError(111, "Connection refused"), BrokerSettings(port=1))
+    'connection refused (nothing listens on 127.0.0.1:1)'
+    """
+    where = f"{settings.host}:{settings.port}"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused (nothing listens on {where})"
+    if isinstance(exc, socket.gaierror):
+        return f"host name {settings.host!r} not found (DNS: {exc.strerror or exc})"
+    if isinstance(exc, TimeoutError):
+        return f"timed out connecting to {where}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS: the broker's certificate is not trusted ({exc.verify_message or exc.reason}); check --ca-file"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed ({exc.reason or exc})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[:1].lower() + exc.strerror[1:]
+    return str(exc) or type(exc).__name__
+
+
 def connect(client: paho.Client, settings: BrokerSettings, *, persistent: bool = False, timeout: float = 10.0) -> None:
     """Connect (blocking for the TCP part) with a clear error when the broker is not there."""
     kwargs: dict[str, Any] = {"keepalive": settings.keepalive}
@@ -82,5 +105,5 @@ def connect(client: paho.Client, settings: BrokerSettings, *, persistent: bool =
             return
         except (OSError, ssl.SSLError) as exc:
             if time.monotonic() >= deadline:
-                raise BrokerError(f"cannot connect to broker {settings.url}: {exc}") from None
+                raise BrokerError(f"cannot connect to broker {settings.url}: {describe_error(exc, settings)}") from None
             time.sleep(0.5)

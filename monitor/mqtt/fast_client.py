@@ -66,7 +66,23 @@ class BufferedSocket:
 
 
 class Client(paho.Client):
-    """``paho.Client`` with buffered reads and batched acknowledgements."""
+    """``paho.Client`` with buffered reads and batched acknowledgements.
+
+    It also keeps why the last connection attempt failed (``connect_error``):
+    paho's background loop swallows the exception and calls ``on_connect_fail``
+    without it, and "cannot connect" without a reason sends people guessing.
+    """
+
+    connect_error: OSError | None = None
+
+    def reconnect(self) -> MQTTErrorCode:
+        try:
+            rc = super().reconnect()
+        except OSError as exc:  # refused, DNS, timeout, TLS (ssl.SSLError is an OSError)
+            self.connect_error = exc
+            raise
+        self.connect_error = None
+        return rc
 
     def _create_socket(self) -> Any:
         return BufferedSocket(super()._create_socket())

@@ -160,3 +160,36 @@ def test_truth_lines_are_drill_truth_json(tmp_path: Path) -> None:
     (truth,) = write_history(tmp_path / "h.csv", p, 10, rate=2.0, start_time=100.0, injections=injections)
     assert (truth.start, truth.end) == (101.0, 102.0)
     assert orjson.loads(truth_path(tmp_path / "h.csv").read_bytes()) == orjson.loads(truth.encode())
+
+
+def test_replay_publishes_only_the_columns_asked_for_and_fills_gaps_as_train_does(tmp_path: Path) -> None:
+    """--sensors/--exclude pick the columns a replay publishes (labels stay home); --missing as in train."""
+    import argparse
+
+    path = tmp_path / "export.csv"
+    path.write_text("time,T1,T2,anomaly\n1,10.0,20.0,0\n2,,21.0,1\n3,12.0,n/a,0\n")
+    args = argparse.Namespace(sensors=None, exclude=["anomaly"], missing="hold:1")
+    src = load_replay(path, "a", args=args)
+    assert src.sensors == ["T1", "T2"] and src.values.tolist() == [[10.0, 20.0], [10.0, 21.0], [12.0, 21.0]]
+    src = load_replay(path, "a", args=argparse.Namespace(sensors=["T2"], exclude=None, missing="drop"))
+    assert src.sensors == ["T2"] and src.values.tolist() == [[20.0], [21.0]]
+    with pytest.raises(InputError, match="missing value"):
+        load_replay(path, "a", args=argparse.Namespace(sensors=None, exclude=["anomaly"], missing="fail"))
+
+
+def test_simulate_takes_sensor_patterns_only_with_replay(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--to-csv", "x.csv", "--samples", "5", "--sensors", "T*"]) == 2
+    assert "column patterns only apply to --replay" in capsys.readouterr().err
+    assert main(["simulate", "--broker", "mqtt://127.0.0.1:1", "--exclude", "anomaly"]) == 2
+    assert "--exclude only applies to --replay" in capsys.readouterr().err
+
+
+def test_simulate_help_points_at_the_fault_spec_where_it_is() -> None:
+    """The --fault help says where the spec is: below, in the examples (it said 'above')."""
+    from monitor.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    text = sub.choices["simulate"].format_help()  # type: ignore[attr-defined]
+    assert "see the fault spec below" in text and "spec above" not in text
+    assert text.index("see the fault spec below") < text.index("fault spec:  KIND@START")

@@ -155,3 +155,37 @@ def test_the_recorder_acknowledges_only_after_writing_so_a_stop_loses_nothing(mo
         assert len(csv_rows(tmp_path / "a.csv")) == 91
     finally:
         plant.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [("mqtt://127.0.0.1:1", "connection refused"), ("mqtt://nonexistent.invalid:1883", "not found (DNS")],
+)
+def test_record_exits_3_saying_why_when_the_broker_cannot_be_reached(tmp_path: Path, url: str, reason: str) -> None:
+    """No 'recorded 0 rows' and exit 0: one error line with the reason, exit 3, as simulate and drill do."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "monitor", "record", "--broker", url, "--out", str(tmp_path / "h"), "--duration", "30"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 3, proc.stderr
+    [line] = [ln for ln in proc.stderr.splitlines() if ln.startswith("plantwatch record: error:")]
+    assert f"cannot connect to broker {url}: " in line and reason in line
+    assert "recorded" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_record_keeps_only_the_sensors_asked_for(mosquitto: Any, tmp_path: Path) -> None:
+    plant = Plant(mosquitto.port)
+    try:
+        rec = Recorder(settings_from_url(mosquitto.url), tmp_path, client_id="rec-cols", include=["T*", "P1"],
+                       exclude=["T2"])  # fmt: skip
+        t = threading.Thread(target=rec.run, args=(2.0,))
+        t.start()
+        wait_until(rec.session.subscribed.is_set, 10, "subscribed")
+        plant.send_many("a", range(20), ts0=1.7e9)
+        t.join(10)
+    finally:
+        plant.close()
+    table = csvio.read_table(tmp_path / "a.csv")
+    assert table.sensors == ["T1", "P1"] and len(table) == 20

@@ -387,3 +387,26 @@ def test_messages_far_outside_the_training_range_are_counted_logged_and_blame_th
     assert set(line["sensors"][:2]) == {"T2", "F1"}
     raised = [e for e in logs if e["event"] == "alarm_raised"]
     assert raised and set(raised[0]["top_sensors"][:2]) == {"T2", "F1"}
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [("mqtt://127.0.0.1:1", "connection refused"), ("mqtt://nonexistent.invalid:1883", "not found (DNS")],
+)
+def test_a_monitor_that_cannot_reach_its_broker_says_why_at_once_and_keeps_trying(
+    model_dir: Path, url: str, reason: str
+) -> None:
+    """Within a few seconds (not after 30), a warning names the broker and the reason; then paho retries."""
+    mon = Monitor(config.parse({"broker": {"url": url}, "metrics": {"port": 0}, "models": {"default": str(model_dir)}}))
+    with capture_logs() as logs:
+        mon.start()
+        try:
+            t0 = time.monotonic()
+            wait_until(lambda: any(e["event"] == "broker_unreachable" for e in logs), 5, "the first warning")
+            assert time.monotonic() - t0 < 5
+            assert not mon.ready() and "not connected to the broker" in mon.readiness_problems()
+        finally:
+            mon.stop()
+    [first, *_] = [e for e in logs if e["event"] == "broker_unreachable"]
+    assert first["broker"] == url and reason in first["reason"] and first["attempts"] == 1
+    assert not any(e["event"] == "broker_disconnected" for e in logs)
