@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from monitor import broker_login, logs, wire
+from monitor import broker_login, logs, outputs, wire
 from monitor.errors import InputError
 from monitor.signals import stop_on_signals
 
@@ -98,6 +98,7 @@ def _to_csv(args: argparse.Namespace) -> int:
         _refuse(args, option, bool(given), "does not apply to --to-csv (it writes a file and publishes nothing)")
     if args.samples is None:
         raise InputError("--to-csv needs --samples N (how many rows to write)")
+    outputs.check_file(args.to_csv, "--to-csv")
     if args.samples < 1:
         raise InputError(f"--samples must be >= 1, got {args.samples}")
     if args.asset_index < 1:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import threading
 import time
@@ -28,7 +29,7 @@ from .local_broker import LocalBroker
 from .local_broker import start as start_broker
 from .process import AssetProcess, make_assets
 from .publish import Publisher
-from .view import render
+from .view import Footer, render
 
 log = logs.get("demo")
 
@@ -84,7 +85,9 @@ def demo_command(args: argparse.Namespace) -> int:
 
         raise InputError("--assets must be >= 1 and --rate > 0")
     stop = threading.Event()
-    with signals.handlers(dict.fromkeys(signals.STOP_SIGNALS, lambda signum, frame: stop.set())):
+    # SIGHUP too (the terminal closed): every way out goes through _run's cleanup (broker and its temp folder)
+    ends = (*signals.STOP_SIGNALS, signal.SIGHUP)
+    with signals.handlers(dict.fromkeys(ends, lambda signum, frame: stop.set())):
         return _run(args, stop)
 
 
@@ -100,11 +103,10 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
         if not monitor.wait_ready(30):
             log.error("demo_not_ready", problems=monitor.readiness_problems())
             return 1
-        print(
-            f"metrics: http://127.0.0.1:{monitor.metrics_port}/metrics  (also /healthz, /readyz); Ctrl-C to stop",
-            flush=True,
-        )
-        _watch(monitor, stop, args.duration, view=not args.no_view and sys.stdout.isatty())
+        metrics = f"http://127.0.0.1:{monitor.metrics_port}/metrics"
+        print(f"metrics: {metrics}  (also /healthz, /readyz); Ctrl-C to stop", flush=True)
+        footer = Footer(broker.url, metrics, publisher.injecting)
+        _watch(monitor, stop, args.duration, footer, view=not args.no_view and sys.stdout.isatty())
     finally:
         stop.set()
         if publisher is not None:
@@ -116,13 +118,22 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
     return 0
 
 
+def model_patterns(models: dict[str, str]) -> dict[str, str]:
+    """Each demo asset and its drill copy (``<asset>-drill``, deploy/drills/README.md) to the asset's model.
+
+    >>> model_patterns({"asset01": "m1"})
+    {'asset01': 'm1', 'asset01-drill': 'm1'}
+    """
+    return {pattern: folder for name, folder in models.items() for pattern in (name, f"{name}-drill")}
+
+
 def _start_monitor(broker: LocalBroker, models: dict[str, str], port: int) -> Monitor:
     cfg = parse(
         {
             "instance": "demo",
             "broker": {"url": broker.url, "client_id": "plantwatch-demo-monitor"},
             "metrics": {"port": port},
-            "models": {"assets": models, "unknown_asset": "reject"},
+            "models": {"assets": model_patterns(models), "unknown_asset": "reject"},
         }
     )
     monitor = Monitor(cfg)
@@ -148,14 +159,14 @@ def _start_publisher(
     return publisher, thread
 
 
-def _watch(monitor: Monitor, stop: threading.Event, duration: float | None, view: bool) -> None:
+def _watch(monitor: Monitor, stop: threading.Event, duration: float | None, footer: Footer, view: bool) -> None:
     """Refresh the live view each second (or log a summary every 10 s off a terminal)."""
     deadline = None if duration is None else time.monotonic() + duration
     last_log = 0.0
     while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
         snap = monitor.snapshot()
         if view:
-            sys.stdout.write("\x1b[H\x1b[2J" + render(snap) + "\n")
+            sys.stdout.write("\x1b[H\x1b[2J" + render(snap, footer.now()) + "\n")
             sys.stdout.flush()
         elif time.monotonic() - last_log >= 10:
             last_log = time.monotonic()

@@ -115,7 +115,15 @@ def start(port: int | None = None, prefer: str = "auto") -> LocalBroker:
     else:
         cmd = [sys.executable, "-m", "simulator.amqtt_broker", "--port", str(port)]
         kind = "amqtt"
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_end_with_parent)
+    # a session of its own: a Ctrl-C at the terminal goes to the demo, which stops the broker last (a broker
+    # killed by the same Ctrl-C would drop the monitor's connection first and log a false disconnect)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=_end_with_parent,
+        start_new_session=True,
+    )
     try:
         wait_for_port(port, proc=proc)
     except BrokerError:

@@ -124,6 +124,16 @@ class Publisher:
         """Ask the loop to finish; only sets a flag, so it is safe in a signal handler."""
         self._stop_requested = True
 
+    def injecting(self) -> list[str]:
+        """The faults being injected right now, as "kind on asset (sensors)" (for a live view; any thread)."""
+        out = []
+        for faults, source in zip(self._faults, self.sources):
+            sent = self.summary.messages[source.name]
+            for inj in list(faults.active):  # a copy (the publisher thread appends to it)
+                if inj.start < sent <= inj.end + 1:
+                    out.append(f"{inj.kind} on {inj.asset} ({', '.join(inj.sensors)})")
+        return out
+
     def _stopping(self) -> bool:
         return self._stop_requested or self._stop_event.is_set()
 

@@ -47,7 +47,8 @@ COMMANDS = (
         "\nthe drill publishes a copy of each scenario asset as <asset>-drill (same sensors, a simulated\n"
         "run or a replayed CSV); the monitor must score it with the asset's model, e.g. a pattern\n"
         '"boiler*" in its [models.assets]. Ground truth goes to <prefix>/<asset>-drill/drill.\n'
-        "writes REPORT/report.json, report.md and timeline-<asset>.png; exit 0 pass, 1 fail, 2 bad scenario\n",
+        "writes REPORT/report.json, report.md and timeline-<asset>-drill.png (with matplotlib:\n"
+        "pip install 'plantwatch[plots]'); exit 0 pass, 1 fail, 2 bad scenario or argument, 3 broker unreachable\n",
         arguments=_drill,
     ),
 )

@@ -7,7 +7,7 @@ import sys
 import threading
 from pathlib import Path
 
-from monitor import broker_login, logs
+from monitor import broker_login, logs, outputs
 from monitor.errors import ConfigError
 from monitor.signals import stop_on_signals
 
@@ -18,6 +18,7 @@ log = logs.get("drill")
 
 
 def drill_command(args: argparse.Namespace) -> int:
+    outputs.check_folder(args.report, "--report")
     s = scenario.load(args.scenario).with_overrides(
         metrics_url=args.metrics_url, prometheus_url=args.prometheus_url, gan=args.gan
     )
@@ -34,6 +35,8 @@ def drill_command(args: argparse.Namespace) -> int:
         from ..gan.inject import load_patterns
 
         patterns = load_patterns(s.gan)
+    if not report.can_draw():  # said before the drill's minutes, not after them
+        log.warning("timelines_not_drawn", reason="matplotlib is not installed: pip install 'plantwatch[plots]'")
     stop = threading.Event()
     with stop_on_signals(stop.set):
         record = run(s, settings, patterns, stop)

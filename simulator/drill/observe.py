@@ -7,8 +7,10 @@ sleeps between scrapes); :mod:`.report` interprets the records afterwards.
 from __future__ import annotations
 
 import math
+import socket
 import threading
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -129,7 +131,7 @@ class MetricsScraper(threading.Thread):
             except (OSError, ValueError) as exc:
                 self.failures += 1
                 if self.failures == 1:
-                    log.warning("metrics_scrape_failed", url=self.url, error=str(exc)[:200])
+                    log.warning("metrics_scrape_failed", url=self.url, error=describe(exc)[:200])
             self._halt.wait(max(0.0, self.interval - (time.monotonic() - began)))
 
     def stop(self) -> None:
@@ -138,8 +140,32 @@ class MetricsScraper(threading.Thread):
 
 
 def fetch(url: str) -> str:
+    """The body at ``url``; OSError (urllib's errors are OSErrors) or ValueError (a malformed URL)."""
     with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as r:
         return r.read().decode("utf-8")
+
+
+def describe(exc: BaseException) -> str:
+    """Why an HTTP request failed, in words ('connection refused', 'HTTP 404 Not Found'), not a repr.
+
+    >>> import urllib.error
+    >>> describe(urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")))
+    'connection refused'
+    >>> describe(urllib.error.HTTPError("http://x/metrics", 404, "Not Found", None, None))  # type: ignore[arg-type]
+    'HTTP 404 Not Found'
+    """
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    reason: object = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, socket.gaierror):
+        return f"host not found (DNS: {reason.strerror or reason})"
+    if isinstance(reason, (TimeoutError, socket.timeout)):
+        return f"no answer within {HTTP_TIMEOUT_S:g}s"
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror[:1].lower() + reason.strerror[1:]
+    return str(reason)
 
 
 def parse_metrics(text: str, assets: set[str], t: float) -> list[Scrape]:

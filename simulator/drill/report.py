@@ -25,6 +25,7 @@ due), the clock of both the ground truth and the monitor's alarm events.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -34,10 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from monitor import wire
+from monitor import logs, wire
 
 from .alerts import AlertOutcome, outcome
 from .run import DrillRecord
+
+log = logs.get("drill")
 
 
 @dataclass
@@ -278,9 +281,18 @@ def _scored(record: DrillRecord) -> dict[str, bool]:
 # ---------------------------------------------------------------- writing
 
 
+def can_draw() -> bool:
+    """Timelines need matplotlib, an optional extra (``pip install 'plantwatch[plots]'``)."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def write(report: dict[str, Any], record: DrillRecord, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    figures = [timeline(record, report, asset, folder / f"timeline-{asset}.png") for asset in record.sensors]
+    figures = []
+    if can_draw():
+        figures = [timeline(record, report, asset, folder / f"timeline-{asset}.png") for asset in record.sensors]
+    else:
+        log.warning("timelines_not_drawn", reason="matplotlib is not installed: pip install 'plantwatch[plots]'")
     report["figures"] = [p.name for p in figures]
     _atomic(folder / "report.json", json.dumps(report, indent=1, default=_plain) + "\n")
     _atomic(folder / "report.md", markdown(report))
@@ -365,6 +377,16 @@ def _alert_cells(row: dict[str, Any]) -> str:
 
 
 def timeline(record: DrillRecord, report: dict[str, Any], asset: str, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig = figure(record, report, asset)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def figure(record: DrillRecord, report: dict[str, Any], asset: str) -> Any:
+    """One drill copy's timeline: scraped score and threshold, injections, alarms, alert spans."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -388,6 +410,17 @@ def timeline(record: DrillRecord, report: dict[str, Any], asset: str, path: Path
         ax.plot([x.t - t0 for x in xs], [x.threshold for x in xs], lw=1, ls="--", color="tab:red", label="threshold")
         ax.set_yscale("log")
         ax.legend(fontsize=7, loc="upper right")
+    else:
+        ax.text(
+            0.5,
+            0.5,
+            f"no data: /metrics never showed a score for {asset}\n(did the monitor score it? see report.md)",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=9,
+            color="tab:red",
+        )
     alert_ends = [hi - t0 for lo, hi in (record.alerts or {}).get(asset, []) if hi is not None]
     ax.set_xlim(0, max(report["duration_s"], *alert_ends, 1))
     ax.set_xlabel(
@@ -397,6 +430,4 @@ def timeline(record: DrillRecord, report: dict[str, Any], asset: str, path: Path
     )
     ax.set_title(f"{asset}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return fig

@@ -28,7 +28,7 @@ from ..faults import FaultTarget, Injection, PatternSource, bind_faults
 from ..process import AssetProcess
 from ..publish import Publisher, PublishSummary
 from .alerts import AlertRule, Span, alert_rule, firing_spans, wait_resolved
-from .observe import AlarmFollower, AlarmRecord, MetricsScraper, Scrape, fetch
+from .observe import AlarmFollower, AlarmRecord, MetricsScraper, Scrape, describe, fetch
 from .scenario import AssetSpec, Scenario
 
 log = logs.get("drill")
@@ -101,13 +101,18 @@ def run(s: Scenario, settings: BrokerSettings, patterns: PatternSource | None, s
     try:
         fetch(s.metrics_url)
     except (OSError, ValueError) as exc:
-        raise InputError(f"cannot scrape the monitor's metrics at {s.metrics_url}: {exc}") from None
+        raise InputError(
+            f"cannot scrape the monitor's metrics at {s.metrics_url}: {describe(exc)} "
+            "(is the monitor running? --metrics-url or the scenario's [monitor] metrics_url)"
+        ) from None
     rule = None
     if s.prometheus_url:
         try:
             rule = alert_rule(s.prometheus_url, s.alert)
         except (OSError, ValueError, KeyError) as exc:
-            raise InputError(f"cannot check alert {s.alert} at Prometheus {s.prometheus_url}: {exc}") from None
+            raise InputError(
+                f"cannot check alert {s.alert} at Prometheus {s.prometheus_url}: {describe(exc)}"
+            ) from None
     drill_assets = [src.name for src in sources]
     follower = AlarmFollower(settings, s.prefix, drill_assets)
     follower.start()
@@ -163,7 +168,7 @@ def run(s: Scenario, settings: BrokerSettings, patterns: PatternSource | None, s
             still = wait_resolved(s.prometheus_url, rule, drill_assets, stop)
             record.alerts = firing_spans(s.prometheus_url, s.alert, drill_assets, started - 60, time.time(), still)
         except (OSError, ValueError, KeyError) as exc:
-            record.problems.append(f"Prometheus query at {s.prometheus_url} failed: {exc}")
+            record.problems.append(f"Prometheus query at {s.prometheus_url} failed: {describe(exc)}")
         else:
             if still:
                 record.problems.append(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from monitor import logs
+from monitor import logs, outputs
 from monitor.errors import InputError
 
 from . import artefact
@@ -36,9 +36,7 @@ def _classes(text: str | None) -> tuple[str, ...] | None:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        raise InputError(f"{out}: already exists (use --force to overwrite)")
+    out = outputs.check_folder(args.out, "--out", exists_ok=False, force=args.force)
     base = TrainOptions()
     opts = TrainOptions(
         epochs=base.epochs if args.epochs is None else args.epochs,
@@ -95,11 +93,16 @@ def _file_hashes(source: str) -> dict[str, str]:
 
 def evaluate_command(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
-    from .report import write
+    from .report import can_draw, write
 
     out = Path(args.out)
     if out.suffix != ".json":
         raise InputError(f"--out {out}: must end in .json (REPORT.md and REPORT_figures/ are written beside it)")
+    outputs.check_folder(out.parent, "--out")
+    if out.is_dir():
+        raise InputError(f"--out {out}: is a folder; give a file name ending in .json")
+    if not can_draw():  # said before the evaluation's minutes, not after them
+        log.warning("figures_not_drawn", reason="matplotlib is not installed: pip install 'plantwatch[plots]'")
     gan = artefact.load(args.gan)
     test = load(args.data, "test")
     trained_on = set(gan.manifest.get("data_files", {}).values())

@@ -11,10 +11,13 @@ the injection is refused with a message naming the first missing one.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from monitor.errors import ArtefactError
 
 from . import artefact
 from .sample import injection_pattern
@@ -33,6 +36,13 @@ class GanPatterns:
 
 
 def load_patterns(path: str | Path) -> GanPatterns:
-    """Load a GAN folder for injections (ArtefactError if it is not a sound one)."""
+    """Load a GAN folder for injections (ArtefactError if it is not a sound one, or not there: then it says
+    which command makes one)."""
+    if not Path(path).exists():
+        shown = os.path.normpath(path)
+        raise ArtefactError(
+            f"{shown}: no such GAN folder; make it with 'plantwatch gan train --data FAULT_HISTORY --out {shown}' "
+            "(deploy/drills/README.md has the recipe of the demo's GAN, a few minutes)"
+        )
     torch.set_num_threads(1)
     return GanPatterns(artefact.load(path), str(path))

@@ -8,6 +8,7 @@ sensors the fault moves most) and a bar chart of TSTR vs TRTR recall.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -15,9 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from monitor import logs
+
 from .artefact import GAN
 from .data import FaultData
 from .sample import generate
+
+log = logs.get("gan")
 
 TRACE_SENSORS = 4
 TRACE_PATTERNS = 3
@@ -27,10 +32,14 @@ MAX_TRACE = 480
 def write(report: dict[str, Any], out: Path, gan: GAN, test: FaultData) -> list[Path]:
     """Write ``out`` (JSON), ``out.md`` and the figures; returns every path written."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    figdir = out.with_name(out.stem + "_figures")
-    figdir.mkdir(exist_ok=True)
-    figures = [_recall_chart(report, figdir / "recall.png")]
-    figures += [_traces(gan, test, c, figdir / f"class_{c}.png") for c in report["classes"]]
+    figures: list[Path] = []
+    if can_draw():
+        figdir = out.with_name(out.stem + "_figures")
+        figdir.mkdir(exist_ok=True)
+        figures = [_recall_chart(report, figdir / "recall.png")]
+        figures += [_traces(gan, test, c, figdir / f"class_{c}.png") for c in report["classes"]]
+    else:
+        log.warning("figures_not_drawn", reason="matplotlib is not installed: pip install 'plantwatch[plots]'")
     report["figures"] = [str(p.relative_to(out.parent)) for p in figures]
     _atomic(out, json.dumps(report, indent=1, allow_nan=False, default=_plain) + "\n")
     md = out.with_suffix(".md")
@@ -94,6 +103,11 @@ def markdown(r: dict[str, Any]) -> str:
     lines += ["", "## Figures", ""]
     lines += [f"![{Path(f).stem}]({f})" for f in r.get("figures", [])]
     return "\n".join(lines) + "\n"
+
+
+def can_draw() -> bool:
+    """Figures need matplotlib, an optional extra."""
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def _plt() -> Any:

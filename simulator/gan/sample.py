@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from monitor import outputs
 from monitor.errors import InputError
 
 from .artefact import GAN
@@ -98,6 +99,7 @@ def sample_command(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix not in (".csv", ".npy"):
         raise InputError(f"--out {out}: must end in .csv or .npy")
+    outputs.check_file(out, "--out")
     if args.offset < 0:
         raise InputError(f"--offset must be >= 0 samples, got {args.offset}")
     gan = artefact.load(args.gan)

@@ -290,3 +290,41 @@ def test_a_drill_without_a_reachable_monitor_or_gan_exits_2(tmp_path: Path, mosq
     assert main([*argv, "--metrics-url", "http://127.0.0.1:9/metrics"]) == 2  # no GAN named
     (tmp_path / "d.toml").write_text((tmp_path / "d.toml").read_text().replace("gan:4", "bias"))
     assert main([*argv, "--metrics-url", "http://127.0.0.1:9/metrics"]) == 2  # nothing listens on port 9
+
+
+def test_a_timeline_without_scores_says_no_data_instead_of_an_empty_plot() -> None:
+    s = scenario.parse(BASE)
+    record = DrillRecord(
+        s, 1000.0, 1030.0, [], [], [], [], {"asset01-drill": ["a"]}, PublishSummary({"asset01-drill": 300})
+    )
+    r = report.evaluate(record)
+    fig = report.figure(record, r, "asset01-drill")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert any(t.startswith("no data: /metrics never showed a score for asset01-drill") for t in texts)
+    scraped = [Scrape(1000.0 + k, "asset01-drill", 1.0, 2.0, 0.0, k) for k in range(5)]
+    record.scrapes = scraped
+    assert not any("no data" in t.get_text() for t in report.figure(record, r, "asset01-drill").axes[0].texts)
+
+
+def test_drill_errors_are_said_in_words_and_a_missing_gan_names_the_command_that_makes_it(
+    tmp_path: Path, mosquitto: Mosquitto, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "d.toml").write_text(
+        '[[assets]]\nname = "asset01"\n[[injections]]\nasset = "asset01"\nkind = "bias"\nstart_s = 1\nduration_s = 1\n'
+    )
+    argv = ["drill", "--scenario", str(tmp_path / "d.toml"), "--broker", mosquitto.url, "--report", str(tmp_path / "r")]
+    assert main([*argv, "--metrics-url", "http://127.0.0.1:9/metrics"]) == 2
+    err = capsys.readouterr().err
+    assert "http://127.0.0.1:9/metrics: connection refused" in err and "urlopen" not in err and "Errno" not in err
+    (tmp_path / "d.toml").write_text((tmp_path / "d.toml").read_text().replace('"bias"', '"gan:4"'))
+    assert main([*argv, "--metrics-url", "http://127.0.0.1:9/metrics", "--gan", str(tmp_path / "gans" / "x")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'gans' / 'x'}: no such GAN folder; make it with 'plantwatch gan train" in err
+
+
+def test_drill_help_names_the_timeline_files_it_writes() -> None:
+    from monitor.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    text = sub.choices["drill"].format_help()  # type: ignore[attr-defined]
+    assert "timeline-<asset>-drill.png" in text and "timeline-<asset>.png" not in text
