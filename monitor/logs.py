@@ -18,9 +18,14 @@ class _CurrentStderr:
 
     A caller that swaps stderr (pytest's capture, a tool embedding the CLI)
     and closes the old one would otherwise make every later log line raise.
+    While a tqdm progress bar is drawn, lines go above it (``tqdm.write``).
     """
 
     def write(self, text: str) -> int:
+        bars = sys.modules.get("tqdm")
+        if bars is not None and getattr(bars.tqdm, "_instances", None):  # a progress bar is on screen:
+            bars.tqdm.write(text.rstrip("\n"), file=sys.stderr)  # above it, not into the middle of it
+            return len(text)
         return sys.stderr.write(text)
 
     def flush(self) -> None:

@@ -154,7 +154,8 @@ def _gradient_penalty(
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
-ProgressFn = Callable[[int, int, dict[str, float]], None]
+#: (epoch, epochs, running statistics, phase: "warm-up" or "adversarial")
+ProgressFn = Callable[[int, int, dict[str, float], str], None]
 CheckpointFn = Callable[[GAN, int, int], None]
 
 
@@ -236,12 +237,14 @@ def train(
         with torch.no_grad():
             for pe, pg in zip(ema.parameters(), generator.parameters()):
                 pe.lerp_(pg, 1 - opts.ema)
+        if step == warmup + 1:
+            running = {}  # the adversarial statistics start from their own first values, not warm-up zeros
         running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in stats.items()}
         if step % per_epoch == 0:
             epoch = step // per_epoch
             history.append({"epoch": epoch, **{k: round(v, 5) for k, v in running.items()}})
             if progress:
-                progress(epoch, opts.epochs, running)
+                progress(epoch, opts.epochs, running, "warm-up" if step <= warmup else "adversarial")
             if checkpoint and opts.checkpoint_every and epoch % opts.checkpoint_every == 0 and epoch < opts.epochs:
                 checkpoint(_gan(cfg, ema, generator, critic, data, dev, normaliser, psd), epoch, step)
     seconds = time.perf_counter() - started
@@ -424,17 +427,31 @@ class Progress:
 
             self.bar = tqdm(total=total, desc="gan", unit="epoch", leave=False, dynamic_ncols=True)
 
-    def __call__(self, epoch: int, total: int, stats: dict[str, float]) -> None:
+    def __call__(self, epoch: int, total: int, stats: dict[str, float], phase: str = "adversarial") -> None:
+        """One epoch done: the bar shows what this phase learns (warm-up: moments only; then the critic's
+        Wasserstein estimate and the generator's adversarial loss too)."""
+        shown = shown_stats(stats, phase)
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(w=f"{stats['wasserstein']:.3f}", g=f"{stats['generator_loss']:.3f}")
+            self.bar.set_description(f"gan {phase}")
+            self.bar.set_postfix(shown)
         if (self.bar is None and time.monotonic() - self.last_log > 5.0) or epoch == total:
             self.last_log = time.monotonic()
-            log.info("gan_progress", epoch=epoch, epochs=total, **{k: round(v, 4) for k, v in stats.items()})
+            log.info("gan_progress", epoch=epoch, epochs=total, phase=phase, **shown)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def shown_stats(stats: dict[str, float], phase: str) -> dict[str, float]:
+    """The statistics that mean something in ``phase`` (the critic's are 0 during the warm-up), rounded.
+
+    >>> shown_stats({"wasserstein": 0.0, "generator_loss": 0.0, "moments": 0.123456, "critic_loss": 0.0}, "warm-up")
+    {'moments': 0.1235}
+    """
+    keys = ("moments",) if phase == "warm-up" else ("wasserstein", "generator_loss", "critic_loss", "moments")
+    return {k: round(stats[k], 4) for k in keys if k in stats}
 
 
 def checkpoint_dir(out: Path) -> Path:

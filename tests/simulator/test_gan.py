@@ -293,3 +293,28 @@ def test_noise_spectrum_is_stored_on_a_fixed_grid_and_read_at_any_length(tiny_ga
     gan = artefact.load(tiny_gan)
     assert gan.noise_psd.shape == (65, 6)
     assert noise_psd_at(gan, 37).shape == (19, 6)
+
+
+def test_the_progress_bar_shows_what_each_phase_learns_and_log_lines_go_above_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Warm-up: the moments only (the critic's numbers are 0 then, and were shown as g=0.000, w=0.000);
+    adversarial: the critic's too. A log line while the bar is drawn goes on a line of its own above it."""
+    import re
+
+    from monitor import logs
+    from simulator.gan.train import Progress
+
+    logs.configure("info", json=True)
+    bar = Progress(4, enabled=True)
+    stats = {"wasserstein": 0.0, "gradient_penalty": 0.0, "critic_loss": 0.0, "generator_loss": 0.0, "moments": 0.5}
+    bar(1, 4, stats, "warm-up")
+    warm = capsys.readouterr().err
+    assert "gan warm-up" in warm and "moments=0.5" in warm and "w=" not in warm and "wasserstein" not in warm
+    bar(2, 4, {**stats, "wasserstein": 0.25, "generator_loss": -0.5}, "adversarial")
+    logs.get("test").info("a_line_while_the_bar_is_drawn")
+    bar.close()
+    out = capsys.readouterr().err
+    assert "gan adversarial" in out and "wasserstein=0.25" in out and "generator_loss=-0.5" in out
+    [segment] = [s for s in re.split(r"[\r\n]", out) if "a_line_while_the_bar_is_drawn" in s]
+    assert "%|" not in segment and segment.lstrip().startswith("{")
