@@ -223,7 +223,8 @@ def test_sigterm_stops_the_simulate_command_cleanly(mosquitto: Mosquitto, subscr
         (["--broker", "mqtt://127.0.0.1:1", "--duration", "-1"], "--duration must be > 0"),
         (["--broker", "mqtt://127.0.0.1:1", "--prefix", "a/+"], "--prefix: invalid topic prefix"),
         (["--broker", "mqtt://127.0.0.1:1", "--fault", "bias@1"], "expected START\\+DURATION"),
-        (["--broker", "mqtt://127.0.0.1:1", "--replay", "d.csv", "--sensors", "9"], "--sensors does not apply"),
+        (["--broker", "mqtt://127.0.0.1:1", "--sensors", "T*"], "column patterns only apply to --replay"),
+        (["--broker", "mqtt://127.0.0.1:1", "--missing", "drop"], "--missing only applies to --replay"),
     ],
 )
 def test_bad_option_combinations_exit_2_with_a_clear_message(
