@@ -318,3 +318,10 @@ def test_the_progress_bar_shows_what_each_phase_learns_and_log_lines_go_above_it
     assert "gan adversarial" in out and "wasserstein=0.25" in out and "generator_loss=-0.5" in out
     [segment] = [s for s in re.split(r"[\r\n]", out) if "a_line_while_the_bar_is_drawn" in s]
     assert "%|" not in segment and segment.lstrip().startswith("{")
+
+
+def test_gan_training_uses_one_thread_when_the_cores_are_already_busy() -> None:
+    """Two threads on two busy cores wait on each other (each step twice as slow): one then, two when idle."""
+    from simulator.gan.commands import threads
+
+    assert threads(2, 0.2) == 2 and threads(2, 1.0) == 1 and threads(2, 3.5) == 1 and threads(1, 0.0) == 1
