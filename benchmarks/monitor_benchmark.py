@@ -10,6 +10,13 @@ On a private mosquitto (unbounded queue and in-flight window), 100 assets x
    batch-of-one forward pass of the same model, ``Gauge.set`` per asset and per sensor;
 3. ``plantwatch monitor`` as a subprocess, its progress read from /metrics.
 
+4. Sparkplug B (``[source] format = "sparkplug"``): the same 100 assets as devices of 10 edge nodes,
+   births first, then report-by-exception DDATA by alias with half of the 52 metrics changed per message
+   consumed by
+   ``plantwatch monitor`` and by a bare paho subscriber that only decodes each payload with protobuf.
+   Sparkplug data travels at QoS 0, as the specification has it (``--sparkplug-qos 1``: as JSON does).
+   Targets: the Sparkplug rate >= 0.8x the JSON rate and >= 0.8x that bare decoding subscriber.
+
 Bare and plantwatch alternate for ``--rounds`` rounds (best of each is
 reported, with CPU microseconds per message, which the other load on a shared
 host disturbs less than wall-clock rates). Then a publisher process paces
@@ -20,6 +27,7 @@ the targets (>= 0.8x bare, >= 6x naive, p99 < 50 ms, RSS <= 300 MB and flat).
 
     python benchmarks/monitor_benchmark.py                 # ~2-3 minutes, 60 s soak
     python benchmarks/monitor_benchmark.py --soak 600      # the real run
+    python benchmarks/monitor_benchmark.py --only-sparkplug # just the JSON vs Sparkplug throughput (~1 min)
 """
 
 from __future__ import annotations
@@ -47,6 +55,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitor import wire
 from monitor.mqtt import Client as FastClient
+from monitor.sparkplug import payload as spb
+from monitor.sparkplug import topics as spb_topics
 from simulator.local_broker import free_port, wait_for_port
 
 ASSETS = 100
@@ -57,6 +67,7 @@ persistence false
 max_queued_messages 0
 max_queued_bytes 0
 max_inflight_messages 0
+queue_qos0_messages true
 log_dest none
 """
 
@@ -109,7 +120,7 @@ class Backlog:
                 payload = wire.encode_telemetry(now + i * 1e-3, seq0 + i, dict(zip(SENSORS, base[a])))
                 self.items.append((wire.telemetry_topic("plant", f"asset{a:03d}"), payload))
 
-    def publish(self) -> float:
+    def publish(self, qos: int = 1) -> float:
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}")
         c.max_inflight_messages_set(2000)
         c.connect("127.0.0.1", self.port)
@@ -117,7 +128,7 @@ class Backlog:
         t0 = time.perf_counter()
         info = None
         for topic, payload in self.items:
-            info = c.publish(topic, payload, qos=1)
+            info = c.publish(topic, payload, qos=qos)
         assert info is not None
         info.wait_for_publish(120)
         dt = time.perf_counter() - t0
@@ -126,12 +137,55 @@ class Backlog:
         return len(self.items) / dt
 
 
-def make_session(port: int, client_id: str) -> None:
+GROUP, NODES = "bench", 10
+
+
+class SparkplugBacklog(Backlog):
+    """The same plant as Sparkplug B: NBIRTH per edge node, DBIRTH per device, then DDATA by alias with
+    half of the metrics (a random half each time) changed; ``rows`` counts the messages that make rows."""
+
+    def __init__(self, port: int, per_asset: int) -> None:
+        rng = np.random.default_rng(1)
+        mix = rng.normal(size=(6, len(SENSORS)))
+        self.port, self.items = port, []
+        now_ms = int(time.time() * 1000)
+        seq = [0] * NODES
+        node_of = [a % NODES for a in range(ASSETS)]
+        topic = {
+            (kind, a): spb_topics.message_topic(kind, GROUP, f"node{node_of[a]}", f"dev{a:03d}")
+            for kind in ("DBIRTH", "DDATA")
+            for a in range(ASSETS)
+        }
+        for n in range(NODES):
+            self.items.append(
+                (spb_topics.message_topic("NBIRTH", GROUP, f"node{n}"), spb.birth_payload(now_ms, 0, [], bd_seq=0))
+            )
+            seq[n] = 1
+        half = len(SENSORS) // 2
+        for i in range(per_asset):
+            base = rng.normal(size=(ASSETS, 6)) @ mix + 0.2 * rng.normal(size=(ASSETS, len(SENSORS)))
+            for a in range(ASSETS):
+                n = node_of[a]
+                if i == 0:
+                    metrics = [
+                        (s, j + 1, spb.DataType.Double, float(v)) for j, (s, v) in enumerate(zip(SENSORS, base[a]))
+                    ]
+                    payload = spb.birth_payload(now_ms, seq[n], metrics)
+                    self.items.append((topic["DBIRTH", a], payload))
+                else:
+                    changed = np.sort(rng.choice(len(SENSORS), half, replace=False))
+                    values = [(int(j) + 1, float(base[a, j])) for j in changed]
+                    self.items.append((topic["DDATA", a], spb.data_payload(now_ms + i, seq[n], values)))
+                seq[n] = (seq[n] + 1) % 256
+        self.rows = len(self.items) - NODES
+
+
+def make_session(port: int, client_id: str, filters: tuple[str, ...] = ("plant/+/telemetry",)) -> None:
     """Create the persistent session (subscribed at QoS 1) that will hold the backlog."""
     done = threading.Event()
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
     c.on_subscribe = lambda *a: done.set()
-    c.on_connect = lambda cl, *a: cl.subscribe("plant/+/telemetry", qos=1)
+    c.on_connect = lambda cl, *a: cl.subscribe([(f, 1) for f in filters])
     c.connect("127.0.0.1", port)
     c.loop_start()
     done.wait(10)
@@ -266,7 +320,14 @@ def p99(before: dict, after: dict, stage: str) -> float:
 class Monitor:
     """``plantwatch monitor`` as a subprocess with a fixed client id."""
 
-    def __init__(self, broker_port: int, model: Path, workdir: Path, client_id: str = "bench-plantwatch") -> None:
+    def __init__(
+        self,
+        broker_port: int,
+        model: Path,
+        workdir: Path,
+        client_id: str = "bench-plantwatch",
+        sparkplug: bool = False,
+    ) -> None:
         self.port = free_port()
         self.cmd = [
             sys.executable,
@@ -285,6 +346,8 @@ class Monitor:
         self.env = dict(
             os.environ, PLANTWATCH_BROKER_CLIENT_ID=client_id, PLANTWATCH_MAX_ASSETS="1000", PLANTWATCH_INSTANCE="bench"
         )
+        if sparkplug:
+            self.env.update(PLANTWATCH_SOURCE_FORMAT="sparkplug", PLANTWATCH_SOURCE_GROUP_IDS=GROUP)
         self.log = open(workdir / "monitor.log", "ab")  # noqa: SIM115 (the monitor writes to it until stop())
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -397,12 +460,19 @@ def pace(port: int, rate: float, seconds: float, seq0: int) -> int:
     return sent
 
 
-def measure_plantwatch(port: int, model: Path, workdir: Path, n: int, client_id: str) -> tuple[float, float, Monitor]:
+def measure_plantwatch(
+    port: int, model: Path, workdir: Path, n: int, client_id: str, sparkplug: bool = False, qos: int = 1
+) -> tuple[float, float, Monitor]:
     """Rate and CPU per message of a fresh plantwatch session consuming an ``n`` backlog."""
-    mon = Monitor(port, model, workdir, client_id)
+    mon = Monitor(port, model, workdir, client_id, sparkplug=sparkplug)
     mon.start()  # creates the persistent session
     mon.stop()
-    Backlog(port, n // ASSETS).publish()
+    if sparkplug:
+        backlog: Backlog = SparkplugBacklog(port, n // ASSETS)
+        n = backlog.rows  # its NBIRTHs make no row: progress counts rows scored or rejected
+    else:
+        backlog = Backlog(port, n // ASSETS)
+    backlog.publish(qos)
     mon.start(wait="/metrics")  # HTTP is up before the broker connection: watch it all
     samples = []
     while True:
@@ -465,6 +535,51 @@ def soak(port: int, mon: Monitor, rate: float, seconds: float, seq0: int) -> dic
     }
 
 
+def sparkplug_rounds(port: int, model: Path, workdir: Path, n: int, rounds: int, qos: int) -> dict[str, object]:
+    """JSON and Sparkplug through plantwatch, and a bare paho subscriber decoding Sparkplug, alternating.
+
+    JSON travels at QoS 1 (plantwatch's contract); Sparkplug at ``qos`` (the specification says 0 for its
+    data; 1 makes it pay for delivery and acknowledgements as JSON does), to plantwatch and to the bare
+    subscriber alike."""
+    filters = tuple(spb_topics.read_filters([GROUP]))
+    decode = spb.Payload.FromString
+    json_runs, spb_runs, bare_runs = [], [], []
+    for r in range(rounds):
+        make_session(port, "bench-bare-spb", filters)
+        backlog = SparkplugBacklog(port, n // ASSETS)
+        backlog.publish(qos)
+        bare_runs.append(consume(port, "bench-bare-spb", len(backlog.items), lambda c, u, m: decode(m.payload)))
+        drop_session(port, "bench-bare-spb")
+        for sparkplug, runs in ((False, json_runs), (True, spb_runs)):
+            client_id = f"bench-pw-{'sparkplug' if sparkplug else 'json'}-{r}"
+            rate, cpu, mon = measure_plantwatch(port, model, workdir, n, client_id, sparkplug, qos if sparkplug else 1)
+            mon.stop()
+            drop_session(port, client_id)  # the broker stops queueing for it
+            runs.append((rate, cpu))
+        print(
+            f"  round {r + 1}: bare paho + protobuf decode {bare_runs[-1][0]:7.0f} msg/s ({bare_runs[-1][1]:.0f} us CPU), "
+            f"plantwatch JSON {json_runs[-1][0]:7.0f} msg/s ({json_runs[-1][1]:.0f} us CPU), "
+            f"plantwatch Sparkplug {spb_runs[-1][0]:7.0f} msg/s ({spb_runs[-1][1]:.0f} us CPU)",
+            flush=True,
+        )
+    b, j, s = max(bare_runs), max(json_runs), max(spb_runs)
+    print(
+        f"Sparkplug at QoS {qos} ({ASSETS} devices x {len(SENSORS)} metrics, half changed per DDATA, best of {rounds}): "
+        f"{s[0]:.0f} msg/s = {s[0] / j[0]:.2f}x the JSON rate (target >= 0.8), "
+        f"{s[0] / b[0]:.2f}x a bare paho subscriber that only decodes the protobuf (target >= 0.8); "
+        f"CPU per message {s[1]:.0f} us vs {j[1]:.0f} us (JSON) and {b[1]:.0f} us (bare decode)",
+        flush=True,
+    )
+    return {
+        "sparkplug_qos": qos,
+        "sparkplug": round(s[0]),
+        "sparkplug_json": round(j[0]),
+        "sparkplug_bare_decode": round(b[0]),
+        "ratio_sparkplug_json": round(s[0] / j[0], 3),
+        "ratio_sparkplug_bare_decode": round(s[0] / b[0], 3),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--messages", type=int, default=50000, help="backlog for bare paho and plantwatch (default 50000)")
@@ -472,6 +587,16 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2, help="bare/plantwatch rounds, best of each reported (default 2)")
     ap.add_argument("--soak", type=float, default=60.0, help="seconds of paced load for latency and RSS (default 60)")
     ap.add_argument("--model", type=Path, default=None, help="model folder with the 52 sensors (default: train one)")
+    ap.add_argument(
+        "--only-sparkplug", action="store_true", help="only the JSON vs Sparkplug throughput rounds (no naive, no soak)"
+    )
+    ap.add_argument(
+        "--sparkplug-qos",
+        type=int,
+        default=0,
+        choices=[0, 1],
+        help="QoS of the Sparkplug backlog (default 0, the specification's for data; JSON is always QoS 1)",
+    )
     ap.add_argument("--pace", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.pace:
@@ -494,6 +619,10 @@ def main() -> int:
             f"rates from the first to the last message; CPU per message in microseconds",
             flush=True,
         )
+        spb_result = sparkplug_rounds(port, model, workdir, n, args.rounds, args.sparkplug_qos)
+        if args.only_sparkplug:
+            print(json.dumps(spb_result))
+            return 0
         bare, fast, pw = [], [], []
         for r in range(args.rounds):
             make_session(port, "bench-bare")
@@ -532,6 +661,7 @@ def main() -> int:
         )
         assert mon is not None
         result: dict[str, object] = {
+            **spb_result,
             "bare": round(b[0]),
             "bare_fast_client": round(f[0]),
             "naive": round(naive[0]),

@@ -166,6 +166,68 @@ class SensorConfig:
     )
 
 
+def _template_ok(v: str) -> bool:
+    sample = {"group_id": "g", "edge_node_id": "n", "device_id": "d"}
+    try:
+        return wire.valid_asset(v.format(**sample))
+    except (KeyError, IndexError, ValueError):
+        return False
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    format: str = setting(
+        "json",
+        "telemetry format: 'json' (<prefix>/<asset>/telemetry, plantwatch's contract) or 'sparkplug' "
+        "(Sparkplug B: spBv1.0/<group_id>/... births, data and deaths)",
+        lambda v: v in ("json", "sparkplug"),
+        "must be 'json' or 'sparkplug'",
+    )
+    group_ids: list[str] = setting(
+        [],
+        "Sparkplug group ids to subscribe to (format = 'sparkplug' needs at least one)",
+        lambda v: all(wire.valid_name(g) for g in v) and len(set(v)) == len(v),
+        "must be distinct valid topic levels (no '/', '+', '#')",
+    )
+    device_asset: str = setting(
+        "{edge_node_id}/{device_id}",
+        "Sparkplug: the asset name of a device; fields {group_id}, {edge_node_id}, {device_id}",
+        _template_ok,
+        "must format into 1-3 topic levels from {group_id}, {edge_node_id}, {device_id}",
+    )
+    node_asset: str = setting(
+        "{edge_node_id}",
+        "Sparkplug: the asset name of an edge node's own metrics (NDATA); fields {group_id}, {edge_node_id}",
+        lambda v: "{device_id}" not in v and _template_ok(v),
+        "must format into 1-3 topic levels from {group_id}, {edge_node_id}",
+    )
+    sample_period: float = setting(
+        0.0,
+        "Sparkplug: 0 makes a row of every BIRTH and DATA message; > 0 a row every this many seconds (period "
+        "boundaries on the payload clock) of the values held then, as history recorded at a fixed rate has",
+        lambda v: v >= 0,
+        "must be >= 0 seconds",
+    )
+    stale_after: float = setting(
+        0.0,
+        "Sparkplug: seconds a metric's last reported value stays current (report-by-exception sends only "
+        "changes); a row with an older one is incomplete and not scored (stale_metric). 0 = while the node lives",
+        lambda v: v >= 0,
+        "must be >= 0 seconds",
+    )
+    stale_after_metrics: dict[str, float] = setting(
+        {}, "Sparkplug: metric name pattern (fnmatch, first match) -> its own stale_after, seconds"
+    )
+    rebirth: bool = setting(
+        False,
+        "Sparkplug: send a rebirth request (NCMD Node Control/Rebirth) after DATA before BIRTH, an unknown "
+        "alias, a datatype change or a seq gap. Off by default: writing commands to a plant is the operator's call",
+    )
+    rebirth_interval: float = setting(
+        30.0, "Sparkplug: seconds between two rebirth requests to one edge node", lambda v: v >= 1, "must be >= 1"
+    )
+
+
 @dataclass(frozen=True)
 class MissingConfig:
     policy: str = setting(
@@ -213,6 +275,9 @@ class MonitorConfig:
         "must be 1-1000000",
     )
     broker: BrokerConfig = field(default_factory=BrokerConfig, metadata={"description": "MQTT connection"})
+    source: SourceConfig = field(
+        default_factory=SourceConfig, metadata={"description": "telemetry format: JSON contract or Sparkplug B"}
+    )
     metrics: MetricsConfig = field(default_factory=MetricsConfig, metadata={"description": "HTTP endpoint"})
     models: ModelsConfig = field(
         default_factory=ModelsConfig, metadata={"description": "which model scores which asset"}
@@ -261,6 +326,13 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
         if problems:
             raise ConfigError(*problems)
         return tables
+    if typing.get_origin(tp) is dict and typing.get_args(tp)[1] is float:
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+            for k, v in value.items()
+        ):
+            raise ConfigError(f"{key}: must be a table of numbers >= 0")
+        return {k: float(v) for k, v in value.items()}
     if typing.get_origin(tp) is dict:
         if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             raise ConfigError(f"{key}: must be a table of strings")
@@ -417,6 +489,10 @@ def read_sensor_bounds(path: str | Path) -> dict[str, tuple[float | None, float 
 def _cross_check(cfg: MonitorConfig) -> list[str]:
     m = cfg.models
     problems = _sensor_problems(cfg.sensors) + broker_problems(cfg.broker)
+    if cfg.source.format == "sparkplug" and not cfg.source.group_ids:
+        problems.append("source.group_ids: format 'sparkplug' needs the group ids to subscribe to")
+    if cfg.source.format == "sparkplug" and cfg.assets:
+        problems.append("assets: applies to format 'json' only; shard Sparkplug plants by source.group_ids")
     if not m.default and not m.assets:
         problems.append("models.default: no model configured (give --model, models.default or [models.assets])")
     elif m.unknown_asset == "default" and not m.default:

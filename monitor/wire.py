@@ -39,6 +39,7 @@ MAX_NAME_LENGTH = 128
 STATUS_ONLINE = b"online"
 STATUS_OFFLINE = b"offline"
 MONITOR_LEVEL = "_monitor"
+MAX_ASSET_LEVELS = 3  # JSON assets are one level; Sparkplug asset names may have up to three
 
 #: Every reason a message can be rejected for; closed so metrics can pre-create them.
 REJECTION_REASONS: tuple[str, ...] = (
@@ -55,8 +56,21 @@ REJECTION_REASONS: tuple[str, ...] = (
     "missing_sensor",  # a sensor the asset's model needs is absent
     "unknown_asset",  # no model is configured for this asset
     "too_many_assets",  # the max_assets cap is reached
-    "duplicate",  # seq already scored for this asset (redelivery)
+    "duplicate",  # seq already scored for this asset (redelivery); Sparkplug: the node's previous seq again
 )
+#: Sparkplug B's own ([source] format = "sparkplug", monitor/sparkplug/); bad_topic, bad_ts, bad_seq, non_finite,
+#: missing_field, unknown_sensor (once per BIRTH: those metrics are ignored), missing_sensor, unknown_asset,
+#: too_many_assets and duplicate apply to it too
+SPARKPLUG_REASONS: tuple[str, ...] = (
+    "undecodable",  # payload is not a Sparkplug B protobuf
+    "data_before_birth",  # DATA (or DBIRTH, DDEATH) with no current BIRTH of its node or device
+    "unknown_alias",  # DATA names an alias or metric the last BIRTH did not define
+    "datatype_changed",  # a metric's datatype differs from its BIRTH's, without a rebirth
+    "out_of_order",  # seq behind the node's expected one (more than a duplicate)
+    "stale_metric",  # a sensor's last report is older than its staleness limit: the row is incomplete
+    "stale_death",  # NDEATH whose bdSeq is not the current session's (an old will)
+)
+REJECTION_REASONS += SPARKPLUG_REASONS
 
 
 class Rejection(NamedTuple):
@@ -92,17 +106,26 @@ def _check_prefix(prefix: str) -> None:
         raise ValueError(f"invalid topic prefix {prefix!r}: non-empty levels without '+', '#' or NUL")
 
 
+def valid_asset(name: str) -> bool:
+    """Whether ``name`` can name an asset: one topic level, or a few for Sparkplug ("edge_node/device")."""
+    parts = name.split("/")
+    return len(parts) <= MAX_ASSET_LEVELS and all(valid_name(p) for p in parts) and MONITOR_LEVEL not in parts
+
+
 def _asset_topic(prefix: str, asset: str, kind: str) -> str:
     _check_prefix(prefix)
-    _check_name("asset", asset)
+    if not valid_asset(asset):
+        raise ValueError(f"invalid asset name {asset!r}: 1-{MAX_ASSET_LEVELS} topic levels without '+', '#' or NUL")
     return f"{prefix}/{asset}/{kind}"
 
 
 def telemetry_topic(prefix: str, asset: str) -> str:
+    _check_name("asset", asset)
     return _asset_topic(prefix, asset, "telemetry")
 
 
 def alarm_topic(prefix: str, asset: str) -> str:
+    """``<prefix>/<asset>/alarm``; a Sparkplug asset ``node/device`` makes it ``<prefix>/node/device/alarm``."""
     return _asset_topic(prefix, asset, "alarm")
 
 
@@ -125,6 +148,7 @@ def telemetry_filter(prefix: str, asset: str = "+") -> str:
 
 
 def alarm_filter(prefix: str) -> str:
+    """Alarms of one-level (JSON) asset names; Sparkplug names (``node/device``) add levels: ``<prefix>/+/+/alarm``."""
     _check_prefix(prefix)
     return f"{prefix}/+/alarm"
 
@@ -309,14 +333,18 @@ class AlarmEvent:
     top_sensors: tuple[str, ...] = ()
     ended: float | None = None
     schema: int = SCHEMA_VERSION
+    reason: str = ""  # why, for "offline"/"online" (node_death, device_death, birth) and resets
 
     def encode(self) -> bytes:
         d = self.__dict__.copy()
         d["top_sensors"] = list(self.top_sensors)
+        if not self.reason:
+            del d["reason"]
         return orjson.dumps(d)
 
 
-ALARM_STATES = ("raised", "cleared")
+#: "offline": a Sparkplug death, no scoring until the next birth; "online": that birth came
+ALARM_STATES = ("raised", "cleared", "offline", "online")
 
 
 def decode_alarm(payload: bytes | str) -> AlarmEvent | Rejection:
@@ -337,6 +365,7 @@ def decode_alarm(payload: bytes | str) -> AlarmEvent | Rejection:
             top_sensors=tuple(str(s) for s in doc.get("top_sensors", ())),
             ended=None if doc.get("ended") is None else float(doc["ended"]),
             schema=int(doc.get("schema", SCHEMA_VERSION)),
+            reason=str(doc.get("reason", "")),
         )
     except KeyError as exc:
         return Rejection("missing_field", str(exc))

@@ -31,7 +31,8 @@ def _simulate(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0, metavar="N", help="process seed; same seed, same data (default: 0)")
     p.add_argument("--prefix", default="plant", metavar="P", help="topic prefix (default: plant)")
-    p.add_argument("--qos", type=int, default=1, choices=[0, 1, 2], help="MQTT QoS (default: 1)")
+    p.add_argument("--qos", type=int, default=1, choices=[0, 1, 2], help="MQTT QoS of JSON telemetry (default: 1)")
+    _sparkplug_arguments(p)
     p.add_argument(
         "--to-csv", metavar="FILE", help="write history to FILE instead of publishing (one asset: --asset-index)"
     )
@@ -75,6 +76,29 @@ def _simulate(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _sparkplug_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--format",
+        default="json",
+        choices=["json", "sparkplug"],
+        help="json: plantwatch's telemetry contract; sparkplug: Sparkplug B, one edge node with a device per "
+        "asset (births, report-by-exception data at QoS 0, seq, NDEATH will) (default: json)",
+    )
+    p.add_argument("--group-id", default="plantwatch", metavar="G", help="Sparkplug group id (default: plantwatch)")
+    p.add_argument(
+        "--edge-node", default="plantwatch-sim", metavar="N", help="Sparkplug edge node id (default: plantwatch-sim)"
+    )
+    p.add_argument(
+        "--deadband",
+        type=float,
+        default=0.0,
+        metavar="SD",
+        help="Sparkplug report-by-exception: send a metric when it moved more than SD standard deviations "
+        "since it was last sent (default: 0, every change; a real gateway's deadband makes the monitor see "
+        "held values, which the model was not trained on)",
+    )
+
+
 def _demo(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--duration", type=float, default=None, metavar="S", help="exit 0 after S seconds (default: until Ctrl-C)"
@@ -104,6 +128,13 @@ def _demo(p: argparse.ArgumentParser) -> None:
         help="where the demo model is cached (default: ~/.cache/plantwatch/demo)",
     )
     p.add_argument("--no-view", action="store_true", help="no live terminal view, log lines only")
+    p.add_argument(
+        "--format",
+        default="json",
+        choices=["json", "sparkplug"],
+        help="telemetry between simulator and monitor: plantwatch's JSON, or Sparkplug B (an edge node "
+        "'plantwatch-sim' with a device per asset, group 'plantwatch') (default: json)",
+    )
 
 
 _OWN = (
@@ -121,6 +152,7 @@ _OWN = (
         "      --fault 'gan:4@100+200'\n"
         "  plantwatch simulate --broker mqtts://broker:8883 --ca-file ca.crt --username plantwatch-gateway \\\n"
         "      --password-file /etc/plantwatch/gateway-password --assets 2\n"
+        "  plantwatch simulate --broker mqtt://127.0.0.1:1883 --format sparkplug --group-id plant1 --edge-node gw1\n"
         "\nfault kinds: bias drift stuck noise spikes intermittent coefficient decorrelate, and gan:<class>\n"
         "fault spec:  KIND@START+DURATION[:asset=A,sensors=S1;S2,magnitude=M]  (START and DURATION in samples)\n"
         "             defaults: the first asset, 1-3 sensors picked from --seed, a magnitude per kind;\n"
@@ -135,7 +167,8 @@ _OWN = (
         "demo",
         "simulator.demo:demo_command",
         "Run the whole chain on this machine: broker, simulator with injected faults, monitor, /metrics.",
-        "  plantwatch demo\n  plantwatch demo --duration 60 --metrics-port 9108 --broker-port 1883\n",
+        "  plantwatch demo\n  plantwatch demo --duration 60 --metrics-port 9108 --broker-port 1883\n"
+        "  plantwatch demo --format sparkplug      # the plant speaks Sparkplug B\n",
         arguments=_demo,
     ),
 )

@@ -34,6 +34,9 @@ def simulate_command(args: argparse.Namespace) -> int:
             "or --to-csv FILE --samples N to write history"
         )
     _refuse(args, "--samples", args.samples is not None, "only applies to --to-csv")
+    sparkplug_only = ("--group-id", args.group_id != "plantwatch"), ("--edge-node", args.edge_node != "plantwatch-sim")
+    for option, given in (*sparkplug_only, ("--deadband", args.deadband != 0.0)):
+        _refuse(args, option, given and args.format != "sparkplug", "only applies to --format sparkplug")
     _refuse(args, "--start-time", args.start_time is not None, "only applies to --to-csv")
     _refuse(
         args, "--asset-index", args.asset_index != 1, "only applies to --to-csv (use --assets N to publish several)"
@@ -137,6 +140,20 @@ def _injections(specs: Sequence[str], sources: Sequence[Any], seed: int, gan: st
     return bind_faults(parsed, [FaultTarget.of(s) for s in sources], seed, patterns) if parsed else []
 
 
+def sparkplug_settings(args: argparse.Namespace) -> Any:
+    """The Sparkplug edge node of ``--format sparkplug`` (None for JSON); InputError for a bad id."""
+    if getattr(args, "format", "json") != "sparkplug":
+        return None
+    from .sparkplug_edge import SparkplugSettings
+
+    s = SparkplugSettings(args.group_id, args.edge_node, args.deadband)
+    try:
+        s.check([])
+    except ValueError as exc:
+        raise InputError(f"--group-id/--edge-node/--deadband: {exc}") from None
+    return s
+
+
 def _publish(args: argparse.Namespace, sources: list[Any], targets: Sequence[Any]) -> int:
     from .publish import Publisher
 
@@ -148,6 +165,7 @@ def _publish(args: argparse.Namespace, sources: list[Any], targets: Sequence[Any
         qos=args.qos,
         injections=_injections(args.fault, targets, args.seed, args.gan),
         duration=args.duration,
+        sparkplug=sparkplug_settings(args),
     )
     with stop_on_signals(publisher.request_stop):
         publisher.run()

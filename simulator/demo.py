@@ -29,6 +29,7 @@ from .local_broker import LocalBroker
 from .local_broker import start as start_broker
 from .process import AssetProcess, make_assets
 from .publish import Publisher
+from .sparkplug_edge import SparkplugSettings
 from .view import Footer, render
 
 log = logs.get("demo")
@@ -97,9 +98,12 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
     broker = start_broker(args.broker_port, prefer=args.broker_kind)
     print(f"broker: {broker.url} ({broker.kind})", flush=True)
     monitor = publisher = None
+    sparkplug = SparkplugSettings() if getattr(args, "format", "json") == "sparkplug" else None
+    if sparkplug is not None:  # the monitor names a Sparkplug device <edge_node_id>/<device_id>
+        models = {f"*/{name}": folder for name, folder in models.items()}  # and a drill's <edge_node>/<asset>-drill
     try:
-        monitor = _start_monitor(broker, models, args.metrics_port)
-        publisher, thread = _start_publisher(broker, assets, args.rate, stop)
+        monitor = _start_monitor(broker, models, args.metrics_port, sparkplug)
+        publisher, thread = _start_publisher(broker, assets, args.rate, stop, sparkplug)
         if not monitor.wait_ready(30):
             log.error("demo_not_ready", problems=monitor.readiness_problems())
             return 1
@@ -127,22 +131,29 @@ def model_patterns(models: dict[str, str]) -> dict[str, str]:
     return {pattern: folder for name, folder in models.items() for pattern in (name, f"{name}-drill")}
 
 
-def _start_monitor(broker: LocalBroker, models: dict[str, str], port: int) -> Monitor:
-    cfg = parse(
-        {
-            "instance": "demo",
-            "broker": {"url": broker.url, "client_id": "plantwatch-demo-monitor"},
-            "metrics": {"port": port},
-            "models": {"assets": model_patterns(models), "unknown_asset": "reject"},
-        }
-    )
+def _start_monitor(
+    broker: LocalBroker, models: dict[str, str], port: int, sparkplug: SparkplugSettings | None = None
+) -> Monitor:
+    settings: dict[str, object] = {
+        "instance": "demo",
+        "broker": {"url": broker.url, "client_id": "plantwatch-demo-monitor"},
+        "metrics": {"port": port},
+        "models": {"assets": model_patterns(models), "unknown_asset": "reject"},
+    }
+    if sparkplug is not None:
+        settings["source"] = {"format": "sparkplug", "group_ids": [sparkplug.group_id]}
+    cfg = parse(settings)
     monitor = Monitor(cfg)
     monitor.start()
     return monitor
 
 
 def _start_publisher(
-    broker: LocalBroker, assets: list[AssetProcess], rate: float, stop: threading.Event
+    broker: LocalBroker,
+    assets: list[AssetProcess],
+    rate: float,
+    stop: threading.Event,
+    sparkplug: SparkplugSettings | None = None,
 ) -> tuple[Publisher, threading.Thread]:
     specs = periodic_faults([a.name for a in assets], FAULT_EVERY_S, rate, SEED, duration_s=(15.0, 30.0))
     injections = bind_faults(specs, [FaultTarget.of(a) for a in assets], SEED)
@@ -153,6 +164,7 @@ def _start_publisher(
         injections=injections,
         stop_event=stop,
         client_id="plantwatch-demo-simulator",
+        sparkplug=sparkplug,
     )
     thread = threading.Thread(target=publisher.run, name="simulator", daemon=True)
     thread.start()

@@ -19,6 +19,7 @@ installs no signal handlers itself.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -34,6 +35,7 @@ from monitor.errors import BrokerError, InputError
 from monitor.mqtt import BrokerSettings, connect, make_client
 
 from .faults import Injection, InjectionSet
+from .sparkplug_edge import SparkplugEdge, SparkplugSettings
 
 log = logs.get("simulator")
 
@@ -47,6 +49,11 @@ class Source(Protocol):
 
     name: str
     sensors: list[str]
+
+    @property
+    def sensor_std(self) -> np.ndarray:
+        """Each sensor's normal spread (what a Sparkplug deadband is measured in)."""
+        ...
 
     def read(self, n: int) -> np.ndarray:
         """Up to ``n`` next samples, shape (m, len(sensors)); m == 0 means the source is finished."""
@@ -87,7 +94,10 @@ class Publisher:
         max_inflight: int = 200,
         drain_timeout: float = 3.0,
         client_id: str | None = None,
+        sparkplug: SparkplugSettings | None = None,
     ) -> None:
+        """``sparkplug``: publish as a Sparkplug B edge node with a device per source (QoS 0, as the
+        specification has it) instead of plantwatch's JSON telemetry; drill truths stay JSON."""
         if not (math.isfinite(rate) and rate > 0):
             raise InputError(f"rate must be > 0 samples per second, got {rate}")
         if duration is not None and not (math.isfinite(duration) and duration > 0):
@@ -102,8 +112,14 @@ class Publisher:
         unknown = {inj.asset for inj in injections} - set(names)
         if unknown:
             raise InputError(f"injections for unknown assets: {', '.join(sorted(unknown))}")
+        self._edge: SparkplugEdge | None = None
+        self._sparkplug = sparkplug
         try:
-            self._topics = [(wire.telemetry_topic(prefix, n), wire.drill_topic(prefix, n)) for n in names]
+            if sparkplug is not None:
+                self._edge = SparkplugEdge(sparkplug, [(s.name, list(s.sensors), s.sensor_std) for s in sources])
+                self._topics = [("", wire.drill_topic(prefix, sparkplug.asset(n))) for n in names]
+            else:
+                self._topics = [(wire.telemetry_topic(prefix, n), wire.drill_topic(prefix, n)) for n in names]
         except ValueError as exc:
             raise InputError(str(exc)) from None
         self.settings, self.sources, self.rate, self.qos = settings, list(sources), rate, qos
@@ -143,7 +159,16 @@ class Publisher:
         if reason.is_failure:
             self._refused = str(reason)
         else:
+            if self._edge is not None:
+                client.subscribe(self._edge.command_filter(), qos=1)
             self._connected.set()
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        if self._edge is not None:
+            try:
+                self._edge.on_command(msg.payload)
+            except Exception:  # never let an exception kill paho's thread
+                log.exception("command_failed", topic=str(msg.topic)[:200])
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self._connected.clear()
@@ -162,6 +187,10 @@ class Publisher:
         client = make_client(self.settings, client_id=self._client_id)
         client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        if self._edge is not None:
+            will_topic, will_payload = self._edge.will()
+            client.will_set(will_topic, will_payload, qos=1, retain=False)
         began = time.monotonic()
         connect(client, self.settings, timeout=CONNECT_TIMEOUT_S)
         client.loop_start()
@@ -173,11 +202,14 @@ class Publisher:
                 assets=[s.name for s in self.sources],
                 sensors=[len(s.sensors) for s in self.sources],
                 rate=self.rate,
-                qos=self.qos,
+                qos=0 if self._edge is not None else self.qos,
+                format="json" if self._edge is None else "sparkplug",
                 faults=sum(f.pending for f in self._faults),
             )
             self._loop(client)
         finally:
+            if self._edge is not None and self._connected.is_set():
+                self._publish(client, *self._edge.death(int(time.time() * 1000)), qos=0)
             self.summary.unconfirmed = self._drain()
             self._closing = True
             client.disconnect()
@@ -256,7 +288,14 @@ class Publisher:
             )
             self._truth(client, a, inj.truth(self._ts(inj.start), self._ts(inj.end)))
         topic, sensors = self._topics[a][0], source.sensors
+        edge = self._edge
         for j, row in enumerate(block.tolist()):
+            if edge is not None:
+                for sp_topic, sp_payload in edge.rows(a, round(self._ts(first + j) * 1000), np.asarray(row)):
+                    if not self._publish(client, sp_topic, sp_payload, qos=0):
+                        return False
+                self.summary.messages[source.name] += 1
+                continue
             payload = wire.encode_telemetry(self._ts(first + j), first + j, dict(zip(sensors, row)))
             if not self._publish(client, topic, payload):
                 return False  # stop requested while the broker was stalled
@@ -267,6 +306,8 @@ class Publisher:
         return len(block) == n
 
     def _truth(self, client: Any, a: int, truth: wire.DrillTruth) -> None:
+        if self._sparkplug is not None:  # the monitor's name of the device's asset
+            truth = dataclasses.replace(truth, asset=self._sparkplug.asset(truth.asset))
         payload = truth.encode()
         if self._publish(client, self._topics[a][1], payload, qos=1):
             self.summary.truths += 1

@@ -35,12 +35,14 @@ class Footer:
 
 
 def state(a: AssetSnapshot) -> str:
-    """ok, warmup, ALARM, or ALARM (off-delay): raised, the score back under the threshold, not yet cleared.
+    """ok, warmup, ALARM, ALARM (off-delay): raised, the score back under the threshold, not yet cleared; OFFLINE.
 
     >>> from monitor.daemon import AssetSnapshot
     >>> state(AssetSnapshot("a", "m", "v", 9, 0.5, 1.0, True, 1, False, 0, 0.0, ()))
     'ALARM (off-delay)'
     """
+    if not a.online:
+        return "OFFLINE"  # a Sparkplug asset whose edge node or device died
     if a.alarm:
         return OFF_DELAY if a.score <= a.threshold else "ALARM"
     return "warmup" if a.warming_up else "ok"

@@ -188,6 +188,24 @@ def _record(p: argparse.ArgumentParser) -> None:
         "--client-id", default=None, help="fixed client id for a persistent session (default: plantwatch-record-<host>)"
     )
     add_columns(p, "sensors of each message")
+    p.add_argument(
+        "--format",
+        default="json",
+        choices=["json", "sparkplug"],
+        help="json: <prefix>/<asset>/telemetry; sparkplug: Sparkplug B births and data of --group-ids, each "
+        "device into <edge_node_id>/<device_id>.csv with the numeric metrics of its BIRTH (default: json)",
+    )
+    p.add_argument(
+        "--group-ids", default=None, metavar="G,H", help="Sparkplug group ids to record (--format sparkplug)"
+    )
+    p.add_argument(
+        "--sample-period",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="Sparkplug: a row every S seconds of the values held then, as the monitor's [source] sample_period "
+        "(default: 0, a row per BIRTH and DATA message)",
+    )
     broker_login.add_arguments(p)
 
 

@@ -12,6 +12,12 @@ one is dropped as a duplicate.
 seen>``, then one row per message: the payload ``ts`` as ISO 8601 UTC and
 the values. A message whose sensors differ from the header is rejected
 (``unknown_sensor``/``missing_sensor``), counted and logged, never written.
+
+``--format sparkplug`` records Sparkplug B devices the way the monitor reads
+them (:class:`monitor.sparkplug.Host`): one row per BIRTH or DATA, every
+numeric metric of the BIRTH a column (report-by-exception values held), into
+``DIR/<edge_node_id>/<device_id>.csv``. Sparkplug data is QoS 0: what the
+broker did not deliver is counted as a sequence gap, never invented.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from ..daemon import BatchQueue, Item, LogSampler, MqttSession, State
 from ..errors import BrokerError, InputError
 from ..mqtt import BrokerSettings
 from ..signals import stop_on_signals
+from ..sparkplug import ALL_SENSORS, Host, topics
 from ..wire import Rejection, Telemetry
 
 log = logs.get("record")
@@ -118,11 +125,27 @@ class Recorder:
         client_id: str | None = None,
         include: list[str] | None = None,
         exclude: list[str] | None = None,
+        group_ids: list[str] | None = None,
+        sample_period: float = 0.0,
     ) -> None:
+        """``group_ids``: record Sparkplug B of these groups (``assets`` then filters asset names), a row per
+        message or, with ``sample_period`` (s), per period as the monitor's ``[source] sample_period``."""
         try:
-            filters = [wire.telemetry_filter(prefix, a) for a in assets] if assets else [wire.telemetry_filter(prefix)]
+            if group_ids:
+                filters = topics.read_filters(group_ids)
+            elif assets:
+                filters = [wire.telemetry_filter(prefix, a) for a in assets]
+            else:
+                filters = [wire.telemetry_filter(prefix)]
         except ValueError as exc:
             raise InputError(str(exc)) from None
+        wanted = set(assets or ())
+        self.sparkplug = (
+            Host(lambda asset: ALL_SENSORS if not wanted or asset in wanted else None, sample_period=sample_period)
+            if group_ids
+            else None
+        )
+        self.gaps: Counter[str] = Counter()
         out.mkdir(parents=True, exist_ok=True)
         self.out, self.prefix = out, prefix
         self.queue: BatchQueue[Item] = BatchQueue(10000)
@@ -197,27 +220,44 @@ class Recorder:
         self.session.ack(items)
         return len(items)
 
+    def _decode(self, topic: str, payload: bytes) -> tuple[str | Rejection | None, list[Telemetry | Rejection]]:
+        """(asset, samples): a JSON message, or the rows of a Sparkplug message (none for an NBIRTH)."""
+        if self.sparkplug is None:
+            asset = wire.asset_of(topic, self.prefix)
+            return asset, [asset if isinstance(asset, Rejection) else wire.decode_telemetry(payload)]
+        out = self.sparkplug.handle(topic, payload)
+        if out.gaps and out.asset is not None:
+            self.gaps[out.asset] += out.gaps
+        made = out.rows if out.row is None else ((out.ts, out.seq, out.row),)
+        found: list[Telemetry | Rejection] = [] if out.rejection is None else [out.rejection]
+        if made and out.asset is not None:
+            stream = self.sparkplug.topics[topic][2]
+            assert stream.table is not None
+            found += [Telemetry(ts, seq, dict(zip(stream.table.names, row))) for ts, seq, row in made]
+        return out.asset, found
+
     def _write(self, topic: str, payload: bytes) -> AssetFile | None:
-        asset = wire.asset_of(topic, self.prefix)
-        t = asset if isinstance(asset, Rejection) else wire.decode_telemetry(payload)
-        if isinstance(t, Telemetry):
-            t = self._sensors(t)
+        asset, decoded = self._decode(topic, payload)
+        found = [self._sensors(t) if isinstance(t, Telemetry) else t for t in decoded]
         f = None
-        if isinstance(t, Telemetry) and isinstance(asset, str):
-            f = self.files.get(asset)
-            if f is None:
-                f = self.files[asset] = AssetFile(self.out / f"{asset}.csv")
-            rejected = f.write(t)
-            t = rejected if rejected is not None else t
-        if isinstance(t, Rejection):
-            self.rejected[t.reason] += 1
-            suppressed = self._sampler.take(t.reason)
-            if suppressed is not None:
-                log.warning(
-                    "message_rejected", reason=t.reason, topic=topic[:200], detail=t.detail, suppressed=suppressed
-                )
-            return f
-        self.rows[str(asset)] += 1
+        for t in found:
+            if isinstance(t, Telemetry) and isinstance(asset, str):
+                f = self.files.get(asset)
+                if f is None:
+                    path = self.out / f"{asset}.csv"  # a Sparkplug asset "node/device": DIR/node/device.csv
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    f = self.files[asset] = AssetFile(path)
+                rejected = f.write(t)
+                t = rejected if rejected is not None else t
+            if isinstance(t, Rejection):
+                self.rejected[t.reason] += 1
+                suppressed = self._sampler.take(t.reason)
+                if suppressed is not None:
+                    log.warning(
+                        "message_rejected", reason=t.reason, topic=topic[:200], detail=t.detail, suppressed=suppressed
+                    )
+                continue
+            self.rows[str(asset)] += 1
         return f
 
 
@@ -226,6 +266,11 @@ def record_command(args: argparse.Namespace) -> int:
     if args.duration is not None and not args.duration > 0:
         raise InputError("--duration must be > 0 seconds")
     assets = [a.strip() for a in args.assets.split(",") if a.strip()] if args.assets else None
+    groups = [g.strip() for g in args.group_ids.split(",") if g.strip()] if args.group_ids else None
+    if (args.format == "sparkplug") != bool(groups):
+        raise InputError("--format sparkplug needs --group-ids G[,H] (and --group-ids needs --format sparkplug)")
+    if args.sample_period < 0 or (args.sample_period and not groups):
+        raise InputError("--sample-period must be >= 0 seconds, and applies to --format sparkplug only")
     out = outputs.check_folder(args.out, "--out")
     rec = Recorder(
         broker_login.settings({}, args),
@@ -235,10 +280,12 @@ def record_command(args: argparse.Namespace) -> int:
         args.client_id,
         columns.patterns(args.sensors),
         columns.patterns(args.exclude),
+        groups,
+        args.sample_period,
     )
     with stop_on_signals(rec.request_stop):
         rec.run(args.duration)
-    log.info("record_finished", rows=dict(rec.rows), rejected=dict(rec.rejected))
+    log.info("record_finished", rows=dict(rec.rows), rejected=dict(rec.rejected), sequence_gaps=dict(rec.gaps))
     print(
         f"recorded {sum(rec.rows.values())} rows for {len(rec.rows)} asset(s) into {args.out}; "
         f"rejected {sum(rec.rejected.values())}" + (f" ({dict(rec.rejected)})" if rec.rejected else ""),

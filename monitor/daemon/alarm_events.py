@@ -1,10 +1,14 @@
 """Alarm transitions as the wire's retained alarm events, and as log lines.
 
 An episode's raise and clear go to ``<prefix>/<asset>/alarm`` (retained, so a
-client that connects later sees the current state) and to the journal.
+client that connects later sees the current state) and to the journal. So do
+a Sparkplug asset's death ("offline", with why) and its next birth ("online").
 """
 
 from __future__ import annotations
+
+import math
+import time
 
 from .. import logs, wire
 from ..detector import Episode, Transition
@@ -31,11 +35,37 @@ def transition_event(asset: str, tr: Transition, ts: float, score: float, thresh
 def reset_event(asset: str, ep: Episode, ts: float, score: float, threshold: float, reason: str) -> wire.AlarmEvent:
     """A clear for an alarm whose stream state is being thrown away; else it would stay raised, retained."""
     log.info("alarm_cleared", asset=asset, reason=reason)
-    return _event(asset, "cleared", ep, ts, score, threshold, ts)
+    return _event(asset, "cleared", ep, ts, score, threshold, ts, reason)
+
+
+def lifecycle_event(
+    asset: str, online: bool, reason: str, ts: float, score: float, threshold: float
+) -> wire.AlarmEvent:
+    """The retained state of a Sparkplug asset that died ("offline": not watched) or was born again ("online")."""
+    (log.info if online else log.warning)("asset_" + ("online" if online else "offline"), asset=asset, reason=reason)
+    ts = ts if math.isfinite(ts) else time.time()
+    score, threshold = (v if math.isfinite(v) else 0.0 for v in (score, threshold))
+    return wire.AlarmEvent(
+        asset=asset,
+        state="online" if online else "offline",
+        ts=ts,
+        started=ts,
+        score=score,
+        threshold=threshold,
+        peak=score,
+        reason=reason,
+    )
 
 
 def _event(
-    asset: str, state: str, ep: Episode, ts: float, score: float, threshold: float, ended: float | None
+    asset: str,
+    state: str,
+    ep: Episode,
+    ts: float,
+    score: float,
+    threshold: float,
+    ended: float | None,
+    reason: str = "",
 ) -> wire.AlarmEvent:
     return wire.AlarmEvent(
         asset=asset,
@@ -47,4 +77,5 @@ def _event(
         peak=ep.peak,
         top_sensors=tuple(ep.top_sensors),
         ended=ended,
+        reason=reason,
     )

@@ -113,6 +113,7 @@ class AssetStats:
     threshold: float = math.nan
     alarm: bool = False
     warming_up: bool = True
+    online: bool = True  # False after a Sparkplug death, until the next birth
     last_ts: float = math.nan
     first_seq: int = -1
     last_seq: int = -1
@@ -131,6 +132,8 @@ class State:
     reloads: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RELOAD_RESULTS, 0))
     worker_errors: int = 0
     connects: int = 0
+    rebirth_requests: int = 0  # Sparkplug NCMD rebirth requests sent
+    ignored_metrics: int = 0  # Sparkplug BIRTH metrics that no row uses (non-numeric, or not in the model)
     lag: dict[str, Histogram] = field(default_factory=lambda: {s: Histogram(LAG_BUCKETS) for s in LAG_STAGES})
     batch: Histogram = field(default_factory=lambda: Histogram(BATCH_BUCKETS))
     contributions: bool = False
@@ -209,6 +212,22 @@ class Collector:
                 "1 while the asset's stream has fewer samples than the model's window",
                 ["asset"],
             ),
+            "online": _family(
+                GaugeMetricFamily,
+                "plantwatch_asset_online",
+                "0 while the asset is known dead (Sparkplug NDEATH/DDEATH) until its next birth, else 1",
+                ["asset"],
+            ),
+            "rebirths": _family(
+                CounterMetricFamily,
+                "plantwatch_sparkplug_rebirth_requests",
+                "Sparkplug rebirth requests sent to edge nodes ([source] rebirth = true)",
+            ),
+            "ignored": _family(
+                CounterMetricFamily,
+                "plantwatch_sparkplug_ignored_metrics",
+                "Metrics defined by Sparkplug births that no row uses (not numeric, or not in the model)",
+            ),
             "info": _family(
                 GaugeMetricFamily,
                 "plantwatch_model_info",
@@ -279,6 +298,8 @@ class Collector:
         f["connects"].add_metric([], float(s.connects))
         f["assets"].add_metric([], float(len(s.assets)))
         f["w_errors"].add_metric([], float(s.worker_errors))
+        f["rebirths"].add_metric([], float(s.rebirth_requests))
+        f["ignored"].add_metric([], float(s.ignored_metrics))
         f["build"].add_metric([__version__, s.instance], 1.0)
 
     def _asset(self, f: dict[str, Any], a: AssetStats) -> None:
@@ -291,11 +312,12 @@ class Collector:
             f["missing"].add_metric([a.asset, action], float(n))
         f["info"].add_metric([a.asset, a.model, a.version], 1.0)
         f["warming"].add_metric(lab, 1.0 if a.warming_up else 0.0)
+        f["online"].add_metric(lab, 1.0 if a.online else 0.0)
         if a.messages == 0:
             return
         f["score"].add_metric(lab, a.score)
         f["threshold"].add_metric(lab, a.threshold)
-        f["alarm"].add_metric(lab, 1.0 if a.alarm else 0.0)
+        f["alarm"].add_metric(lab, 1.0 if a.alarm and a.online else 0.0)
         f["last_ts"].add_metric(lab, a.last_ts)
         if a.contrib is None:
             return

@@ -43,7 +43,7 @@ log = logs.get("daemon")
 STOP_TIMEOUT_S = 8.0  # systemd's default TimeoutStopSec is 90 s; the issue asks for 10 s
 STUCK_WORKER_S = 30.0  # /healthz fails when the worker loop has not turned for this long
 #: Settings that need a restart; everything else (models, detector, policies) is swapped on SIGHUP.
-RESTART_KEYS = ("instance", "prefix", "assets", "broker.", "metrics.bind", "metrics.port", "worker.")
+RESTART_KEYS = ("instance", "prefix", "assets", "broker.", "source.", "metrics.bind", "metrics.port", "worker.")
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,7 @@ class AssetSnapshot:
     gaps: int
     last_ts: float
     top_sensors: tuple[tuple[str, float], ...]
+    online: bool = True  # False while a Sparkplug asset is known dead
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,14 @@ class Monitor:
             self.session = session = MqttSession.for_monitor(cfg, self.queue, self.state)
             self.state.broker_connected = session.connected.is_set
             self.worker = Worker(
-                cfg, self.models, self.queue, self.state, session.ack, session.publish, sdnotify.Watchdog().tick
+                cfg,
+                self.models,
+                self.queue,
+                self.state,
+                session.ack,
+                session.publish,
+                sdnotify.Watchdog().tick,
+                publish_command=session.command,
             )
             self.worker.start()
             session.start()
@@ -217,6 +225,7 @@ class Monitor:
                     a.gaps,
                     a.last_ts,
                     tuple((a.sensors[j], float(a.contrib[j])) for j in a.top) if a.contrib is not None else (),
+                    a.online,
                 )
                 for a in self.state.assets.values()
             )
@@ -243,6 +252,7 @@ class Monitor:
             instance=self.config.instance,
             prefix=self.config.prefix,
             broker=self.config.broker,
+            source=self.config.source,
             worker=self.config.worker,
             metrics=dataclasses.replace(new.metrics, bind=self.config.metrics.bind, port=self.config.metrics.port),
         )

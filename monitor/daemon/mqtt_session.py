@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .. import logs, mqtt, wire
+from .. import logs, mqtt, sparkplug, wire
 from ..config import MonitorConfig
 from .batch_queue import BatchQueue
 from .log_sampler import LogSampler
@@ -75,11 +75,15 @@ class MqttSession:
 
     @classmethod
     def for_monitor(cls, cfg: MonitorConfig, queue: BatchQueue[Item], state: State) -> MqttSession:
-        """The monitor's session: all assets' telemetry, retained online/offline status."""
+        """The monitor's session: all assets' telemetry (or the Sparkplug groups'), retained online/offline status."""
+        if cfg.source.format == "sparkplug":
+            filters = sparkplug.topics.read_filters(cfg.source.group_ids)
+        else:
+            filters = [wire.telemetry_filter(cfg.prefix, a) for a in cfg.assets] or [wire.telemetry_filter(cfg.prefix)]
         return cls(
             cfg.broker_settings(),
             cfg.client_id,
-            [wire.telemetry_filter(cfg.prefix, a) for a in cfg.assets] or [wire.telemetry_filter(cfg.prefix)],
+            filters,
             queue,
             state,
             wire.status_topic(cfg.prefix, cfg.instance),
@@ -184,6 +188,10 @@ class MqttSession:
     def publish(self, topic: str, payload: bytes, retain: bool = True) -> None:
         """QoS 1 publish from any thread; paho queues it across reconnects."""
         self.client.publish(topic, payload, qos=1, retain=retain)
+
+    def command(self, topic: str, payload: bytes) -> None:
+        """A Sparkplug command (rebirth request): QoS 0, not retained, as the specification asks."""
+        self.client.publish(topic, payload, qos=0, retain=False)
 
     def close_intake(self) -> None:
         """Stop taking messages (the first step of a stop); later ones stay at the broker."""

@@ -32,6 +32,7 @@ from .metrics import AssetStats, State
 from .model_registry import LoadedModel, ModelSet
 from .mqtt_session import Item
 from .sequence import order
+from .sparkplug_intake import SparkplugIntake
 
 log = logs.get("worker")
 _TAKE_TIMEOUT_S = 0.1
@@ -77,6 +78,7 @@ class Worker(threading.Thread):
         ack: Callable[[list[Item]], None],
         publish: Callable[[str, bytes], None],
         tick: Callable[[], None] | None = None,
+        publish_command: Callable[[str, bytes], None] | None = None,
     ) -> None:
         super().__init__(name="plantwatch-worker", daemon=True)
         self.queue, self.state, self._ack, self._publish, self._tick = queue, state, ack, publish, tick
@@ -93,6 +95,10 @@ class Worker(threading.Thread):
         self._halt = threading.Event()
         self._swapped = threading.Event()
         self._sampler = LogSampler()
+        self.sparkplug: SparkplugIntake | None = None
+        if cfg.source.format == "sparkplug":
+            command = publish_command or (lambda topic, payload: None)
+            self.sparkplug = SparkplugIntake(cfg.source, self, command, self.batch_max)
 
     # ------------------------------------------------------------ loop
 
@@ -135,7 +141,22 @@ class Worker(threading.Thread):
     # ------------------------------------------------------------ one batch
 
     def _process(self, batch: list[Item]) -> None:
-        rows, seq_list, rejects = self._decode(batch)
+        if self.sparkplug is None:
+            self._score_batch(batch, *self._decode(batch))
+            return
+        start = 0  # Sparkplug: a birth or death ends a segment, so each asset's rows are scored in order with it
+        while start < len(batch):
+            end, rows, seq_list, rejects = self.sparkplug.decode(batch, start)
+            self._score_batch(batch[start:end], rows, seq_list, rejects)
+            start = end
+
+    def _score_batch(
+        self,
+        batch: list[Item],
+        rows: list[tuple[int, float, float, int]],
+        seq_list: list[int],
+        rejects: list[tuple[str, str, str]],
+    ) -> None:
         dup: list[tuple[str, str, str]] = []
         scored: dict[int, list[_Scored]] = {}
         if rows:
@@ -332,6 +353,10 @@ class Worker(threading.Thread):
         if known is not None:  # the topic cache was reset by a reload
             self._by_topic[topic] = known
             return known
+        return self._candidate(name)
+
+    def _candidate(self, name: str) -> _Asset | Rejection:
+        """A new asset (id -1, not yet admitted) with its model, or unknown_asset."""
         model = self.models.resolve(name)
         if model is None:
             return Rejection("unknown_asset", name)
@@ -345,14 +370,16 @@ class Worker(threading.Thread):
             AssetStats(name, model.name, model.version, det.sensors),
         )
 
-    def _admit(self, a: _Asset, topic: str) -> _Asset | Rejection:
+    def _admit(self, a: _Asset, topic: str | None) -> _Asset | Rejection:
         if a.name in self._assets:  # a second new topic spelling of it in this batch
             return self._assets[a.name]
         if len(self._assets) >= self.max_assets:
             return Rejection("too_many_assets", a.name)
         a.id = next(self._ids)
         a.use_policy(a.model)
-        self._assets[a.name] = self._by_topic[topic] = self._by_id[a.id] = a
+        self._assets[a.name] = self._by_id[a.id] = a
+        if topic is not None:
+            self._by_topic[topic] = a
         with self.state.lock:
             self.state.assets[a.name] = a.stats
         log.info("asset_added", asset=a.name, model=a.model.name, version=a.model.version)
@@ -391,6 +418,8 @@ class Worker(threading.Thread):
         self._slots = {k: v for k, v in self._slots.items() if k in live}
         self._by_topic.clear()
         self.models = new
+        if self.sparkplug is not None:
+            self.sparkplug.models_changed()
         self._swapped.set()
         log.info(
             "models_swapped",
@@ -406,9 +435,9 @@ class Worker(threading.Thread):
         with self.state.lock:
             self.state.assets.pop(a.name, None)
 
-    def _clear_alarm(self, a: _Asset) -> None:
+    def _clear_alarm(self, a: _Asset, reason: str = "model_changed") -> None:
         """An alarm whose stream is reset would stay raised on the retained topic: clear it."""
         ep = a.stream.alarm.episode
         if a.stats.alarm and ep is not None:
-            ev = reset_event(a.name, ep, a.stats.last_ts, a.stats.score, a.stats.threshold, "model_changed")
+            ev = reset_event(a.name, ep, a.stats.last_ts, a.stats.score, a.stats.threshold, reason)
             self._publish(wire.alarm_topic(self.prefix, a.name), ev.encode())

@@ -290,7 +290,10 @@ def write(report: dict[str, Any], record: DrillRecord, folder: Path) -> list[Pat
     folder.mkdir(parents=True, exist_ok=True)
     figures = []
     if can_draw():
-        figures = [timeline(record, report, asset, folder / f"timeline-{asset}.png") for asset in record.sensors]
+        figures = [
+            timeline(record, report, asset, folder / f"timeline-{asset.replace('/', '_')}.png")
+            for asset in record.sensors
+        ]
     else:
         log.warning("timelines_not_drawn", reason="matplotlib is not installed: pip install 'plantwatch[plots]'")
     report["figures"] = [p.name for p in figures]

@@ -27,6 +27,7 @@ from monitor.mqtt import BrokerSettings
 from ..faults import FaultTarget, Injection, PatternSource, bind_faults
 from ..process import AssetProcess
 from ..publish import Publisher, PublishSummary
+from ..sparkplug_edge import SparkplugSettings
 from .alerts import AlertRule, Span, alert_rule, firing_spans, wait_resolved
 from .observe import AlarmFollower, AlarmRecord, MetricsScraper, Scrape, describe, fetch
 from .scenario import AssetSpec, Scenario
@@ -113,7 +114,11 @@ def run(s: Scenario, settings: BrokerSettings, patterns: PatternSource | None, s
             raise InputError(
                 f"cannot check alert {s.alert} at Prometheus {s.prometheus_url}: {describe(exc)}"
             ) from None
-    drill_assets = [src.name for src in sources]
+    # every change reported (deadband 0): a drill measures the detection chain, not a gateway's deadband
+    sparkplug = None if s.sparkplug is None else SparkplugSettings(*s.sparkplug, deadband=0.0)
+    # the monitor's names of the copies: <asset>-drill, or <edge_node_id>/<asset>-drill over Sparkplug
+    named = {src.name: src.name if sparkplug is None else sparkplug.asset(src.name) for src in sources}
+    drill_assets = list(named.values())
     follower = AlarmFollower(settings, s.prefix, drill_assets)
     follower.start()
     scraper = MetricsScraper(s.metrics_url, drill_assets, s.scrape_interval_s)
@@ -127,6 +132,7 @@ def run(s: Scenario, settings: BrokerSettings, patterns: PatternSource | None, s
         duration=s.duration_s,
         stop_event=stop,
         client_id=f"plantwatch-drill-{uuid.uuid4().hex[:8]}",
+        sparkplug=sparkplug,
     )
     log.info(
         "drill_started",
@@ -148,6 +154,7 @@ def run(s: Scenario, settings: BrokerSettings, patterns: PatternSource | None, s
         scraper.stop()
         follower.stop()
     ended = time.time()
+    summary.messages = {named[k]: v for k, v in summary.messages.items()}
     alarms, truths = follower.snapshot(), summary.sent_truths
     record = DrillRecord(
         s,
@@ -157,7 +164,7 @@ def run(s: Scenario, settings: BrokerSettings, patterns: PatternSource | None, s
         truths,
         alarms,
         scraper.scrapes,
-        {src.name: src.sensors for src in sources},
+        {named[src.name]: src.sensors for src in sources},
         summary,
         interrupted=stop.is_set(),
         scrape_failures=scraper.failures,

@@ -7,6 +7,10 @@
     rate = 2.0                       # samples per second of each drill stream
     gan = "gans/demo"                # GAN folder for gan:<class> injections (--gan overrides)
     cooldown_s = 30                  # clean stream after the last injection
+    [sparkplug]                      # optional: publish the drill copies as Sparkplug B, not JSON
+    group_id = "plantwatch"          # one the monitor's [source] group_ids has
+    edge_node_id = "plantwatch-drill" # the drill's own edge node; a copy is the device <asset>-drill,
+                                     # the asset <edge_node_id>/<asset>-drill at the monitor
     [broker]
     url = "mqtt://127.0.0.1:1883"    # --broker overrides
     username = "plantwatch-drill"    # optional login, as the monitor's [broker] keys (--username overrides)
@@ -109,6 +113,7 @@ class Scenario:
     assets: tuple[AssetSpec, ...] = ()
     injections: tuple[InjectionSpec, ...] = ()
     criteria: Criteria = field(default_factory=Criteria)
+    sparkplug: tuple[str, str] | None = None  # (group_id, edge_node_id) to publish as Sparkplug B
 
     @property
     def grace(self) -> float:
@@ -151,6 +156,7 @@ TOP_KEYS = {
     "assets",
     "injections",
     "criteria",
+    "sparkplug",
 }
 
 
@@ -164,6 +170,15 @@ def load(path: str | Path) -> Scenario:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return parse(doc, base=path.parent)
+
+
+def _sparkplug(doc: Mapping[str, Any]) -> tuple[str, str] | None:
+    if "sparkplug" not in doc:
+        return None
+    t = _table(doc, "sparkplug", {"group_id", "edge_node_id"})
+    group = _get(t, "group_id", str, "plantwatch", wire.valid_name, key="sparkplug.group_id")
+    node = _get(t, "edge_node_id", str, "plantwatch-drill", wire.valid_name, key="sparkplug.edge_node_id")
+    return group, node
 
 
 def parse(doc: Mapping[str, Any], base: Path = Path(".")) -> Scenario:
@@ -195,6 +210,7 @@ def parse(doc: Mapping[str, Any], base: Path = Path(".")) -> Scenario:
         criteria=_criteria(
             _table(doc, "criteria", {"max_time_to_detect_s", "max_false_alarms_per_hour", "min_detection_rate"})
         ),
+        sparkplug=_sparkplug(doc),
     )
     check(s)
     return s

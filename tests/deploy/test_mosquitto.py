@@ -19,6 +19,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from monitor import wire
+from monitor.sparkplug import topics as spb_topics
 from simulator.local_broker import wait_for_port
 
 from . import (
@@ -303,6 +304,32 @@ def test_gateways_drills_and_viewers_cannot_read_telemetry(clients: dict[str, Cl
     time.sleep(0.3)
     for user in readers:
         assert clients[user].payloads(TELEMETRY) == [], user
+
+
+def test_sparkplug_births_and_data_only_from_gateways_and_rebirth_requests_only_from_the_monitor(
+    clients: dict[str, Client],
+) -> None:
+    """Sparkplug through the shipped ACL: the monitor and the recorder read a gateway's DDATA (a forged one
+    from the viewer never arrives); the gateway reads the monitor's NCMD rebirth request, not a viewer's;
+    the viewer reads a Sparkplug asset's two-level alarm topic."""
+    ddata = spb_topics.message_topic("DDATA", "g1", "gw1", "boiler")
+    ncmd = spb_topics.message_topic("NCMD", "g1", "gw1")
+    mon, rec, gw, viewer = (clients[f"plantwatch-{u}"] for u in ("monitor", "recorder", "gateway", "viewer"))
+    for reader in (mon, rec):
+        assert reader.subscribe(spb_topics.read_filters(["g1"])[4]) == ["Granted QoS 1"]
+    assert gw.subscribe(spb_topics.command_filter("g1", "gw1")) == ["Granted QoS 1"]
+    assert viewer.subscribe("plant/+/+/alarm") == ["Granted QoS 1"]
+    viewer.publish(ddata, b"forged")
+    viewer.publish(ncmd, b"forged")
+    gw.publish(ddata, b"real")
+    mon.publish(ncmd, b"rebirth")
+    mon.publish(wire.alarm_topic("plant", "gw1/boiler"), b"alarm")
+    for reader in (mon, rec):
+        wait_until(lambda r=reader: r.payloads(ddata), 10, "the gateway's DDATA")
+        assert reader.payloads(ddata) == [b"real"]
+    wait_until(lambda: gw.payloads(ncmd), 10, "the monitor's rebirth request at the gateway")
+    assert gw.payloads(ncmd) == [b"rebirth"]
+    wait_until(lambda: viewer.payloads("plant/gw1/boiler/alarm"), 10, "the Sparkplug asset's alarm")
 
 
 def test_tls_listener_serves_the_same_users(broker: Broker) -> None:

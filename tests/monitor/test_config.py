@@ -213,3 +213,34 @@ def test_the_monitor_refuses_a_bad_config_naming_every_problem() -> None:
     with pytest.raises(ConfigError) as exc:
         config.parse({"metrics": {"port": -1}, "worker": {"batch_max_size": 0}, "models": {"default": "m"}})
     assert [p.split(":")[0] for p in exc.value.problems] == ["metrics.port", "worker.batch_max_size"]
+
+
+def test_the_sparkplug_source_needs_group_ids_and_checks_its_names_templates_and_limits() -> None:
+    base = {"models": {"default": "m/"}}
+    cfg = config.parse({**base, "source": {"format": "sparkplug", "group_ids": ["plant1"]}})
+    assert (cfg.source.device_asset, cfg.source.rebirth, cfg.source.stale_after) == (
+        "{edge_node_id}/{device_id}",
+        False,
+        0.0,
+    )
+    assert config.parse(base).source.format == "json"
+    bad = [
+        ({"format": "sparkplug"}, "source.group_ids: format 'sparkplug' needs"),
+        ({"format": "opcua"}, "source.format: must be 'json' or 'sparkplug'"),
+        ({"group_ids": ["a/b"]}, "source.group_ids: must be distinct valid topic levels"),
+        ({"device_asset": "{device}"}, "source.device_asset: must format into"),
+        ({"device_asset": "{group_id}/{edge_node_id}/x/{device_id}"}, "source.device_asset: must format into"),
+        ({"node_asset": "{device_id}"}, "source.node_asset: must format into"),
+        ({"stale_after": -1}, "source.stale_after: must be >= 0"),
+        ({"sample_period": -1}, "source.sample_period: must be >= 0"),
+        ({"stale_after_metrics": {"T*": "soon"}}, "source.stale_after_metrics: must be a table of numbers"),
+    ]
+    for source, message in bad:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            config.parse({**base, "source": source})
+    with pytest.raises(ConfigError, match="assets: applies to format 'json' only"):
+        config.parse({**base, "assets": ["a"], "source": {"format": "sparkplug", "group_ids": ["g"]}})
+    env = config.load(
+        flags={"model": "m/"}, environ={"PLANTWATCH_SOURCE_FORMAT": "sparkplug", "PLANTWATCH_SOURCE_GROUP_IDS": "g1,g2"}
+    )
+    assert env.source.group_ids == ["g1", "g2"]

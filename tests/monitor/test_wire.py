@@ -19,7 +19,7 @@ PROPERTY = settings(database=None, deadline=None, max_examples=150)
 
 INDEX = wire.sensor_index(["a", "b"])
 #: Reasons only the monitor's pipeline produces, not the decoders tested here.
-PIPELINE_REASONS = {"unknown_asset", "too_many_assets", "duplicate"}
+PIPELINE_REASONS = {"unknown_asset", "too_many_assets", "duplicate", *wire.SPARKPLUG_REASONS}  # tests/monitor/sparkplug
 
 
 def doc(**overrides: Any) -> bytes:
@@ -226,6 +226,8 @@ BAD_NAMES = ["", "a/b", "+", "#", "a+b", "x#", "nul\x00", " lead", "trail ", "x"
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_topic_helpers_refuse_names_that_are_not_one_topic_level(name: str) -> None:
     for helper in (wire.telemetry_topic, wire.alarm_topic, wire.drill_topic):
+        if name == "a/b" and helper is not wire.telemetry_topic:
+            continue  # a Sparkplug asset (edge node/device): see the test below
         with pytest.raises(ValueError, match="invalid asset name"):
             helper("plant", name)
     with pytest.raises(ValueError, match="invalid instance name"):
@@ -261,3 +263,10 @@ def test_asset_of_inverts_telemetry_topic_and_the_topic_refuses_what_asset_of_wo
     else:
         with pytest.raises(ValueError, match="invalid asset name"):
             wire.telemetry_topic("plant", name)
+
+
+def test_sparkplug_asset_names_of_up_to_three_levels_have_alarm_topics_and_filters_that_match() -> None:
+    assert wire.alarm_topic("plant", "gw1/boiler") == "plant/gw1/boiler/alarm"
+    for bad in ("a/b/c/d", "a//b", "a/_monitor", "a/+"):
+        with pytest.raises(ValueError, match="invalid asset name"):
+            wire.alarm_topic("plant", bad)

@@ -27,8 +27,15 @@ def _get(url: str) -> tuple[int, str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["mosquitto", "amqtt"])
-def test_demo_runs_end_to_end(kind: str, demo_cache: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("kind", "fmt", "asset"),
+    [
+        ("mosquitto", "json", "asset01"),
+        ("amqtt", "json", "asset01"),
+        ("mosquitto", "sparkplug", "plantwatch-sim/asset01"),
+    ],
+)
+def test_demo_runs_end_to_end(kind: str, fmt: str, asset: str, demo_cache: Path, tmp_path: Path) -> None:
     metrics, broker = free_port(), free_port()
     with open(tmp_path / "demo.log", "w") as log:
         proc = subprocess.Popen(
@@ -48,6 +55,8 @@ def test_demo_runs_end_to_end(kind: str, demo_cache: Path, tmp_path: Path) -> No
                 "--no-view",
                 "--cache",
                 str(demo_cache),
+                "--format",
+                fmt,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -62,7 +71,7 @@ def test_demo_runs_end_to_end(kind: str, demo_cache: Path, tmp_path: Path) -> No
         scored = ""
         for _ in range(40):
             _status, body = _get(f"http://127.0.0.1:{metrics}/metrics")
-            scored = [ln for ln in body.splitlines() if ln.startswith('plantwatch_messages_total{asset="asset01"}')]
+            scored = [ln for ln in body.splitlines() if ln.startswith(f'plantwatch_messages_total{{asset="{asset}"}}')]
             if scored and float(scored[0].split()[-1]) > 5:
                 break
             time.sleep(0.5)

@@ -257,6 +257,64 @@ duration_s = 5
     assert (out / "timeline-asset01-drill.png").stat().st_size > 1000 and (out / "timeline-pump-drill.png").exists()
 
 
+def test_a_drill_runs_against_a_sparkplug_plant(tmp_path: Path, mosquitto: Mosquitto, models: dict[str, Path]) -> None:
+    """With [sparkplug], the copies are devices of the drill's own edge node; the monitor reads Sparkplug."""
+    cfg = parse_config(
+        {
+            "instance": "drillspb",
+            "broker": {"url": mosquitto.url},
+            "metrics": {"port": 0},
+            "source": {"format": "sparkplug", "group_ids": ["plant1"]},
+            "models": {"assets": {"*/asset01*": str(models["asset01"])}, "unknown_asset": "reject"},
+        }
+    )
+    mon = Monitor(cfg)
+    mon.start()
+    assert mon.wait_ready(15)
+    (tmp_path / "drill.toml").write_text("""
+name = "sparkplug drill"
+rate = 10.0
+cooldown_s = 4
+[sparkplug]
+group_id = "plant1"
+[criteria]
+max_time_to_detect_s = 6
+max_false_alarms_per_hour = 1000
+min_detection_rate = 1.0
+[[assets]]
+name = "asset01"
+[[injections]]
+asset = "asset01"
+kind = "bias"
+sensors = ["PI101", "TI102", "TI103"]
+magnitude = 12
+start_s = 6
+duration_s = 5
+""")
+    out = tmp_path / "report"
+    try:
+        code = main(
+            [
+                "drill",
+                "--scenario",
+                str(tmp_path / "drill.toml"),
+                "--broker",
+                mosquitto.url,
+                "--metrics-url",
+                f"http://127.0.0.1:{mon.metrics_port}/metrics",
+                "--report",
+                str(out),
+            ]
+        )
+    finally:
+        mon.stop()
+    r = json.loads((out / "report.json").read_text())
+    (bias,) = r["injections"]
+    assert bias["asset"] == "plantwatch-drill/asset01-drill" and bias["detected"], r
+    assert code == 0 and r["criteria"]["monitor_scored_every_asset"]["pass"]
+    assert (out / "timeline-plantwatch-drill_asset01-drill.png").stat().st_size > 1000
+
+
 def test_a_drill_fails_with_exit_1_when_the_monitor_does_not_score_the_copies(
     tmp_path: Path, mosquitto: Mosquitto, monitor: Monitor
 ) -> None:

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -189,3 +190,38 @@ def test_record_keeps_only_the_sensors_asked_for(mosquitto: Any, tmp_path: Path)
         plant.close()
     table = csvio.read_table(tmp_path / "a.csv")
     assert table.sensors == ["T1", "P1"] and len(table) == 20
+
+
+def test_record_writes_sparkplug_devices_with_the_sensor_names_of_their_birth_and_train_reads_them(
+    mosquitto: Any, tmp_path: Path, cli_logging: None
+) -> None:
+    from simulator.publish import Publisher
+    from simulator.replay import ReplaySource
+    from simulator.sparkplug_edge import SparkplugSettings
+    from tests.monitor.conftest import history
+
+    out = tmp_path / "history"
+    rec = Recorder(settings_from_url(mosquitto.url), out, client_id="rec-spb", group_ids=["g1"])
+    thread = threading.Thread(target=rec.run, kwargs={"duration": 30.0})
+    thread.start()
+    try:
+        wait_until(lambda: rec.session.subscribed.is_set(), 10, "record subscribed")
+        source = ReplaySource("boiler", SENSORS, history(200, 3))
+        publisher = Publisher(
+            settings_from_url(mosquitto.url), [source], rate=200, sparkplug=SparkplugSettings("g1", "gw1", 0.5)
+        )
+        publisher.run()
+        sent = publisher.summary.messages["boiler"]
+        wait_until(lambda: rec.rows["gw1/boiler"] >= 20, 10, "rows recorded")
+        time.sleep(0.5)
+    finally:
+        rec.request_stop()
+        thread.join(10)
+    table = csvio.read_table(out / "gw1" / "boiler.csv")
+    assert list(table.sensors) == SENSORS
+    # one row per DBIRTH or DDATA: fewer than the samples, as report-by-exception skips samples that moved
+    # no metric past the deadband; every value within the range of the data published
+    assert 20 <= len(table.values) == rec.rows["gw1/boiler"] <= sent
+    data = history(200, 3)
+    assert np.all((table.values >= data.min(0)) & (table.values <= data.max(0)))
+    assert dict(rec.rejected) == {} and dict(rec.gaps) == {}
