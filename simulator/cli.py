@@ -62,7 +62,7 @@ def _simulate(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="SPEC",
-        help="inject a fault (repeatable); see the fault spec below",
+        help="a fault (repeatable): see the fault spec below",
     )
     p.add_argument(
         "--start-time",
