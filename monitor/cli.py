@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from simulator.cli import COMMANDS as SIMULATOR_COMMANDS
 
-from . import __version__, logs
+from . import __version__, logs, signals
 from .commands import COMMANDS, add_all, formatter, resolve
 from .errors import PlantwatchError
 
@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command != "monitor":  # only the monitor reloads; SIGHUP ends the others, as it always did
+        signals.release_hangups()
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2

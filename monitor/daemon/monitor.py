@@ -291,7 +291,11 @@ class Monitor:
         with signals.handlers(
             {signal.SIGTERM: self._on_stop_signal, signal.SIGINT: self._on_stop_signal, signal.SIGHUP: self._on_hup}
         ):
+            if signals.take_held_hangups():  # came while the process was importing and reading its config
+                self._reload_requested = True
             self.start()
+            if self._reload_requested:
+                log.info("reload_queued", note="SIGHUP during start-up: reloading now that the monitor runs")
             try:
                 return self._loop()
             finally:

@@ -218,3 +218,42 @@ def test_an_exception_in_an_mqtt_callback_is_counted_and_logged_never_raised(mos
             ingest._guard("message", boom)(None, None, None)
     assert state.callback_errors["message"] == 3
     assert [e["event"] for e in logs] == ["callback_failed"]  # sampled: one line per 10 s
+
+
+def _catches(pid: int, sig: int) -> bool:
+    """Whether process ``pid`` has a handler for ``sig`` (the SigCgt mask of /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False
+
+
+def _torch_loaded(pid: int) -> bool:
+    return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_sighup_during_start_up_is_held_and_reloads_once_when_started(
+    mosquitto: Any, model_dir: Path, plant: Plant, tmp_path: Path, monitor_process: Callable[..., MonitorProcess]
+) -> None:
+    """SIGHUP is caught from the first lines of the process, before the slow imports (torch), models and
+    broker; five sent while it starts are one reload once it runs, and it scores (systemd's Restart=on-failure
+    would not restart a process a SIGHUP killed)."""
+    cfg = tmp_path / "plantwatch.toml"
+    cfg.write_text(f'instance = "early-hup"\n[broker]\nurl = "{mosquitto.url}"\n[models]\ndefault = "{model_dir}"\n')
+    mon = monitor_process(["--config", str(cfg)])
+    pid = mon.proc.pid
+    wait_until(lambda: mon.proc.poll() is not None or _catches(pid, signal.SIGHUP), 30, "a SIGHUP handler")
+    assert mon.proc.poll() is None
+    assert not _torch_loaded(pid), "SIGHUP is caught only after torch was imported: not before anything slow"
+    for _ in range(5):
+        mon.signal(signal.SIGHUP)
+        time.sleep(0.01)
+    assert not _torch_loaded(pid)  # all five came during start-up
+    mon.wait_ready(60)
+    wait_until(lambda: sample(mon.port, "plantwatch_config_reloads_total", {"result": "ok"}) == 1, 10, "one reload")
+    plant.send_many("boiler", range(10))
+    wait_until(lambda: sample(mon.port, "plantwatch_messages_total", {"asset": "boiler"}) == 10, 10, "scoring")
+    assert sample(mon.port, "plantwatch_config_reloads_total", {"result": "ok"}) == 1
+    assert [e["event"] for e in mon.events()].count("config_reloaded") == 1
+    code, _ = mon.stop()
+    assert code == 0
