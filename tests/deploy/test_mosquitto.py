@@ -42,10 +42,15 @@ CONF = DEPLOY / "mosquitto" / "mosquitto.conf"
 ACL = DEPLOY / "mosquitto" / "plantwatch.acl"
 USERS = {
     "plantwatch-monitor": "m-secret",
-    "plantwatch-gateway": "g-secret",
+    "plantwatch-simulator": "s-secret",
     "plantwatch-drill": "d-secret",
     "plantwatch-recorder": "r-secret",
     "plantwatch-viewer": "v-secret",
+    # gateways: one account each, named after the asset (JSON) or the edge node (Sparkplug) they publish
+    "pump-1": "p1-secret",
+    "pump-2": "p2-secret",
+    "gw1": "gw1-secret",
+    "gw2": "gw2-secret",
 }
 TELEMETRY = wire.telemetry_topic("plant", "pump-1")
 ALARM = wire.alarm_topic("plant", "pump-1")
@@ -269,7 +274,7 @@ def test_only_gateways_and_drills_write_telemetry(clients: dict[str, Client]) ->
     for user in ("plantwatch-viewer", "plantwatch-recorder", "plantwatch-monitor"):
         clients[user].publish(TELEMETRY, f"forged by {user}".encode())
     clients["plantwatch-drill"].publish(TELEMETRY, b"drill")
-    clients["plantwatch-gateway"].publish(TELEMETRY, b"real")
+    clients["pump-1"].publish(TELEMETRY, b"real")
     wait_until(lambda: len(mon.payloads(TELEMETRY)) == 2, 10, "the gateway's telemetry at the monitor")
     assert mon.payloads(TELEMETRY) == [b"drill", b"real"]
 
@@ -281,7 +286,7 @@ def test_only_the_monitor_writes_alarms_and_status(clients: dict[str, Client]) -
     assert viewer.subscribe(wire.alarm_filter("plant")) == ["Granted QoS 1"]
     assert drill.subscribe(wire.alarm_filter("plant")) == ["Granted QoS 1"]
     assert viewer.subscribe(STATUS) == ["Granted QoS 1"]
-    for user in ("plantwatch-gateway", "plantwatch-drill", "plantwatch-recorder"):
+    for user in ("pump-1", "plantwatch-simulator", "plantwatch-drill", "plantwatch-recorder"):
         clients[user].publish(ALARM, b"forged alarm")
         clients[user].publish(STATUS, b"offline")
     clients["plantwatch-monitor"].publish(ALARM, b"real alarm")
@@ -292,14 +297,45 @@ def test_only_the_monitor_writes_alarms_and_status(clients: dict[str, Client]) -
     assert drill.payloads(ALARM) == [b"real alarm"]
 
 
+def test_a_gateway_writes_only_its_own_assets(clients: dict[str, Client]) -> None:
+    """Per-gateway ACL (mosquitto ``pattern`` with %u): the gateway account pump-1 writes plant/pump-1 and
+    not plant/pump-2; the Sparkplug edge node gw1 writes its own node's births and data and not gw2's, and
+    reads its own rebirth requests only. The forgeries are sent first, so they would have arrived first."""
+    mon, rec = clients["plantwatch-monitor"], clients["plantwatch-recorder"]
+    assert mon.subscribe(wire.telemetry_filter("plant")) == ["Granted QoS 1"]
+    assert rec.subscribe(spb_topics.read_filters(["g1"])[4]) == ["Granted QoS 1"]  # DDATA
+    pump2 = wire.telemetry_topic("plant", "pump-2")
+    clients["pump-1"].publish(pump2, b"forged by pump-1")
+    clients["pump-2"].publish(TELEMETRY, b"forged by pump-2")
+    clients["pump-1"].publish(TELEMETRY, b"pump-1")
+    clients["pump-2"].publish(pump2, b"pump-2")
+    own, other = (spb_topics.message_topic("DDATA", "g1", node, "boiler") for node in ("gw1", "gw2"))
+    clients["gw1"].publish(other, b"forged by gw1")
+    clients["gw2"].publish(own, b"forged by gw2")
+    clients["gw1"].publish(own, b"gw1")
+    clients["gw2"].publish(other, b"gw2")
+    wait_until(lambda: mon.payloads(pump2) and mon.payloads(TELEMETRY), 10, "each gateway's own telemetry")
+    wait_until(lambda: rec.payloads(own) and rec.payloads(other), 10, "each edge node's own DDATA")
+    assert mon.payloads(TELEMETRY) == [b"pump-1"] and mon.payloads(pump2) == [b"pump-2"]
+    assert rec.payloads(own) == [b"gw1"] and rec.payloads(other) == [b"gw2"]
+    gw1 = clients["gw1"]
+    assert gw1.subscribe(spb_topics.command_filter("g1", "gw1")) == ["Granted QoS 1"]
+    gw1.subscribe(spb_topics.command_filter("g1", "gw2"))
+    for node in ("gw2", "gw1"):
+        clients["plantwatch-monitor"].publish(spb_topics.message_topic("NCMD", "g1", node), node.encode())
+    wait_until(lambda: gw1.got, 10, "gw1's rebirth request")
+    time.sleep(0.3)
+    assert [p for _, p in gw1.got] == [b"gw1"]
+
+
 def test_gateways_drills_and_viewers_cannot_read_telemetry(clients: dict[str, Client]) -> None:
     """A gateway, drill or viewer subscribing to telemetry is refused or gets nothing; the recorder reads it."""
     rec = clients["plantwatch-recorder"]
     assert rec.subscribe(wire.telemetry_filter("plant")) == ["Granted QoS 1"]
-    readers = ("plantwatch-gateway", "plantwatch-drill", "plantwatch-viewer")
+    readers = ("pump-1", "plantwatch-simulator", "plantwatch-drill", "plantwatch-viewer")
     for user in readers:
         clients[user].subscribe(wire.telemetry_filter("plant"))
-    clients["plantwatch-gateway"].publish(TELEMETRY, b"t1")
+    clients["pump-1"].publish(TELEMETRY, b"t1")
     wait_until(lambda: rec.payloads(TELEMETRY), 10, "telemetry at the recorder")
     time.sleep(0.3)
     for user in readers:
@@ -314,7 +350,8 @@ def test_sparkplug_births_and_data_only_from_gateways_and_rebirth_requests_only_
     the viewer reads a Sparkplug asset's two-level alarm topic."""
     ddata = spb_topics.message_topic("DDATA", "g1", "gw1", "boiler")
     ncmd = spb_topics.message_topic("NCMD", "g1", "gw1")
-    mon, rec, gw, viewer = (clients[f"plantwatch-{u}"] for u in ("monitor", "recorder", "gateway", "viewer"))
+    mon, rec, viewer = (clients[f"plantwatch-{u}"] for u in ("monitor", "recorder", "viewer"))
+    gw = clients["gw1"]
     for reader in (mon, rec):
         assert reader.subscribe(spb_topics.read_filters(["g1"])[4]) == ["Granted QoS 1"]
     assert gw.subscribe(spb_topics.command_filter("g1", "gw1")) == ["Granted QoS 1"]
@@ -337,7 +374,7 @@ def test_tls_listener_serves_the_same_users(broker: Broker) -> None:
     if broker.tls_port is None:
         pytest.skip("openssl is not installed: the TLS listener was left out")
     mon = Client(broker.tls_port, "plantwatch-monitor", ca=broker.ca)
-    gw = Client(broker.tls_port, "plantwatch-gateway", ca=broker.ca)
+    gw = Client(broker.tls_port, "pump-1", ca=broker.ca)
     try:
         assert mon.accepted and gw.accepted
         mon.subscribe(wire.telemetry_filter("plant"))
@@ -364,7 +401,7 @@ def test_monitor_runs_with_the_shipped_config_behind_the_acl(broker: Broker, tmp
     proc = Process(monitor_cmd(cfg), tmp_path / "monitor.log", env)
     try:
         wait_ready(port, proc)
-        gw = Publisher(broker.plain_port, "plantwatch-gateway", USERS["plantwatch-gateway"])
+        gw = Publisher(broker.plain_port, "pump-1", USERS["pump-1"])
         gw.send("pump-1", range(20))
         gw.close()
         wait_until(lambda: by_asset(port, "plantwatch_messages_total").get("pump-1") == 20, 20, "20 scored")

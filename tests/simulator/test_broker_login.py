@@ -152,13 +152,15 @@ def test_simulate_logs_in_with_a_password_file_or_variable(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    (tmp_path / "gateway-password").write_text(USERS["plantwatch-gateway"] + "\n")
+    (tmp_path / "simulator-password").write_text(USERS["plantwatch-simulator"] + "\n")
     url = f"mqtt://127.0.0.1:{broker.plain_port}"
     run = ["simulate", "--broker", url, "--assets", "1", "--rate", "20", "--duration", "0.5"]
-    assert main([*run, "--username", "plantwatch-gateway", "--password-file", str(tmp_path / "gateway-password")]) == 0
+    assert (
+        main([*run, "--username", "plantwatch-simulator", "--password-file", str(tmp_path / "simulator-password")]) == 0
+    )
     wait_until(lambda: len(_telemetry(recorder)) == 10, 10, "10 samples at the recorder")
-    monkeypatch.setenv("PLANTWATCH_BROKER_USERNAME", "plantwatch-gateway")  # as a unit's Environment= would
-    monkeypatch.setenv("GATEWAY_PW", USERS["plantwatch-gateway"])
+    monkeypatch.setenv("PLANTWATCH_BROKER_USERNAME", "plantwatch-simulator")  # as a unit's Environment= would
+    monkeypatch.setenv("GATEWAY_PW", USERS["plantwatch-simulator"])
     assert main([*run, "--password-env", "GATEWAY_PW"]) == 0
     wait_until(lambda: len(_telemetry(recorder)) == 20, 10, "10 more samples at the recorder")
 
@@ -168,7 +170,7 @@ def test_simulate_with_a_wrong_or_no_password_is_refused_by_the_broker(
 ) -> None:
     (tmp_path / "wrong").write_text("not-the-password\n")
     run = ["simulate", "--broker", f"mqtt://127.0.0.1:{broker.plain_port}", "--assets", "1", "--duration", "0.5"]
-    assert main([*run, "--username", "plantwatch-gateway", "--password-file", str(tmp_path / "wrong")]) == 3
+    assert main([*run, "--username", "plantwatch-simulator", "--password-file", str(tmp_path / "wrong")]) == 3
     assert "refused the connection: Not authorized" in capsys.readouterr().err
     assert main(run) == 3  # anonymous
     assert "refused the connection" in capsys.readouterr().err
@@ -181,7 +183,7 @@ def test_simulate_logs_in_over_tls_with_the_ca_file(
 ) -> None:
     if broker.tls_port is None or broker.ca is None:
         pytest.skip("openssl is not installed: the TLS listener was left out")
-    monkeypatch.setenv("GATEWAY_PW", USERS["plantwatch-gateway"])
+    monkeypatch.setenv("GATEWAY_PW", USERS["plantwatch-simulator"])
     assert (
         main(
             [
@@ -191,7 +193,7 @@ def test_simulate_logs_in_over_tls_with_the_ca_file(
                 "--ca-file",
                 str(broker.ca),
                 "--username",
-                "plantwatch-gateway",
+                "plantwatch-simulator",
                 "--password-env",
                 "GATEWAY_PW",
                 "--assets",
@@ -303,7 +305,7 @@ def test_record_logs_in_as_plantwatch_recorder_and_writes_what_simulate_sends(
     """The retraining loop against the shipped broker: it refuses anonymous clients, so record needs a login."""
     url = f"mqtt://127.0.0.1:{broker.plain_port}"
     (tmp_path / "recorder-password").write_text(USERS["plantwatch-recorder"] + "\n")
-    monkeypatch.setenv("GATEWAY_PW", USERS["plantwatch-gateway"])
+    monkeypatch.setenv("GATEWAY_PW", USERS["plantwatch-simulator"])
     login = ["--username", "plantwatch-recorder", "--password-file", str(tmp_path / "recorder-password")]
     record = ["record", "--broker", url, "--out", str(tmp_path / "history"), "--client-id", "login-test-recorder"]
     assert main([*record, *login, "--duration", "1"]) == 0  # creates the persistent session
@@ -320,7 +322,7 @@ def test_record_logs_in_as_plantwatch_recorder_and_writes_what_simulate_sends(
                 "--duration",
                 "0.5",
                 "--username",
-                "plantwatch-gateway",
+                "plantwatch-simulator",
                 "--password-env",
                 "GATEWAY_PW",
             ]
