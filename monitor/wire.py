@@ -52,6 +52,7 @@ REJECTION_REASONS: tuple[str, ...] = (
     "bad_seq",  # seq not a non-negative integer
     "non_numeric",  # a sensor value is not a number (strings, bools, null ...)
     "non_finite",  # a sensor value is NaN or infinite (or overflows float)
+    "out_of_range",  # a sensor value outside its plausible bounds ([sensors.NAME] min/max, else from training)
     "unknown_sensor",  # a sensor the asset's model was not trained on
     "missing_sensor",  # a sensor the asset's model needs is absent
     "unknown_asset",  # no model is configured for this asset

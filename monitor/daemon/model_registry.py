@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import missing
 from ..config import DetectorConfig, MonitorConfig
-from ..detector import AlarmSettings, Detector, DetectorSettings, load_model
+from ..detector import AlarmSettings, Detector, DetectorSettings, ValueBounds, load_model
 from ..errors import ConfigError, PlantwatchError
 
 
@@ -26,6 +26,8 @@ class LoadedModel:
     identity: tuple[str, str, str]
     #: per sensor, what a message without it gets (:mod:`monitor.missing`: -1 fail, 0 drop, N rows held)
     missing: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    #: plausible values per sensor: the model's (from its training range), [sensors.NAME] min/max replacing them
+    bounds: ValueBounds | None = None
 
     @property
     def optional(self) -> tuple[str, ...]:
@@ -74,7 +76,8 @@ def _load(cfg: MonitorConfig, path: str) -> LoadedModel:
     sha = str(det.manifest.get("weights", {}).get("sha256", ""))
     ident = (os.path.realpath(path), sha, repr(det.settings.to_dict()))
     policy = missing.limits(det.sensors, cfg.missing.policy, cfg.missing.sensors)
-    return LoadedModel(Path(path).name or path, sha[:12], det, ident, policy)
+    bounds = det.bounds.with_overrides(det.sensors, cfg.sensor_bounds())
+    return LoadedModel(Path(path).name or path, sha[:12], det, ident, policy, bounds)
 
 
 def load_models(cfg: MonitorConfig) -> ModelSet:

@@ -45,6 +45,15 @@ class _Slot:
         self.decoder = RowDecoder(model.detector.sensors, model.optional)
         self.buf = np.zeros((rows, model.detector.n_sensors))
         self.fill = 0
+        self.bounds = model.bounds or model.detector.bounds
+
+    def out_of_range(self) -> np.ndarray | None:
+        """(fill,) True where a row of this batch holds an implausible value; None when none does (the rule)."""
+        rows = self.buf[: self.fill]
+        bad = (rows < self.bounds.lower) | (rows > self.bounds.upper)  # NaN (a missing sensor) is neither
+        if not bad.any():
+            return None
+        return np.asarray(bad.any(axis=1))
 
 
 @dataclass(eq=False)
@@ -159,8 +168,10 @@ class Worker(threading.Thread):
     ) -> None:
         dup: list[tuple[str, str, str]] = []
         scored: dict[int, list[_Scored]] = {}
-        if rows:
-            arr = np.array(rows, dtype=np.float64)  # (n, 4): asset id, ts, received, buffer row
+        arr = np.array(rows, dtype=np.float64).reshape(-1, 4)  # (n, 4): asset id, ts, received, buffer row
+        if len(arr):
+            arr, seq_list = self._screen(arr, seq_list, rejects)
+        if len(arr):
             by_asset = np.argsort(arr[:, 0], kind="stable")  # in arrival order within an asset
             arr = arr[by_asset]
             seqs = np.array(seq_list)[by_asset]  # exact ints (int64, or wider when needed)
@@ -236,6 +247,32 @@ class Worker(threading.Thread):
             rows.append((a.id, r[0], received, pos))
             seqs.append(r[1])
         return rows, seqs, rejects
+
+    def _screen(
+        self, arr: np.ndarray, seqs: list[int], rejects: list[tuple[str, str, str]]
+    ) -> tuple[np.ndarray, list[int]]:
+        """Drop rows holding an implausible value (``out_of_range``, naming the sensor and its bounds).
+
+        Checked for each model's whole batch at once. Such a row never reaches the sequence bookkeeping,
+        the window, the smoothing or the threshold: the stream goes on exactly as if it had not been sent.
+        """
+        bad = {id(slot): m for slot in self._slots.values() if slot.fill and (m := slot.out_of_range()) is not None}
+        if not bad:
+            return arr, seqs
+        keep = np.ones(len(arr), dtype=bool)
+        by_id = self._by_id
+        for i, (asset_id, pos) in enumerate(
+            zip(arr[:, 0].astype(np.int64).tolist(), arr[:, 3].astype(np.int64).tolist())
+        ):
+            a = by_id[asset_id]
+            m = bad.get(id(a.slot))
+            if m is None or not m[pos]:
+                continue
+            keep[i] = False
+            row, b = a.slot.buf[pos], a.slot.bounds
+            j = b.first_bad(row)
+            rejects.append(("out_of_range", b.describe(j, a.model.detector.sensors[j], float(row[j])), a.name))
+        return arr[keep], [s for s, k in zip(seqs, keep.tolist()) if k]
 
     def _fill(self, a: _Asset, part: np.ndarray, rows_at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """An asset's rows in stream order with missing sensors held or dropped (``[missing]`` policy)."""
@@ -342,6 +379,7 @@ class Worker(threading.Thread):
         slot = self._slots.get(model.slot_key)
         if slot is None:
             slot = self._slots[model.slot_key] = _Slot(model, self.batch_max)
+        slot.bounds = model.bounds or model.detector.bounds  # a reload may have changed [sensors] bounds
         return slot
 
     def _lookup(self, topic: str) -> _Asset | Rejection:

@@ -19,7 +19,13 @@ PROPERTY = settings(database=None, deadline=None, max_examples=150)
 
 INDEX = wire.sensor_index(["a", "b"])
 #: Reasons only the monitor's pipeline produces, not the decoders tested here.
-PIPELINE_REASONS = {"unknown_asset", "too_many_assets", "duplicate", *wire.SPARKPLUG_REASONS}  # tests/monitor/sparkplug
+PIPELINE_REASONS = {  # decided by the worker (tests/monitor/daemon), not by the decoder
+    "unknown_asset",
+    "too_many_assets",
+    "duplicate",
+    "out_of_range",
+    *wire.SPARKPLUG_REASONS,  # tests/monitor/sparkplug
+}
 
 
 def doc(**overrides: Any) -> bytes:

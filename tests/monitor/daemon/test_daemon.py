@@ -144,6 +144,9 @@ def fuzz_cases() -> list[tuple[str, str, bytes]]:
         ("bad_seq", t, j(seq=True)),
         ("non_numeric", t, j(values={**good, "T1": "1.0"})),
         ("non_numeric", t, j(values={**good, "T2": None})),
+        ("out_of_range", t, j(values={**good, "T1": 1e39})),  # blinded the asset for good (issue 14)
+        ("out_of_range", t, j(values={**good, "T2": -1e308})),
+        ("out_of_range", t, j(values={**good, "L1": 500.0})),  # within the model's bounds, above [sensors.L1] max
         ("unknown_sensor", t, j(values={**good, "X9": 1.0})),
         ("missing_sensor", t, j(values={k: v for k, v in good.items() if k != "L1"})),
         ("unknown_asset", wire.telemetry_topic("plant", "boiler"), j()),
@@ -156,7 +159,11 @@ def test_fuzzed_payloads_interleaved_with_valid_ones_are_each_counted_by_reason(
 ) -> None:
     """The monitor stays alive, every bad message is counted under its reason, every valid one is scored."""
     mon = make(
-        mosquitto, model_dir, models={"assets": {"pump-*": str(model_dir)}, "unknown_asset": "reject"}, max_assets=2
+        mosquitto,
+        model_dir,
+        models={"assets": {"pump-*": str(model_dir)}, "unknown_asset": "reject"},
+        max_assets=2,
+        sensors={"L1": {"max": 100.0}},
     )
     mon.start()
     plant = Plant(mosquitto.port)
