@@ -84,7 +84,12 @@ def describe_error(exc: BaseException, settings: BrokerSettings) -> str:
     if isinstance(exc, TimeoutError):
         return f"timed out connecting to {where}"
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS: the broker's certificate is not trusted ({exc.verify_message or exc.reason}); check --ca-file"
+        why = str(exc.verify_message or exc.reason).rstrip(".")
+        if "mismatch" in why:
+            hint = "connect by a name the certificate was issued for"
+        else:
+            hint = "give the CA that signed it (--ca-file, broker.ca_file)"
+        return f"TLS: the certificate of {where} failed verification: {why}; {hint}"
     if isinstance(exc, ssl.SSLError):
         return f"TLS handshake failed ({exc.reason or exc})"
     if isinstance(exc, OSError) and exc.strerror:

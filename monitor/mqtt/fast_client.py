@@ -21,6 +21,8 @@ hooks used here the client is merely as fast as paho again (a test notices).
 
 from __future__ import annotations
 
+import socket
+import ssl
 import struct
 from collections.abc import Iterable
 from typing import Any
@@ -86,6 +88,21 @@ class Client(paho.Client):
 
     def _create_socket(self) -> Any:
         return BufferedSocket(super()._create_socket())
+
+    def _ssl_wrap_socket(self, tcp_sock: socket.socket) -> ssl.SSLSocket:
+        """paho's handshake, closing the socket when it fails (paho leaves it to the garbage collector:
+        with a certificate that never verifies, one socket per retry stayed open as long as the error)."""
+        ctx = self._ssl_context
+        if ctx is None or not ctx.check_hostname:  # tls_insecure: paho's own checks
+            return super()._ssl_wrap_socket(tcp_sock)
+        ssl_sock = ctx.wrap_socket(tcp_sock, server_hostname=self._host, do_handshake_on_connect=False)
+        try:
+            ssl_sock.settimeout(self._connect_timeout)
+            ssl_sock.do_handshake()  # verifies the chain and, as check_hostname is set, the name
+        except BaseException:
+            ssl_sock.close()
+            raise
+        return ssl_sock
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         """paho reads one packet per call; go on while whole packets may sit in the buffer."""
