@@ -274,6 +274,13 @@ class MonitorConfig:
         lambda v: 1 <= v <= 10**6,
         "must be 1-1000000",
     )
+    asset_idle_timeout: float = setting(
+        3600.0,
+        "seconds without a valid message after which an asset's slot may go to a new asset once max_assets is "
+        "reached (its stream state is dropped; it is admitted again as new when it comes back); 0 = never",
+        lambda v: v >= 0,
+        "must be >= 0 seconds",
+    )
     broker: BrokerConfig = field(default_factory=BrokerConfig, metadata={"description": "MQTT connection"})
     source: SourceConfig = field(
         default_factory=SourceConfig, metadata={"description": "telemetry format: JSON contract or Sparkplug B"}

@@ -59,6 +59,7 @@ CALLBACKS = ("connect", "disconnect", "subscribe", "message")
 #: ``action`` of plantwatch_missing_rows_total
 MISSING_ACTIONS = ("filled", "dropped")
 RELOAD_RESULTS = ("ok", "failed")
+EVICTION_REASONS = ("idle", "configured_asset")
 
 
 class Histogram:
@@ -130,6 +131,7 @@ class State:
     rejected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REJECTION_REASONS, 0))
     callback_errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CALLBACKS, 0))
     reloads: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RELOAD_RESULTS, 0))
+    evicted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EVICTION_REASONS, 0))
     worker_errors: int = 0
     connects: int = 0
     rebirth_requests: int = 0  # Sparkplug NCMD rebirth requests sent
@@ -253,6 +255,13 @@ class Collector:
             "connected": _family(GaugeMetricFamily, "plantwatch_broker_connected", "1 while connected to the broker"),
             "connects": _family(CounterMetricFamily, "plantwatch_broker_connects", "Successful broker connections"),
             "assets": _family(GaugeMetricFamily, "plantwatch_assets", "Assets tracked (capped by max_assets)"),
+            "evicted": _family(
+                CounterMetricFamily,
+                "plantwatch_assets_evicted",
+                "Assets whose slot went to a new one at max_assets: silent longer than asset_idle_timeout "
+                "(reason=idle) or an unknown name giving way to a configured asset (reason=configured_asset)",
+                ["reason"],
+            ),
             "cb_errors": _family(
                 CounterMetricFamily,
                 "plantwatch_callback_errors",
@@ -287,6 +296,8 @@ class Collector:
             f["cb_errors"].add_metric([name], float(n))
         for result, n in s.reloads.items():
             f["reloads"].add_metric([result], float(n))
+        for reason, n in s.evicted.items():
+            f["evicted"].add_metric([reason], float(n))
         for a in s.assets.values():
             self._asset(f, a)
         for stage, h in s.lag.items():

@@ -49,6 +49,10 @@ class ModelSet:
         self.policy = cfg.models.unknown_asset
         self.loaded = list({m.identity: m for m in loaded.values()}.values())
 
+    def configured(self, asset: str) -> bool:
+        """Whether a pattern of ``[models.assets]`` names ``asset`` (not only the default model)."""
+        return any(fnmatchcase(asset, pattern) for pattern, _ in self.patterns)
+
     def resolve(self, asset: str) -> LoadedModel | None:
         for pattern, model in self.patterns:
             if fnmatchcase(asset, pattern):

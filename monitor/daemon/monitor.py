@@ -257,7 +257,7 @@ class Monitor:
             metrics=dataclasses.replace(new.metrics, bind=self.config.metrics.bind, port=self.config.metrics.port),
         )
         self.models = models
-        self.worker.max_assets = new.max_assets
+        self.worker.set_limits(new.max_assets, new.asset_idle_timeout)
         self.worker.swap_models(models)
         with self.state.lock:
             self.state.contributions = new.metrics.contributions

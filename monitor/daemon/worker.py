@@ -65,6 +65,8 @@ class _Asset:
     slot: _Slot
     stats: AssetStats
     filler: Filler | None = None  # the [missing] policy's state, when its model's rows may lack a sensor
+    configured: bool = False  # a [models.assets] pattern names it: unknown names cannot take its slot
+    seen: float = 0.0  # monotonic time of its last scored batch (slots of silent assets can be freed)
 
     def use_policy(self, model: LoadedModel) -> None:
         """A fresh filler for ``model``'s missing-value policy (None: every sensor required)."""
@@ -91,7 +93,8 @@ class Worker(threading.Thread):
     ) -> None:
         super().__init__(name="plantwatch-worker", daemon=True)
         self.queue, self.state, self._ack, self._publish, self._tick = queue, state, ack, publish, tick
-        self.prefix, self.max_assets = cfg.prefix, cfg.max_assets
+        self.prefix, self.max_assets, self.idle_timeout = cfg.prefix, cfg.max_assets, cfg.asset_idle_timeout
+        self._next_idle = 0.0  # no asset can be idle before this (monotonic): skips the scan when full
         self.batch_max, self.batch_time = cfg.worker.batch_max_size, cfg.worker.batch_max_time
         self.models = models
         self.beat = time.monotonic()
@@ -144,6 +147,10 @@ class Worker(threading.Thread):
         self._pending = models
         return self._swapped.wait(timeout) if self.is_alive() else False
 
+    def set_limits(self, max_assets: int, idle_timeout: float) -> None:
+        """A reload's ``max_assets`` and ``asset_idle_timeout``, used from the next admission on."""
+        self.max_assets, self.idle_timeout, self._next_idle = max_assets, idle_timeout, 0.0
+
     def _take(self) -> list[Item]:
         return self.queue.take(self.batch_max, self.batch_time, _TAKE_TIMEOUT_S)
 
@@ -189,8 +196,10 @@ class Worker(threading.Thread):
                 (breaks[ends - 1] - breaks[starts]).tolist(),
             )
             by_id, pos = self._by_id, arr[:, 3].astype(np.int64)
+            now = time.monotonic()
             for s, e, asset_id, first, last, broken in runs:
                 a = by_id[asset_id]
+                a.seen = now
                 st = a.stats
                 if not broken and first > st.last_seq:
                     if st.last_seq >= 0:
@@ -406,14 +415,19 @@ class Worker(threading.Thread):
             det.new_stream(),
             self._slot(model),
             AssetStats(name, model.name, model.version, det.sensors),
+            configured=self.models.configured(name),
         )
 
     def _admit(self, a: _Asset, topic: str | None) -> _Asset | Rejection:
         if a.name in self._assets:  # a second new topic spelling of it in this batch
             return self._assets[a.name]
         if len(self._assets) >= self.max_assets:
-            return Rejection("too_many_assets", a.name)
+            freed = self._free_slot(a)
+            if freed is None:
+                return Rejection("too_many_assets", a.name)
+            self._evict(*freed, newcomer=a.name)
         a.id = next(self._ids)
+        a.seen = time.monotonic()
         a.use_policy(a.model)
         self._assets[a.name] = self._by_id[a.id] = a
         if topic is not None:
@@ -423,11 +437,41 @@ class Worker(threading.Thread):
         log.info("asset_added", asset=a.name, model=a.model.name, version=a.model.version)
         return a
 
+    def _free_slot(self, newcomer: _Asset) -> tuple[_Asset, str] | None:
+        """max_assets is reached: the asset that gives its slot to ``newcomer``, and why (None: nobody).
+
+        The longest silent one, once silent longer than ``asset_idle_timeout``; else, for an asset a
+        ``[models.assets]`` pattern names, the longest silent asset only the default model took in (so
+        unknown names cannot lock out the configured ones). Scans only when one may qualify.
+        """
+        now = time.monotonic()
+        if self.idle_timeout > 0 and now >= self._next_idle:
+            oldest = min(self._assets.values(), key=lambda x: x.seen)
+            if now - oldest.seen > self.idle_timeout:
+                return oldest, "idle"
+            self._next_idle = oldest.seen + self.idle_timeout  # seen times only grow
+        if newcomer.configured:
+            unknown = [x for x in self._assets.values() if not x.configured]
+            if unknown:
+                return min(unknown, key=lambda x: x.seen), "configured_asset"
+        return None
+
+    def _evict(self, a: _Asset, reason: str, newcomer: str) -> None:
+        """Free ``a``'s slot: its alarm cleared, its series gone; it comes back as a new asset."""
+        silent = time.monotonic() - a.seen
+        self._retire(a)
+        for topic in [t for t, x in self._by_topic.items() if x is a]:
+            del self._by_topic[topic]
+        with self.state.lock:
+            self.state.evicted[reason] += 1
+        log.warning("asset_evicted", asset=a.name, reason=reason, silent_s=round(silent, 1), for_asset=newcomer)
+
     def _apply_models(self, new: ModelSet) -> None:
         self._pending = None
         changed, dropped = [], []
         for a in list(self._assets.values()):
             m = new.resolve(a.name)
+            a.configured = new.configured(a.name)
             if m is None:
                 dropped.append(a.name)
                 self._retire(a)

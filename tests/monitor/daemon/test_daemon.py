@@ -417,3 +417,60 @@ def test_a_monitor_that_cannot_reach_its_broker_says_why_at_once_and_keeps_tryin
     [first, *_] = [e for e in logs if e["event"] == "broker_unreachable"]
     assert first["broker"] == url and reason in first["reason"] and first["attempts"] == 1
     assert not any(e["event"] == "broker_disconnected" for e in logs)
+
+
+def test_unknown_names_at_max_assets_give_way_to_a_configured_asset_never_the_reverse(
+    mosquitto: Any, model_dir: Path, plant: Plant
+) -> None:
+    """max_assets = 5 and five junk names (scored by the default model): 'boiler', which a [models.assets]
+    pattern names, still gets a slot (the longest silent junk asset's), and a sixth junk name does not take
+    it back."""
+    m = str(model_dir)
+    mon = make(mosquitto, model_dir, models={"default": m, "assets": {"boiler": m}}, max_assets=5)
+    mon.start()
+    try:
+        assert mon.wait_ready(10)
+        for i in range(5):
+            plant.send_many(f"junk-{i}", range(3))
+        wait_until(lambda: all(scored(mon, f"junk-{i}") == 3 for i in range(5)), 10, "five junk assets")
+        with capture_logs() as logs:
+            plant.send_many("boiler", range(10))
+            wait_until(lambda: scored(mon, "boiler") == 10, 10, "boiler scored")
+        [ev] = [e for e in logs if e["event"] == "asset_evicted"]
+        assert ev["asset"] == "junk-0" and ev["reason"] == "configured_asset" and ev["for_asset"] == "boiler"
+        assert value(mon, "plantwatch_assets_evicted_total", reason="configured_asset") == 1
+        assert value(mon, "plantwatch_assets") == 5 and scored(mon, "junk-0") == 0  # its series are gone
+        plant.send_many("junk-9", range(3))
+        plant.send_many("boiler", range(10, 13))
+        wait_until(lambda: scored(mon, "boiler") == 13, 10, "boiler still scored")
+        assert rejected(mon, "too_many_assets") == 3 and scored(mon, "junk-9") == 0
+    finally:
+        mon.stop()
+
+
+def test_slots_of_silent_assets_are_freed_after_the_idle_time_and_a_reload_changes_it(
+    mosquitto: Any, model_dir: Path, plant: Plant
+) -> None:
+    """Full (max_assets = 2) with two live assets: a third is rejected; after a reload with a shorter
+    asset_idle_timeout, once 'a' is silent that long, the third takes its slot; 'a' returning is new."""
+    mon = make(mosquitto, model_dir, max_assets=2)
+    mon.start()
+    try:
+        assert mon.wait_ready(10)
+        plant.send_many("a", range(3))
+        plant.send_many("b", range(3))
+        wait_until(lambda: scored(mon, "a") == 3 and scored(mon, "b") == 3, 10, "a and b")
+        plant.send_many("c", range(2))
+        wait_until(lambda: rejected(mon, "too_many_assets") == 2, 10, "c rejected (idle time: an hour)")
+        doc = {"instance": "t", "broker": {"url": mosquitto.url}, "models": {"default": str(model_dir)}}
+        assert mon.reload(config.parse({**doc, "max_assets": 2, "asset_idle_timeout": 0.5}))
+        time.sleep(0.3)
+        plant.send_many("b", range(3, 6))  # b keeps talking, a is silent
+        wait_until(lambda: scored(mon, "b") == 6, 10, "b")
+        time.sleep(0.4)
+        plant.send_many("c", range(2, 5))
+        wait_until(lambda: scored(mon, "c") == 3, 10, "c in a's slot")
+        assert value(mon, "plantwatch_assets_evicted_total", reason="idle") == 1 and scored(mon, "b") == 6
+        assert scored(mon, "a") == 0
+    finally:
+        mon.stop()
