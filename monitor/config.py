@@ -248,6 +248,42 @@ class MissingConfig:
 
 
 @dataclass(frozen=True)
+class SequenceConfig:
+    reorder_window: int = setting(
+        1000,
+        "how far behind the newest seq of an asset a skipped number may still arrive and be scored (late); "
+        "further behind it is out_of_order, unless the publisher restarted its numbering",
+        lambda v: 1 <= v <= 100000,
+        "must be 1-100000",
+    )
+    max_jump: int = setting(
+        100000,
+        "a seq further ahead of the newest than this is not believed from one message: seq_jump, until the "
+        "third consecutive number out there moves the stream on (no gaps counted)",
+        lambda v: 1 <= v <= 2**62,
+        "must be 1-4611686018427387904",
+    )
+
+
+@dataclass(frozen=True)
+class TimeConfig:
+    skew: float = setting(
+        300.0,
+        "seconds a payload ts may lie ahead of the monitor's clock (further: ts_out_of_range); "
+        "a retained telemetry message older than this is ignored (retained_stale)",
+        lambda v: 0 < v <= 10**9,
+        "must be > 0 seconds",
+    )
+    max_age: float = setting(
+        0.0,
+        "seconds a payload ts may lie behind the monitor's clock (older: ts_out_of_range); "
+        "0 = any age, so a backlog after an outage and replayed history are scored",
+        lambda v: 0 <= v <= 10**10,
+        "must be >= 0 seconds",
+    )
+
+
+@dataclass(frozen=True)
 class MonitorConfig:
     instance: str = setting(
         "default",
@@ -299,6 +335,10 @@ class MonitorConfig:
     missing: MissingConfig = field(
         default_factory=MissingConfig, metadata={"description": "messages with a sensor missing"}
     )
+    sequence: SequenceConfig = field(
+        default_factory=SequenceConfig, metadata={"description": "per-asset seq rules: reordering, jumps"}
+    )
+    time: TimeConfig = field(default_factory=TimeConfig, metadata={"description": "payload timestamps we believe"})
 
     @property
     def client_id(self) -> str:

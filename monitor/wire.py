@@ -39,6 +39,7 @@ MAX_NAME_LENGTH = 128
 STATUS_ONLINE = b"online"
 STATUS_OFFLINE = b"offline"
 MONITOR_LEVEL = "_monitor"
+MAX_SEQ = 2**63 - 1  # seq is an integer 0..MAX_SEQ (int64); beyond it bad_seq, never a float
 MAX_ASSET_LEVELS = 3  # JSON assets are one level; Sparkplug asset names may have up to three
 
 #: Every reason a message can be rejected for; closed so metrics can pre-create them.
@@ -49,7 +50,7 @@ REJECTION_REASONS: tuple[str, ...] = (
     "not_object",  # JSON, but not an object (or "values" is not an object)
     "missing_field",  # one of ts, seq, values absent
     "bad_ts",  # ts not a finite, non-negative number
-    "bad_seq",  # seq not a non-negative integer
+    "bad_seq",  # seq not an integer 0..2**63-1
     "non_numeric",  # a sensor value is not a number (strings, bools, null ...)
     "non_finite",  # a sensor value is NaN or infinite (or overflows float)
     "out_of_range",  # a sensor value outside its plausible bounds ([sensors.NAME] min/max, else from training)
@@ -58,16 +59,18 @@ REJECTION_REASONS: tuple[str, ...] = (
     "unknown_asset",  # no model is configured for this asset
     "too_many_assets",  # the max_assets cap is reached
     "duplicate",  # seq already scored for this asset (redelivery); Sparkplug: the node's previous seq again
+    "ts_out_of_range",  # ts further ahead of the monitor's clock than [time] skew (or older than [time] max_age)
+    "seq_jump",  # seq more than [sequence] max_jump ahead of the asset's newest, not (yet) confirmed by a run
+    "out_of_order",  # seq more than [sequence] reorder_window behind, not a restart; Sparkplug: behind the node's next
 )
 #: Sparkplug B's own ([source] format = "sparkplug", monitor/sparkplug/); bad_topic, bad_ts, bad_seq, non_finite,
 #: missing_field, unknown_sensor (once per BIRTH: those metrics are ignored), missing_sensor, unknown_asset,
-#: too_many_assets and duplicate apply to it too
+#: too_many_assets, duplicate, out_of_order, ts_out_of_range and out_of_range apply to it too
 SPARKPLUG_REASONS: tuple[str, ...] = (
     "undecodable",  # payload is not a Sparkplug B protobuf
     "data_before_birth",  # DATA (or DBIRTH, DDEATH) with no current BIRTH of its node or device
     "unknown_alias",  # DATA names an alias or metric the last BIRTH did not define
     "datatype_changed",  # a metric's datatype differs from its BIRTH's, without a rebirth
-    "out_of_order",  # seq behind the node's expected one (more than a duplicate)
     "stale_metric",  # a sensor's last report is older than its staleness limit: the row is incomplete
     "stale_death",  # NDEATH whose bdSeq is not the current session's (an old will)
 )
@@ -203,7 +206,7 @@ def _header(doc: dict[str, Any]) -> tuple[float, int, dict[str, Any]] | Rejectio
     ts, seq, values = doc["ts"], doc["seq"], doc["values"]
     if not _is_number(ts) or not math.isfinite(ts) or ts < 0:
         return Rejection("bad_ts", repr(ts)[:100])
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SEQ:
         return Rejection("bad_seq", repr(seq)[:100])
     if not isinstance(values, dict):
         return Rejection("not_object", "values is " + type(values).__name__)
@@ -308,7 +311,7 @@ class RowDecoder:
                 if (
                     type(values) is dict
                     and type(seq) is int
-                    and seq >= 0
+                    and 0 <= seq <= MAX_SEQ
                     and (type(ts) is float or type(ts) is int)
                     and ts >= 0
                     and list(values) == self.sensors

@@ -110,6 +110,7 @@ class AssetStats:
     missing_filled: int = 0  # messages scored with a held value ([missing] hold)
     missing_dropped: int = 0  # messages left unscored for a missing sensor ([missing] drop, or hold too old)
     outside: int = 0  # messages with a sensor far outside the model's training range
+    late: int = 0  # messages scored after a later seq (within the reorder window); each was counted as a gap
     score: float = math.nan
     threshold: float = math.nan
     alarm: bool = False
@@ -200,6 +201,13 @@ class Collector:
                 "plantwatch_rows_outside_training",
                 "Messages scored with a sensor far outside its training range (over 10 training standard "
                 "deviations from its mean): their scores say 'unlike the training data', not which fault",
+                ["asset"],
+            ),
+            "late": _family(
+                CounterMetricFamily,
+                "plantwatch_late_messages",
+                "Messages scored after a later seq of their asset (within [sequence] reorder_window); "
+                "each was counted in plantwatch_sequence_gaps_total when the later one came",
                 ["asset"],
             ),
             "last_ts": _family(
@@ -319,6 +327,7 @@ class Collector:
         f["alarms"].add_metric(lab, float(a.alarms))
         f["gaps"].add_metric(lab, float(a.gaps))
         f["outside"].add_metric(lab, float(a.outside))
+        f["late"].add_metric(lab, float(a.late))
         for action, n in zip(MISSING_ACTIONS, (a.missing_filled, a.missing_dropped)):
             f["missing"].add_metric([a.asset, action], float(n))
         f["info"].add_metric([a.asset, a.model, a.version], 1.0)

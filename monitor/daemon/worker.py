@@ -12,11 +12,10 @@ message of the batch, scored or rejected.
 from __future__ import annotations
 
 import itertools
-import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,7 +30,7 @@ from .log_sampler import LogSampler
 from .metrics import AssetStats, State
 from .model_registry import LoadedModel, ModelSet
 from .mqtt_session import Item
-from .sequence import order
+from .sequence import Sequence
 from .sparkplug_intake import SparkplugIntake
 
 log = logs.get("worker")
@@ -67,6 +66,7 @@ class _Asset:
     filler: Filler | None = None  # the [missing] policy's state, when its model's rows may lack a sensor
     configured: bool = False  # a [models.assets] pattern names it: unknown names cannot take its slot
     seen: float = 0.0  # monotonic time of its last scored batch (slots of silent assets can be freed)
+    seq: Sequence = field(default_factory=Sequence)  # which seq comes next: redeliveries, gaps, late rows, restarts
 
     def use_policy(self, model: LoadedModel) -> None:
         """A fresh filler for ``model``'s missing-value policy (None: every sensor required)."""
@@ -97,6 +97,8 @@ class Worker(threading.Thread):
         self._next_idle = 0.0  # no asset can be idle before this (monotonic): skips the scan when full
         self.batch_max, self.batch_time = cfg.worker.batch_max_size, cfg.worker.batch_max_time
         self.models = models
+        self.reorder_window, self.max_jump = cfg.sequence.reorder_window, cfg.sequence.max_jump
+        self.skew, self.max_age = cfg.time.skew, cfg.time.max_age  # a reload may change these
         self.beat = time.monotonic()
         self._pending: ModelSet | None = None
         self._assets: dict[str, _Asset] = {}
@@ -187,6 +189,12 @@ class Worker(threading.Thread):
             ends = np.append(starts[1:], len(arr))
             # the common case, checked for every asset at once: its rows are one consecutive seq run
             breaks = np.concatenate([[0], np.cumsum(np.diff(seqs) != 1)])
+            # each asset's newest payload ts, the seq that carried it and the next newest (restart detection)
+            ts, sizes = arr[:, 1], ends - starts
+            ts_max = np.maximum.reduceat(ts, starts)
+            at_max = np.minimum.reduceat(np.where(ts == np.repeat(ts_max, sizes), np.arange(len(ts)), len(ts)), starts)
+            ts_rest = ts.copy()
+            ts_rest[at_max] = -np.inf
             runs = zip(
                 starts.tolist(),
                 ends.tolist(),
@@ -194,16 +202,18 @@ class Worker(threading.Thread):
                 seqs[starts].tolist(),
                 seqs[ends - 1].tolist(),
                 (breaks[ends - 1] - breaks[starts]).tolist(),
+                ts_max.tolist(),
+                np.maximum.reduceat(ts_rest, starts).tolist(),
+                seqs[at_max].tolist(),
             )
             by_id, pos = self._by_id, arr[:, 3].astype(np.int64)
             now = time.monotonic()
-            for s, e, asset_id, first, last, broken in runs:
+            for s, e, asset_id, first, last, broken, t_max, t_next, s_max in runs:
                 a = by_id[asset_id]
                 a.seen = now
-                st = a.stats
-                if not broken and first > st.last_seq:
-                    if st.last_seq >= 0:
-                        st.gaps += first - st.last_seq - 1
+                st, sq = a.stats, a.seq
+                if not broken and sq.continues(first):
+                    st.gaps += sq.advance(first, last, t_max, t_next, s_max)
                     if st.first_seq < 0:
                         st.first_seq = first
                     st.last_seq = last
@@ -211,8 +221,7 @@ class Worker(threading.Thread):
                 else:
                     part = arr[s:e]
                     keep = self._sequence(a, seqs[s:e], part[:, 1], dup)
-                    if keep is not None:
-                        part = part[keep]
+                    part = part[keep]
                     rows_at = part[:, 3].astype(np.int64)
                 if a.filler is not None and len(part):
                     part, rows_at = self._fill(a, part, rows_at)
@@ -260,22 +269,34 @@ class Worker(threading.Thread):
     def _screen(
         self, arr: np.ndarray, seqs: list[int], rejects: list[tuple[str, str, str]]
     ) -> tuple[np.ndarray, list[int]]:
-        """Drop rows holding an implausible value (``out_of_range``, naming the sensor and its bounds).
+        """Drop rows with a payload ts outside the skew window (``ts_out_of_range``) or an implausible value
+        (``out_of_range``, naming the sensor and its bounds).
 
-        Checked for each model's whole batch at once. Such a row never reaches the sequence bookkeeping,
-        the window, the smoothing or the threshold: the stream goes on exactly as if it had not been sent.
+        Both are checked for the whole batch at once. Such a row never reaches the sequence bookkeeping,
+        the window, the smoothing or the threshold: the stream goes on exactly as if it had not been sent,
+        and a timestamp years ahead cannot make the publisher's next restart look like redeliveries.
         """
+        ts, received = arr[:, 1], arr[:, 2]
+        off = ts > received + self.skew
+        if self.max_age > 0:
+            off |= ts < received - self.max_age
         bad = {id(slot): m for slot in self._slots.values() if slot.fill and (m := slot.out_of_range()) is not None}
-        if not bad:
+        if not bad and not off.any():
             return arr, seqs
-        keep = np.ones(len(arr), dtype=bool)
+        keep = ~off
         by_id = self._by_id
+        for i in np.flatnonzero(off).tolist():
+            t, r = float(ts[i]), float(received[i])
+            side = f"{t - r:+.0f} s from our clock; skew={self.skew:g} s" + (
+                f", max_age={self.max_age:g} s" if self.max_age > 0 else ""
+            )
+            rejects.append(("ts_out_of_range", f"ts {t!r}: {side}", by_id[int(arr[i, 0])].name))
         for i, (asset_id, pos) in enumerate(
             zip(arr[:, 0].astype(np.int64).tolist(), arr[:, 3].astype(np.int64).tolist())
         ):
             a = by_id[asset_id]
             m = bad.get(id(a.slot))
-            if m is None or not m[pos]:
+            if m is None or not m[pos] or not keep[i]:
                 continue
             keep[i] = False
             row, b = a.slot.buf[pos], a.slot.bounds
@@ -307,19 +328,26 @@ class Worker(threading.Thread):
             return part, rows_at
         return part[keep], rows_at[keep]
 
-    def _sequence(
-        self, a: _Asset, seqs: np.ndarray, ts: np.ndarray, dup: list[tuple[str, str, str]]
-    ) -> list[int] | None:
-        """Rows of one asset to score, in order (None: all as they came); see :func:`.sequence.order`."""
-        st = a.stats  # plain ints only this thread writes
-        o = order(seqs, ts, st.last_seq, -math.inf if math.isnan(st.last_ts) else st.last_ts)
+    def _sequence(self, a: _Asset, seqs: np.ndarray, ts: np.ndarray, rejects: list[tuple[str, str, str]]) -> list[int]:
+        """Rows of one asset to score, in order; the rest rejected with their reason (:mod:`.sequence`)."""
+        st, sq = a.stats, a.seq  # plain ints only this thread writes
+        before = sq.last
+        o = sq.order(seqs, ts)
         st.gaps += o.gaps
-        if st.first_seq < 0 and o.first >= 0:
-            st.first_seq = o.first
-        st.last_seq = o.last
-        dup.extend(("duplicate", f"seq {s} <= {o.last}", a.name) for s in o.duplicates)
-        for last, seq in o.restarts:
-            log.warning("sequence_restarted", asset=a.name, last_seq=last, seq=seq)
+        st.late += o.late
+        if st.first_seq < 0 and o.keep:
+            st.first_seq = int(seqs[o.keep[0]])
+        st.last_seq = sq.last
+        for reason, seq in o.rejected:
+            if reason == "duplicate":
+                detail = f"seq {seq} already scored (newest {before})"
+            elif reason == "seq_jump":
+                detail = f"seq {seq} more than max_jump={sq.max_jump} ahead of {before}"
+            else:
+                detail = f"seq {seq} more than reorder_window={sq.reorder_window} behind {before}"
+            rejects.append((reason, detail, a.name))
+        for last, seq, why in o.restarts:
+            log.warning("sequence_restarted", asset=a.name, last_seq=last, seq=seq, why=why)
         return o.keep
 
     def _score(
@@ -416,6 +444,7 @@ class Worker(threading.Thread):
             self._slot(model),
             AssetStats(name, model.name, model.version, det.sensors),
             configured=self.models.configured(name),
+            seq=Sequence(self.reorder_window, self.max_jump),
         )
 
     def _admit(self, a: _Asset, topic: str | None) -> _Asset | Rejection:
@@ -490,6 +519,7 @@ class Worker(threading.Thread):
                         missing_filled=a.stats.missing_filled,
                         missing_dropped=a.stats.missing_dropped,
                         outside=a.stats.outside,
+                        late=a.stats.late,
                     )
                 a.use_policy(m)
             else:

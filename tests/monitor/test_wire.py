@@ -24,6 +24,9 @@ PIPELINE_REASONS = {  # decided by the worker (tests/monitor/daemon), not by the
     "too_many_assets",
     "duplicate",
     "out_of_range",
+    "ts_out_of_range",
+    "seq_jump",
+    "out_of_order",
     *wire.SPARKPLUG_REASONS,  # tests/monitor/sparkplug
 }
 
@@ -84,9 +87,15 @@ def test_a_negative_or_non_numeric_ts_is_bad_ts(ts: Any) -> None:
     both(doc(ts=ts), "bad_ts")
 
 
-@pytest.mark.parametrize("seq", [-1, 1.0, "1", False, None])
-def test_a_seq_that_is_not_a_non_negative_integer_is_bad_seq(seq: Any) -> None:
+@pytest.mark.parametrize("seq", [-1, 1.0, "1", False, None, 2**63, 2**64 - 1])
+def test_a_seq_that_is_not_an_integer_0_to_2_63_minus_1_is_bad_seq(seq: Any) -> None:
+    """2**64-1 used to be scored, as a float seq in the log and gaps of 1.8e19 (issue 14)."""
     both(doc(seq=seq), "bad_seq")
+
+
+def test_the_largest_seq_is_an_exact_int() -> None:
+    t = wire.decode_telemetry(doc(seq=wire.MAX_SEQ))
+    assert isinstance(t, wire.Telemetry) and t.seq == 2**63 - 1 and type(t.seq) is int
 
 
 @pytest.mark.parametrize("value", ["1.0", True, None, [1.0], {"x": 1}])

@@ -96,6 +96,40 @@ def test_a_restarted_publisher_with_newer_timestamps_is_scored_not_dropped(start
     assert rejected(started, "duplicate") == 0
 
 
+def test_no_single_seq_or_ts_makes_the_following_valid_messages_unscorable(started: Monitor, plant: Plant) -> None:
+    """The recipes of issue 14, each on its own asset; before, each was counted as duplicate and dropped."""
+    now = time.time()
+
+    def wait_scored(asset: str, n: int) -> None:
+        wait_until(lambda: scored(started, asset) == n, 10, f"{n} of {asset} scored")
+
+    # seq 60 arriving before 50-59 (separate batches): 50-59 are late, not duplicates
+    plant.send_many("boiler", range(0, 50), ts0=now - 100)
+    plant.send_many("boiler", range(60, 61), ts0=now - 100)
+    wait_scored("boiler", 51)
+    plant.send_many("boiler", range(50, 60), ts0=now - 100)
+    wait_scored("boiler", 61)
+    assert value(started, "plantwatch_late_messages_total", asset="boiler") == 10
+    # seq 50 with ts +10 years, then the publisher restarts at 0: the restarted stream is scored
+    plant.send_many("pump", range(0, 50), ts0=now - 100)
+    plant.send("pump", 50, ts=now + 10 * 365 * 86400)
+    plant.send_many("pump", range(0, 20), ts0=now - 40)
+    wait_scored("pump", 70)
+    # the same with a ts just inside the skew window: one message cannot hold the restart detection hostage
+    plant.send_many("fan", range(0, 50), ts0=now - 100)
+    plant.send("fan", 50, ts=now + 200)
+    plant.send_many("fan", range(0, 20), ts0=now - 40)
+    wait_scored("fan", 71)
+    # seq 1,000,000: the next 300 valid messages are scored, and no gaps of 999,959
+    plant.send_many("valve", range(0, 41), ts0=now - 400)
+    plant.send("valve", 1_000_000, ts=now - 358)
+    plant.send_many("valve", range(41, 341), ts0=now - 400)
+    wait_scored("valve", 341)
+    assert value(started, "plantwatch_sequence_gaps_total", asset="valve") == 0
+    assert rejected(started, "ts_out_of_range") == 1 and rejected(started, "seq_jump") == 1
+    assert rejected(started, "duplicate") == 0
+
+
 def test_an_alarm_is_published_retained_as_an_alarm_event(started: Monitor, plant: Plant, mosquitto: Any) -> None:
     plant.send_many("boiler", range(0, 30))
     wait_until(lambda: scored(started, "boiler") == 30, 10, "warm-up")
@@ -142,6 +176,9 @@ def fuzz_cases() -> list[tuple[str, str, bytes]]:
         ("bad_ts", t, j(ts="now")),
         ("bad_seq", t, j(seq=1.5)),
         ("bad_seq", t, j(seq=True)),
+        ("bad_seq", t, j(seq=2**64 - 1)),  # was scored, with gaps of 1.8e19 and a float seq in the log
+        ("ts_out_of_range", t, j(ts=time.time() + 10 * 365 * 86400)),  # held restarts hostage
+        ("seq_jump", t, j(seq=10**12)),  # made the next valid messages look like redeliveries
         ("non_numeric", t, j(values={**good, "T1": "1.0"})),
         ("non_numeric", t, j(values={**good, "T2": None})),
         ("out_of_range", t, j(values={**good, "T1": 1e39})),  # blinded the asset for good (issue 14)
