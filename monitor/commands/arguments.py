@@ -58,6 +58,21 @@ def _train(p: argparse.ArgumentParser) -> None:
         help="maximum training epochs (default: the model's default; early stopping usually ends sooner)",
     )
     p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="wall-clock budget for training and calibration: each model keeps its best weights so far when its "
+        "share runs out, and train says so (default: no limit; --epochs limits each model too)",
+    )
+    p.add_argument(
+        "--device",
+        default=None,
+        choices=["auto", "cpu", "cuda"],
+        help="where to train: 'auto' takes a CUDA GPU when torch sees one, else the CPU; 'cuda' insists on one "
+        "(default: auto; scoring runs on the CPU)",
+    )
+    p.add_argument(
         "--seed",
         type=int,
         default=0,

@@ -7,7 +7,7 @@ import sys
 import time
 
 from .. import columns, history_options, outputs
-from ..detector import TrainSettings, train_table
+from ..detector import Budget, TrainSettings, read_manifest, resolve_device, train_table
 
 
 def settings_from_args(args: argparse.Namespace) -> TrainSettings:
@@ -26,6 +26,8 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
         threshold=args.threshold,
         on_delay=args.on_delay,
         off_delay=args.off_delay,
+        device=base.device if args.device is None else args.device,
+        max_seconds=args.max_seconds,
     )
 
 
@@ -33,6 +35,8 @@ def train_command(args: argparse.Namespace) -> int:
     # every output problem before reading the history, not after minutes of training
     out = outputs.check_folder(args.out, "--out", exists_ok=False, force=args.force)
     ts = settings_from_args(args)
+    resolve_device(ts.device)  # --device cuda without a GPU, or a bad budget: say so before reading anything
+    Budget(ts.max_seconds)
     table, gaps = history_options.read_table(args.data, args)
     shown = ", ".join(table.sensors[:30]) + (f" ... ({len(table.sensors)} in all)" if len(table.sensors) > 30 else "")
     print(f"training on {len(table.sensors)} sensor(s) of {table.path}: {shown}", file=sys.stderr)
@@ -51,4 +55,12 @@ def train_command(args: argparse.Namespace) -> int:
         f"trained in {time.perf_counter() - started:.1f}s",
         file=sys.stderr,
     )
+    training = read_manifest(out)["training"]
+    if training.get("stopped_by_budget"):
+        print(
+            f"note: training stopped at the --max-seconds budget of {ts.max_seconds:g}s: "
+            f"{training['stopped_by_budget']} model fit(s) ended before early stopping did, each keeping its best "
+            "weights so far; a larger budget may give a better model",
+            file=sys.stderr,
+        )
     return 0

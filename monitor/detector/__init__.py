@@ -13,6 +13,7 @@ episodes); :class:`Detector` runs them for many streams at once. Training:
 from . import folder_format
 from .alarms import AlarmLogic, AlarmSettings, Episode, Transition
 from .detector import FAR_SIGMA, Detector, DetectorSettings, StreamResult, StreamState
+from .fit import Budget, resolve_device
 from .model import single_thread
 from .model_folder import fingerprint, read_manifest
 from .model_folder import load as load_model
@@ -27,6 +28,7 @@ __all__ = [
     "AlarmLogic",
     "AlarmSettings",
     "Bounds",
+    "Budget",
     "Detector",
     "DetectorSettings",
     "Episode",
@@ -41,6 +43,7 @@ __all__ = [
     "folder_format",
     "load_model",
     "read_manifest",
+    "resolve_device",
     "save_model",
     "single_thread",
     "train_table",

@@ -19,8 +19,8 @@ import numpy as np
 from .. import logs
 from .fit import FitOptions, ProgressFn, fit
 from .model import DAEConfig, DenoisingAE
-from .scoring import Calibration, Smoothed, combine, initial_state, raw_components, smooth
-from .windows import full_windows, stream_windows
+from .scoring import Calibration, Smoothed, combine, initial_state, smooth, stream_components
+from .windows import WindowSet
 
 log = logs.get("calibration")
 
@@ -55,15 +55,12 @@ def _fold_bounds(n: int, folds: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in itertools.pairwise(edges)]
 
 
-def _fold_windows(z: np.ndarray, a: int, b: int, window: int) -> np.ndarray:
-    parts = [p for p in (z[:a], z[b:]) if len(p) >= window]
-    return np.concatenate([full_windows(p, window) for p in parts])
+def _fold_windows(z: np.ndarray, a: int, b: int, window: int) -> WindowSet:
+    return WindowSet(z, window, parts=[(0, a), (b, len(z))])  # drawn per batch, never all built
 
 
 def _block_components(model: DenoisingAE, z: np.ndarray, a: int, b: int, window: int) -> tuple[np.ndarray, np.ndarray]:
-    tail = z[max(0, a - window + 1) : a] if a > 0 else None
-    w, seen, _ = stream_windows(z[a:b], [b - a], [tail], window, rows_before=[a])
-    return raw_components(model, w, z.shape[1], seen if seen.min() < window else None)
+    return stream_components(model, z, a, b, window)  # windows built a chunk at a time
 
 
 def calibrate_and_fit(
@@ -93,7 +90,7 @@ def calibrate_and_fit(
     epochs = max(5, int(np.median(report.best_epochs)))
     if stage:
         stage("deployed model", epochs)
-    final = fit(full_windows(z, cfg.window), cfg, opts, seed, fixed_epochs=epochs, progress=progress)
+    final = fit(WindowSet(z, cfg.window), cfg, opts, seed, fixed_epochs=epochs, progress=progress)
     report.final_epochs = epochs
     report.train_loss = final.train_loss
     report.val_loss = float(np.mean(fold_val))  # the deployed model has no held-out data

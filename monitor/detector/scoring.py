@@ -26,6 +26,7 @@ import torch
 
 from .model import DenoisingAE
 from .smoothing import ewma
+from .windows import stream_windows
 
 
 @dataclass(frozen=True)
@@ -161,3 +162,30 @@ def top_k(contrib: np.ndarray, k: int) -> np.ndarray:
     part = np.argpartition(-contrib, k - 1, axis=1)[:, :k]
     order = np.take_along_axis(contrib, part, axis=1).argsort(axis=1)[:, ::-1]
     return np.take_along_axis(part, order, axis=1)
+
+
+#: rows per chunk when a long stretch of history is scored (bounds memory: ~35 MB of windows for 52 sensors x 10)
+SCORE_CHUNK_ROWS = 16384
+
+
+def stream_components(
+    model: DenoisingAE, z: np.ndarray, start: int, stop: int, window: int, chunk: int = SCORE_CHUNK_ROWS
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`raw_components` of rows ``start:stop`` of the stream ``z``, its earlier rows as their past.
+
+    Windows are built ``chunk`` rows at a time, so scoring 10^6 rows of
+    history holds one chunk's windows, not all of them (2 GB at 52 sensors
+    and a window of 10). Rows score independently; a stretch of at most
+    ``chunk`` rows is one call, exactly as before.
+    """
+    parts: list[tuple[np.ndarray, np.ndarray]] = []
+    for a in range(start, stop, chunk):
+        b = min(a + chunk, stop)
+        tail = z[max(0, a - window + 1) : a] if a > 0 else None
+        w, seen, _ = stream_windows(z[a:b], [b - a], [tail], window, rows_before=[a])
+        parts.append(raw_components(model, w, z.shape[1], seen if seen.min() < window else None))
+    if not parts:
+        return np.zeros((0, z.shape[1])), np.zeros((0, z.shape[1]))
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate([e for e, _ in parts]), np.concatenate([s for _, s in parts])

@@ -12,7 +12,7 @@ from ..errors import InputError
 from .alarms import AlarmSettings
 from .calibration import CalibrationOptions, calibrate_and_fit, min_rows
 from .detector import Detector, DetectorSettings
-from .fit import FitOptions, Progress
+from .fit import Budget, FitOptions, Progress, resolve_device
 from .model import DAEConfig, Scaler, single_thread
 from .model_folder import fingerprint, save
 from .value_bounds import TrainingRange
@@ -46,6 +46,8 @@ class TrainSettings:
     threshold: str | None = None
     on_delay: int | None = None
     off_delay: int | None = None
+    device: str = "auto"  # auto | cpu | cuda
+    max_seconds: float | None = None  # wall-clock budget of the whole training
 
 
 def detector_settings(ts: TrainSettings) -> DetectorSettings:
@@ -112,7 +114,9 @@ def train_table(table: csvio.Table, ts: TrainSettings, out: Path, force: bool = 
         log.warning("constant_sensors_ignored", sensors=[s for s, c in zip(table.sensors, scaler.constant) if c])
     z = scaler.transform(table.values)
     cfg = architecture(len(table.sensors), ts.window)
-    opts = FitOptions(max_epochs=ts.max_epochs, noise=ts.noise, mask=ts.mask)
+    budget = Budget(ts.max_seconds, fits=ts.folds + 1)  # the fold models and the deployed one share it
+    device = resolve_device(ts.device)
+    opts = FitOptions(max_epochs=ts.max_epochs, noise=ts.noise, mask=ts.mask, device=device.type, budget=budget)
     copts = CalibrationOptions(folds=ts.folds, target_rate=rate)
     single_thread()
     log.info(
@@ -123,6 +127,8 @@ def train_table(table: csvio.Table, ts: TrainSettings, out: Path, force: bool = 
         window=ts.window,
         folds=ts.folds,
         target_rate=rate,
+        device=device.type,
+        max_seconds=ts.max_seconds,
     )
     progress = Progress("fold 1", opts.max_epochs)
     try:
@@ -145,6 +151,9 @@ def train_table(table: csvio.Table, ts: TrainSettings, out: Path, force: bool = 
             "noise": opts.noise,
             "mask": opts.mask,
             "seconds": round(report.seconds, 2),
+            "device": device.type,
+            "max_seconds": ts.max_seconds,
+            "stopped_by_budget": budget.exhausted,  # fits the time budget ended before early stopping did
             "fold_val_loss": report.val_loss,
             "torch_version": torch.__version__,
             "plantwatch_version": __version__,

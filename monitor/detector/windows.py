@@ -70,10 +70,72 @@ def _padded_tail(tail: np.ndarray | None, z: np.ndarray, need: int) -> np.ndarra
     return prev[-need:]
 
 
-def full_windows(z: np.ndarray, window: int) -> np.ndarray:
-    """Windows of training data that need no padding (rows window-1..n-1)."""
-    n, d = z.shape
-    if n < window:
-        raise ValueError(f"{n} rows is fewer than the window of {window}")
-    win = sliding_window_view(z, (window, d))[:, 0]
-    return np.ascontiguousarray(win.reshape(n - window + 1, window * d))
+class WindowSet:
+    """Training windows of ``z`` named by their newest row; a batch is gathered only when asked.
+
+    A history of 10^6 rows x 52 sensors in windows of 10 would take 2 GB as
+    a window matrix (and a copy per fold); named by their end rows it takes
+    8 MB beside the rows themselves, and each batch is built from ``z`` when
+    it is drawn. ``parts`` are the stretches of ``z`` a window may lie in
+    (a fold's training rows are the history with a block cut out: no window
+    spans the cut).
+
+    >>> z = np.arange(10.0).reshape(5, 2)
+    >>> ws = WindowSet(z, 2, parts=[(0, 2), (3, 5)])  # row 2 cut out
+    >>> ws.ends.tolist(), ws.gather(np.array([1])).tolist()
+    ([1, 4], [[6.0, 7.0, 8.0, 9.0]])
+    """
+
+    def __init__(
+        self,
+        z: np.ndarray,
+        window: int,
+        parts: Sequence[tuple[int, int]] | None = None,
+        ends: np.ndarray | None = None,
+    ) -> None:
+        if z.ndim != 2:
+            raise ValueError(f"expected (rows, sensors), got shape {z.shape}")
+        self.z = z
+        self.window = window
+        if ends is None:
+            spans = parts if parts is not None else [(0, len(z))]
+            ranges = [np.arange(a + window - 1, b, dtype=np.int64) for a, b in spans if b - a >= window]
+            ends = np.concatenate(ranges) if ranges else np.zeros(0, dtype=np.int64)
+        self.ends = ends
+
+    @classmethod
+    def of_windows(cls, windows: np.ndarray) -> WindowSet:
+        """Windows someone already built, (n, W*d), as a set of windows of one row."""
+        return cls(windows, 1, ends=np.arange(len(windows), dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    @property
+    def width(self) -> int:
+        """Values per window (W*d)."""
+        return self.window * self.z.shape[1]
+
+    def split_tail(self, n_tail: int) -> tuple[WindowSet, WindowSet]:
+        """The windows before the last ``n_tail`` and those ``n_tail`` (a contiguous validation tail)."""
+        cut = len(self.ends) - n_tail
+        return self._with(self.ends[:cut]), self._with(self.ends[cut:])
+
+    def spread(self, most: int) -> WindowSet:
+        """At most ``most`` windows spread evenly over the set (all of them when there are fewer)."""
+        if len(self.ends) <= most:
+            return self
+        pick = np.linspace(0, len(self.ends) - 1, most).round().astype(np.int64)
+        return self._with(self.ends[pick])
+
+    def offsets(self) -> np.ndarray:
+        """Row offsets of a window's rows from its end row, oldest first."""
+        return np.arange(-self.window + 1, 1, dtype=np.int64)
+
+    def gather(self, idx: np.ndarray) -> np.ndarray:
+        """Windows ``idx`` of the set as a (len(idx), W*d) float32 array."""
+        rows = self.ends[idx][:, None] + self.offsets()
+        return np.ascontiguousarray(self.z[rows].reshape(len(rows), self.width), dtype=np.float32)
+
+    def _with(self, ends: np.ndarray) -> WindowSet:
+        return WindowSet(self.z, self.window, ends=ends)
