@@ -28,15 +28,18 @@ from __future__ import annotations
 
 import math
 import os
+import time
 import tomllib
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from . import missing, wire
 from .errors import ConfigError
+from .maintenance import Schedule, overlapping, zone
 from .mqtt import BrokerSettings, parse_url
 
 ENV_PREFIX = "PLANTWATCH_"
@@ -247,6 +250,41 @@ class MissingConfig:
     )
 
 
+def _zone_ok(v: str) -> bool:
+    try:
+        zone(v)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class MaintenanceConfig:
+    """One ``[[maintenance]]`` window: fixed (start, end) or weekly (weekly, duration)."""
+
+    assets: list[str] = setting([], "asset name patterns (fnmatch) the window applies to, e.g. ['boiler*']")
+    reason: str = setting("", "why (logged, on the alarm topic and the dashboards), e.g. 'annual inspection'")
+    start: datetime | None = setting(
+        None, "start of a one-off window, a TOML date-time without quotes (2026-12-24T06:00:00), in timezone"
+    )
+    end: datetime | None = setting(None, "end of a one-off window, as start")
+    weekly: str | None = setting(None, "a weekly window's days and local start: 'Sat 22:00', 'Mon-Fri 06:30'")
+    duration: str | None = setting(None, "a weekly window's length: 90m, 4h, 1h30m")
+    timezone: str | None = setting(None, "time zone of this window (default: the top-level timezone)", _zone_ok,
+                                   "must be an IANA time zone such as Europe/Berlin")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SuppressionConfig:
+    warmup_rows: int = setting(
+        30,
+        "messages an asset is scored after a maintenance window ends before it may alarm again "
+        "(the re-start transient; plantwatch_asset_warming_up is 1 meanwhile)",
+        lambda v: 0 <= v <= 10**6,
+        "must be 0-1000000",
+    )
+
+
 @dataclass(frozen=True)
 class SequenceConfig:
     reorder_window: int = setting(
@@ -339,6 +377,24 @@ class MonitorConfig:
         default_factory=SequenceConfig, metadata={"description": "per-asset seq rules: reordering, jumps"}
     )
     time: TimeConfig = field(default_factory=TimeConfig, metadata={"description": "payload timestamps we believe"})
+    timezone: str = setting(
+        "UTC", "the plant's time zone (IANA name) for [[maintenance]] times", _zone_ok, "must be an IANA time zone"
+    )
+    state_dir: str | None = setting(
+        None,
+        "folder for state that survives a restart (operator suppressions); default: $STATE_DIRECTORY "
+        "(systemd's StateDirectory), else none (suppressions are then lost on restart, said at start-up)",
+    )
+    maintenance: list[MaintenanceConfig] = setting(
+        [], "scheduled maintenance windows ([[maintenance]] tables): assets scored, no alarms"
+    )
+    suppression: SuppressionConfig = field(
+        default_factory=SuppressionConfig, metadata={"description": "maintenance windows and operator suppressions"}
+    )
+
+    def schedules(self) -> list[Schedule]:
+        """The [[maintenance]] windows as schedules (the config was checked: they build)."""
+        return [_schedule(i, m, self.timezone) for i, m in enumerate(self.maintenance)]
 
     @property
     def client_id(self) -> str:
@@ -364,11 +420,20 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
     args = typing.get_args(tp)
     if type(None) in args:  # X | None
         tp = next(a for a in args if a is not type(None))
+    if typing.get_origin(tp) is list and is_dataclass(typing.get_args(tp)[0]):  # an array of tables
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: must be an array of tables ([[{key}]])")
+        item = typing.get_args(tp)[0]
+        problems: list[str] = []
+        built = [_build(item, sub, f"{key}[{i}]", problems) for i, sub in enumerate(value)]
+        if problems:
+            raise ConfigError(*problems)
+        return built
     if typing.get_origin(tp) is dict and is_dataclass(typing.get_args(tp)[1]):  # a table of tables
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: must be a table of tables")
         item = typing.get_args(tp)[1]
-        problems: list[str] = []
+        problems = []
         tables = {name: _build(item, sub, f"{key}.{name}", problems) for name, sub in value.items()}
         if problems:
             raise ConfigError(*problems)
@@ -415,6 +480,10 @@ def _build(cls: type, data: Any, path: str, problems: list[str]) -> Any:
         tp = hints[f.name]
         if is_dataclass(tp):
             kwargs[f.name] = _build(tp, data[f.name], key, problems)  # type: ignore[arg-type]  # is_dataclass narrows to an instance
+            continue
+        if typing.get_origin(tp) is list and is_dataclass(typing.get_args(tp)[0]) and isinstance(data[f.name], list):
+            item = typing.get_args(tp)[0]  # an array of tables: each table's problems, the others still checked
+            kwargs[f.name] = [_build(item, sub, f"{key}[{i}]", problems) for i, sub in enumerate(data[f.name])]
             continue
         try:
             value = _coerce(key, tp, data[f.name])
@@ -540,12 +609,56 @@ def _cross_check(cfg: MonitorConfig) -> list[str]:
         problems.append("source.group_ids: format 'sparkplug' needs the group ids to subscribe to")
     if cfg.source.format == "sparkplug" and cfg.assets:
         problems.append("assets: applies to format 'json' only; shard Sparkplug plants by source.group_ids")
+    problems += maintenance_problems(cfg.maintenance, cfg.timezone)
     if not m.default and not m.assets:
         problems.append("models.default: no model configured (give --model, models.default or [models.assets])")
     elif m.unknown_asset == "default" and not m.default:
         problems.append(
             "models.unknown_asset: 'default' needs models.default; set it to 'reject' or give a default model"
         )
+    return problems
+
+
+def _schedule(i: int, m: MaintenanceConfig, tz: str) -> Schedule:
+    where, sid = m.timezone or tz, f"maintenance[{i}]"
+    if m.weekly is not None:
+        return Schedule.weekly(m.assets, m.reason, m.weekly, m.duration or "", where, sid)
+    assert m.start is not None and m.end is not None
+    return Schedule.fixed(m.assets, m.reason, m.start, m.end, where, sid)
+
+
+def maintenance_problems(windows: list[MaintenanceConfig], tz: str) -> list[str]:
+    """Each [[maintenance]] window complete and valid, and no two overlapping for an asset both name."""
+    problems: list[str] = []
+    built: list[Schedule] = []
+    for i, m in enumerate(windows):
+        key = f"maintenance[{i}]"
+        if not m.assets or not all(a.strip() for a in m.assets):
+            problems.append(f"{key}.assets: name the assets, e.g. assets = ['boiler*']")
+        if not m.reason.strip():
+            problems.append(f"{key}.reason: say why (it is logged and shown on the alarm topic)")
+        fixed, weekly = m.start is not None or m.end is not None, m.weekly is not None or m.duration is not None
+        if fixed == weekly:
+            problems.append(f"{key}: give start and end, or weekly and duration (one of the two)")
+            continue
+        if fixed and (m.start is None or m.end is None):
+            problems.append(f"{key}.{'end' if m.end is None else 'start'}: a one-off window needs start and end")
+            continue
+        if weekly and (m.weekly is None or m.duration is None):
+            problems.append(f"{key}.{'duration' if m.duration is None else 'weekly'}: a weekly window needs both")
+            continue
+        try:
+            built.append(_schedule(i, m, tz))
+        except ValueError as exc:
+            problems.append(f"{key}: {exc}")
+    now = time.time()
+    for j, b in enumerate(built):
+        for a in built[:j]:
+            if overlapping(a, b, now) is not None:
+                problems.append(
+                    f"{b.id}: overlaps {a.id} for assets both name ({b.describe()} and {a.describe()}); "
+                    "merge them or narrow the assets"
+                )
     return problems
 
 
@@ -615,7 +728,7 @@ def env_keys(cls: type = MonitorConfig, path: str = "") -> dict[str, tuple[str, 
         key = f"{path}.{f.name}" if path else f.name
         if is_dataclass(hints[f.name]):
             out.update(env_keys(hints[f.name], key))
-        elif typing.get_origin(hints[f.name]) is not dict:
+        elif typing.get_origin(hints[f.name]) is not dict and f.name != "maintenance":  # tables: file only
             out[ENV_PREFIX + key.replace(".", "_").upper()] = (key, hints[f.name])
     return out
 

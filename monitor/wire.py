@@ -9,6 +9,9 @@ Topics (``prefix`` defaults to ``plant``)::
     <prefix>/<asset>/alarm                retained current alarm state (JSON)
     <prefix>/<asset>/drill                drill ground truth (JSON)
     <prefix>/_monitor/<instance>/status   retained "online"; Last Will "offline"
+    <prefix>/_monitor/control/<user>      operator requests (suppress, unsuppress); <user> is the broker login,
+                                          which the ACL lets write only its own topic
+    <prefix>/_monitor/<instance>/reply/<user>   each monitor's answer to a request
 
 Decoding never raises: it returns the decoded value or a :class:`Rejection`
 whose ``reason`` is one of :data:`REJECTION_REASONS`, a closed list the
@@ -338,17 +341,21 @@ class AlarmEvent:
     ended: float | None = None
     schema: int = SCHEMA_VERSION
     reason: str = ""  # why, for "offline"/"online" (node_death, device_death, birth) and resets
+    until: float | None = None  # "suppressed": when the window ends; "rearming": when the warm-up began
 
     def encode(self) -> bytes:
         d = self.__dict__.copy()
         d["top_sensors"] = list(self.top_sensors)
         if not self.reason:
             del d["reason"]
+        if self.until is None:
+            del d["until"]
         return orjson.dumps(d)
 
 
-#: "offline": a Sparkplug death, no scoring until the next birth; "online": that birth came
-ALARM_STATES = ("raised", "cleared", "offline", "online")
+#: "offline": a Sparkplug death, no scoring until the next birth; "online": that birth came;
+#: "suppressed": a maintenance window (scored, no alarms) until ``until``; "rearming": the warm-up after it
+ALARM_STATES = ("raised", "cleared", "offline", "online", "suppressed", "rearming")
 
 
 def decode_alarm(payload: bytes | str) -> AlarmEvent | Rejection:
@@ -370,11 +377,150 @@ def decode_alarm(payload: bytes | str) -> AlarmEvent | Rejection:
             ended=None if doc.get("ended") is None else float(doc["ended"]),
             schema=int(doc.get("schema", SCHEMA_VERSION)),
             reason=str(doc.get("reason", "")),
+            until=None if doc.get("until") is None else float(doc["until"]),
         )
     except KeyError as exc:
         return Rejection("missing_field", str(exc))
     except (TypeError, ValueError) as exc:
         return Rejection("non_numeric", str(exc)[:200])
+
+
+# ---------------------------------------------------------------- control (operators -> monitors)
+
+CONTROL_LEVEL = "control"
+REPLY_LEVEL = "reply"
+#: what an operator may ask of the monitors
+CONTROL_ACTIONS = ("suppress", "unsuppress")
+#: every reason a control request is refused for; closed so metrics can pre-create them
+CONTROL_REFUSALS = (
+    "malformed",  # not a JSON object of the request's fields and types
+    "bad_action",  # an action not in CONTROL_ACTIONS
+    "bad_pattern",  # an empty or over-long asset pattern
+    "unknown_asset",  # the pattern matches no asset this monitor knows
+    "expired",  # the window ends before now
+    "overlapping",  # an asset it names is already in an ad hoc window
+    "no_such_suppression",  # unsuppress of a pattern no ad hoc window has
+)
+MAX_REASON_LENGTH = 500
+
+
+def control_topic(prefix: str, user: str) -> str:
+    """``<prefix>/_monitor/control/<user>``: the broker's ACL lets only ``user`` write it, so it names who asks."""
+    _check_prefix(prefix)
+    _check_name("user", user)
+    return f"{prefix}/{MONITOR_LEVEL}/{CONTROL_LEVEL}/{user}"
+
+
+def control_filter(prefix: str) -> str:
+    _check_prefix(prefix)
+    return f"{prefix}/{MONITOR_LEVEL}/{CONTROL_LEVEL}/+"
+
+
+def control_user(topic: str, prefix: str) -> str | None:
+    """The user a control topic names, or None if ``topic`` is not one."""
+    head = f"{prefix}/{MONITOR_LEVEL}/{CONTROL_LEVEL}/"
+    if not topic.startswith(head):
+        return None
+    user = topic[len(head) :]
+    return user if valid_name(user) else None
+
+
+def reply_topic(prefix: str, instance: str, user: str) -> str:
+    _check_prefix(prefix)
+    _check_name("instance", instance)
+    _check_name("user", user)
+    return f"{prefix}/{MONITOR_LEVEL}/{instance}/{REPLY_LEVEL}/{user}"
+
+
+def reply_filter(prefix: str, user: str) -> str:
+    """Every monitor instance's replies to ``user``."""
+    _check_prefix(prefix)
+    _check_name("user", user)
+    return f"{prefix}/{MONITOR_LEVEL}/+/{REPLY_LEVEL}/{user}"
+
+
+@dataclass(frozen=True)
+class ControlRequest:
+    """An operator's request; ``until`` (payload time, seconds) for suppress, ``by`` the person behind the login."""
+
+    id: str
+    action: str
+    asset: str  # fnmatch pattern of asset names
+    reason: str = ""
+    by: str = ""
+    until: float | None = None
+    schema: int = SCHEMA_VERSION
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.__dict__)
+
+
+def decode_control(payload: bytes | str) -> ControlRequest | Rejection:
+    """A control request, or a Rejection whose reason is one of :data:`CONTROL_REFUSALS`.
+
+    >>> decode_control(b'{"id": "1", "action": "suppress", "asset": "b*", "until": 5, "reason": "r"}').until
+    5.0
+    >>> decode_control(b'{"id": "1", "action": "reboot", "asset": "b*"}')
+    Rejection(reason='bad_action', detail="action 'reboot' (known: suppress, unsuppress)")
+    """
+    doc = decode_object(payload)
+    if isinstance(doc, Rejection):
+        return Rejection("malformed", f"{doc.reason}: {doc.detail}"[:200])
+    text = {k: doc.get(k, "") for k in ("id", "action", "asset", "reason", "by")}
+    bad = [k for k, v in text.items() if not isinstance(v, str)]
+    until = doc.get("until")
+    if bad or (until is not None and (not _is_number(until) or not math.isfinite(until))):
+        return Rejection("malformed", f"field {(bad or ['until'])[0]} has the wrong type")
+    if not text["id"] or len(text["id"]) > MAX_NAME_LENGTH:
+        return Rejection("malformed", "id must be 1-128 characters")
+    if text["action"] not in CONTROL_ACTIONS:
+        return Rejection("bad_action", f"action {text['action']!r} (known: {', '.join(CONTROL_ACTIONS)})"[:200])
+    if not text["asset"] or len(text["asset"]) > MAX_NAME_LENGTH or "\x00" in text["asset"]:
+        return Rejection("bad_pattern", f"asset pattern {text['asset']!r}: 1-{MAX_NAME_LENGTH} characters"[:200])
+    if text["action"] == "suppress" and (until is None or not text["reason"].strip()):
+        return Rejection("malformed", "suppress needs until and a reason")
+    if len(text["reason"]) > MAX_REASON_LENGTH or len(text["by"]) > MAX_NAME_LENGTH:
+        return Rejection("malformed", f"reason over {MAX_REASON_LENGTH} or by over {MAX_NAME_LENGTH} characters")
+    return ControlRequest(
+        text["id"], text["action"], text["asset"], text["reason"], text["by"], None if until is None else float(until)
+    )
+
+
+@dataclass(frozen=True)
+class ControlReply:
+    """One monitor's answer: ``ok``, or the refusal ``reason`` (CONTROL_REFUSALS); ``message`` is one line."""
+
+    id: str
+    instance: str
+    ok: bool
+    message: str
+    reason: str = ""
+    assets: tuple[str, ...] = ()  # the assets the request applied to
+    schema: int = SCHEMA_VERSION
+
+    def encode(self) -> bytes:
+        d = self.__dict__.copy()
+        d["assets"] = list(self.assets)
+        return orjson.dumps(d)
+
+
+def decode_reply(payload: bytes | str) -> ControlReply | Rejection:
+    doc = decode_object(payload)
+    if isinstance(doc, Rejection):
+        return doc
+    try:
+        return ControlReply(
+            id=str(doc["id"]),
+            instance=str(doc["instance"]),
+            ok=bool(doc["ok"]),
+            message=str(doc["message"]),
+            reason=str(doc.get("reason", "")),
+            assets=tuple(str(a) for a in doc.get("assets", ())),
+        )
+    except KeyError as exc:
+        return Rejection("missing_field", str(exc))
+    except TypeError as exc:
+        return Rejection("not_object", str(exc)[:200])
 
 
 # ---------------------------------------------------------------- drills

@@ -224,6 +224,32 @@ def _record(p: argparse.ArgumentParser) -> None:
     broker_login.add_arguments(p)
 
 
+def _control(p: argparse.ArgumentParser, suppress: bool) -> None:
+    p.add_argument("--asset", required=True, metavar="PATTERN", help="asset name or fnmatch pattern, e.g. 'boiler*'")
+    if suppress:
+        when = p.add_mutually_exclusive_group(required=True)
+        when.add_argument("--for", dest="for_", metavar="DURATION", help="how long: 90m, 2h, 1h30m, 1d")
+        when.add_argument("--until", metavar="TIME", help="until an ISO 8601 time, e.g. 2026-12-05T14:00+01:00")
+    p.add_argument(
+        "--reason", required=suppress, default="", metavar="TEXT", help="why (logged, shown on the alarm topic)"
+    )
+    p.add_argument("--by", metavar="NAME", help="who, when several people share the broker login (default: $USER)")
+    p.add_argument("--broker", default="mqtt://127.0.0.1:1883", metavar="URL", help="mqtt://HOST:PORT")
+    p.add_argument("--prefix", default="plant", metavar="P", help="the monitors' topic prefix (default: plant)")
+    p.add_argument(
+        "--timeout", type=float, default=10.0, metavar="S", help="seconds to wait for a monitor's answer (default: 10)"
+    )
+    broker_login.add_arguments(p)
+
+
+def _suppress(p: argparse.ArgumentParser) -> None:
+    _control(p, suppress=True)
+
+
+def _unsuppress(p: argparse.ArgumentParser) -> None:
+    _control(p, suppress=False)
+
+
 COMMANDS = (
     Command(
         "train",
@@ -280,5 +306,24 @@ COMMANDS = (
         "\nrows are acknowledged to the broker only once written and flushed; stopping (Ctrl-C, SIGTERM)\n"
         "writes what was received and leaves the rest queued at the broker for the next run.\n",
         arguments=_record,
+    ),
+    Command(
+        "suppress",
+        "monitor.commands.suppress:suppress_command",
+        "Suppress alarms of assets for a maintenance window (scored, no alarms); the monitors confirm.",
+        "  plantwatch suppress --asset 'boiler*' --for 2h --reason 'valve swap'\n"
+        "  plantwatch suppress --asset pump-3 --until 2026-12-05T18:00+01:00 --reason 'seal change' \\\n"
+        "      --broker mqtts://broker:8883 --username plantwatch-operator --password-file ~/.pw-operator\n"
+        "\nevery monitor answers (exit 0 applied, 2 refused: unknown pattern, time passed, an asset already\n"
+        "suppressed; 3 no answer). The window survives monitor restarts and ends by itself; the asset then\n"
+        "re-arms after [suppression] warmup_rows messages. Scheduled windows: [[maintenance]] in the config.\n",
+        arguments=_suppress,
+    ),
+    Command(
+        "unsuppress",
+        "monitor.commands.suppress:unsuppress_command",
+        "End an operator's suppression early (the asset re-arms after its warm-up).",
+        "  plantwatch unsuppress --asset 'boiler*'\n",
+        arguments=_unsuppress,
     ),
 )

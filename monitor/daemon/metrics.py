@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from .. import __version__
-from ..wire import REJECTION_REASONS
+from ..wire import CONTROL_REFUSALS, REJECTION_REASONS
 
 LAG_BUCKETS = (
     0.001,
@@ -111,6 +111,7 @@ class AssetStats:
     missing_dropped: int = 0  # messages left unscored for a missing sensor ([missing] drop, or hold too old)
     outside: int = 0  # messages with a sensor far outside the model's training range
     late: int = 0  # messages scored after a later seq (within the reorder window); each was counted as a gap
+    suppressed_until: float = math.nan  # end of the maintenance window in force (NaN: not suppressed)
     score: float = math.nan
     threshold: float = math.nan
     alarm: bool = False
@@ -133,6 +134,8 @@ class State:
     callback_errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CALLBACKS, 0))
     reloads: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RELOAD_RESULTS, 0))
     evicted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EVICTION_REASONS, 0))
+    #: operators' control requests by result: accepted, or the refusal reason
+    control: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("accepted", *CONTROL_REFUSALS), 0))
     worker_errors: int = 0
     connects: int = 0
     rebirth_requests: int = 0  # Sparkplug NCMD rebirth requests sent
@@ -228,6 +231,24 @@ class Collector:
                 "0 while the asset is known dead (Sparkplug NDEATH/DDEATH) until its next birth, else 1",
                 ["asset"],
             ),
+            "suppressed": _family(
+                GaugeMetricFamily,
+                "plantwatch_suppressed",
+                "1 while the asset is in a maintenance window (scored, no alarms, threshold not learning)",
+                ["asset"],
+            ),
+            "suppressed_until": _family(
+                GaugeMetricFamily,
+                "plantwatch_suppressed_until_timestamp_seconds",
+                "End of the maintenance window in force (only while suppressed)",
+                ["asset"],
+            ),
+            "control": _family(
+                CounterMetricFamily,
+                "plantwatch_control_requests",
+                "Operators' suppress/unsuppress requests by result: accepted or the refusal reason",
+                ["result"],
+            ),
             "rebirths": _family(
                 CounterMetricFamily,
                 "plantwatch_sparkplug_rebirth_requests",
@@ -306,6 +327,8 @@ class Collector:
             f["reloads"].add_metric([result], float(n))
         for reason, n in s.evicted.items():
             f["evicted"].add_metric([reason], float(n))
+        for result, n in s.control.items():
+            f["control"].add_metric([result], float(n))
         for a in s.assets.values():
             self._asset(f, a)
         for stage, h in s.lag.items():
@@ -333,6 +356,10 @@ class Collector:
         f["info"].add_metric([a.asset, a.model, a.version], 1.0)
         f["warming"].add_metric(lab, 1.0 if a.warming_up else 0.0)
         f["online"].add_metric(lab, 1.0 if a.online else 0.0)
+        suppressed = not math.isnan(a.suppressed_until)
+        f["suppressed"].add_metric(lab, 1.0 if suppressed else 0.0)
+        if suppressed:
+            f["suppressed_until"].add_metric(lab, a.suppressed_until)
         if a.messages == 0:
             return
         f["score"].add_metric(lab, a.score)

@@ -270,6 +270,7 @@ class Monitor:
         self.models = models
         self.worker.set_limits(new.max_assets, new.asset_idle_timeout)
         self.worker.skew, self.worker.max_age = new.time.skew, new.time.max_age
+        self.worker.gate.reschedule(new.schedules())
         self.worker.swap_models(models)
         with self.state.lock:
             self.state.contributions = new.metrics.contributions

@@ -80,6 +80,7 @@ class MqttSession:
             filters = sparkplug.topics.read_filters(cfg.source.group_ids)
         else:
             filters = [wire.telemetry_filter(cfg.prefix, a) for a in cfg.assets] or [wire.telemetry_filter(cfg.prefix)]
+        filters.append(wire.control_filter(cfg.prefix))  # operators' suppress/unsuppress requests
         return cls(
             cfg.broker_settings(),
             cfg.client_id,

@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import logs, wire
 from ..config import MonitorConfig
-from ..detector import StreamResult, StreamState, single_thread
+from ..detector import AlarmLogic, StreamResult, StreamState, single_thread
 from ..missing import Filler
 from ..wire import Rejection, RowDecoder
 from .alarm_events import reset_event, transition_event
@@ -32,6 +32,7 @@ from .model_registry import LoadedModel, ModelSet
 from .mqtt_session import Item
 from .sequence import Sequence
 from .sparkplug_intake import SparkplugIntake
+from .suppression import Gate, Mute, store_for
 
 log = logs.get("worker")
 _TAKE_TIMEOUT_S = 0.1
@@ -67,6 +68,10 @@ class _Asset:
     configured: bool = False  # a [models.assets] pattern names it: unknown names cannot take its slot
     seen: float = 0.0  # monotonic time of its last scored batch (slots of silent assets can be freed)
     seq: Sequence = field(default_factory=Sequence)  # which seq comes next: redeliveries, gaps, late rows, restarts
+    mute: Mute = field(default_factory=Mute)  # its maintenance window (monitor/daemon/suppression.py)
+
+    def fresh_alarm(self) -> AlarmLogic:
+        return AlarmLogic.from_settings(self.model.detector.settings.alarm)
 
     def use_policy(self, model: LoadedModel) -> None:
         """A fresh filler for ``model``'s missing-value policy (None: every sensor required)."""
@@ -110,9 +115,16 @@ class Worker(threading.Thread):
         self._swapped = threading.Event()
         self._sampler = LogSampler()
         self.sparkplug: SparkplugIntake | None = None
+        command = publish_command or (lambda topic, payload: None)
         if cfg.source.format == "sparkplug":
-            command = publish_command or (lambda topic, payload: None)
             self.sparkplug = SparkplugIntake(cfg.source, self, command, self.batch_max)
+        store = store_for(cfg.state_dir, cfg.instance)
+        self.gate = Gate(
+            cfg.schedules(), store, cfg.suppression.warmup_rows, state, publish, command, cfg.prefix, cfg.instance
+        )
+        self._listed = list(cfg.assets)
+        self._control: list[tuple[str, bytes]] = []  # (user, payload) of this batch's control messages
+        self._control_head = wire.control_filter(cfg.prefix)[:-1]
 
     # ------------------------------------------------------------ loop
 
@@ -124,6 +136,9 @@ class Worker(threading.Thread):
                 self._tick()
             if self._pending is not None:
                 self._apply_models(self._pending)
+            now = time.time()
+            if now >= self.gate.next_change:  # once per batch: a window starts or ends, or a request came
+                self.gate.refresh(self._assets.values(), now)
             batch = self._take()
             if batch:
                 try:
@@ -160,8 +175,18 @@ class Worker(threading.Thread):
 
     def _process(self, batch: list[Item]) -> None:
         if self.sparkplug is None:
-            self._score_batch(batch, *self._decode(batch))
+            decoded = self._decode(batch)
+            if self._control:
+                self._controls()
+            self._score_batch(batch, *decoded)
             return
+        head = self._control_head  # Sparkplug topics never start with the prefix: control messages only
+        if any(item[0].startswith(head) for item in batch):
+            controls = [item for item in batch if item[0].startswith(head)]
+            batch = [item for item in batch if not item[0].startswith(head)]
+            self._control = [(wire.control_user(t, self.prefix) or "", p) for t, p, *_ in controls]
+            self._controls()
+            self._ack(controls)
         start = 0  # Sparkplug: a birth or death ends a segment, so each asset's rows are scored in order with it
         while start < len(batch):
             end, rows, seq_list, rejects = self.sparkplug.decode(batch, start)
@@ -244,6 +269,10 @@ class Worker(threading.Thread):
         for topic, payload, received, _mid, _qos, _gen in batch:
             a = by_topic.get(topic)
             if a is None:  # first message on this topic (or after a reload)
+                user = wire.control_user(topic, self.prefix)
+                if user is not None:  # an operator's request: after decoding, before scoring
+                    self._control.append((user, payload))
+                    continue
                 found = self._lookup(topic)
                 if isinstance(found, Rejection):
                     rejects.append((found.reason, found.detail, topic))
@@ -382,7 +411,9 @@ class Worker(threading.Thread):
         st.score, st.threshold, st.alarm = res.score.item(-1), res.threshold.item(-1), bool(res.anomaly.item(-1))
         last_ts = ts.item(-1)
         st.last_ts = last_ts if not last_ts < st.last_ts else st.last_ts  # NaN (nothing yet) compares False
-        st.warming_up = a.stream.rows < det.window
+        st.warming_up = a.stream.rows < det.window or a.mute.rearm > 0
+        if a.mute.rearm:
+            self.gate.rearm_step(a, len(res.score))
         st.top = tuple(res.top[-1].tolist())
         st.contrib = res.contrib  # the last row of this batch's array: never written again
         if res.outside is not None:
@@ -464,6 +495,7 @@ class Worker(threading.Thread):
         with self.state.lock:
             self.state.assets[a.name] = a.stats
         log.info("asset_added", asset=a.name, model=a.model.name, version=a.model.version)
+        self.gate.apply(a, time.time())
         return a
 
     def _free_slot(self, newcomer: _Asset) -> tuple[_Asset, str] | None:
@@ -494,6 +526,15 @@ class Worker(threading.Thread):
         with self.state.lock:
             self.state.evicted[reason] += 1
         log.warning("asset_evicted", asset=a.name, reason=reason, silent_s=round(silent, 1), for_asset=newcomer)
+
+    def _controls(self) -> None:
+        """Operators' requests of this batch, applied between batches (see :mod:`.suppression`)."""
+        known = list(dict.fromkeys([*self._assets, *self._listed]))
+        now = time.time()
+        for user, payload in self._control:
+            if self.gate.handle(user, payload, known, now):
+                self.gate.refresh(self._assets.values(), now)
+        self._control = []
 
     def _apply_models(self, new: ModelSet) -> None:
         self._pending = None
@@ -530,6 +571,7 @@ class Worker(threading.Thread):
         self._slots = {k: v for k, v in self._slots.items() if k in live}
         self._by_topic.clear()
         self.models = new
+        self.gate.next_change = 0.0  # new streams are muted again where a window covers them
         if self.sparkplug is not None:
             self.sparkplug.models_changed()
         self._swapped.set()

@@ -76,6 +76,9 @@ class StreamState:
     shift: np.ndarray | None = None  # smoothed signed residual per sensor
     rows: int = 0
     quiet: int = 0  # samples since the last flagged one
+    #: set by the caller (a maintenance window): rows are scored, but raise no alarm and teach the threshold
+    #: nothing; run-time only, not part of :meth:`to_state`
+    muted: bool = False
 
     def to_state(self) -> dict[str, Any]:
         """A copy of the stream as numbers, lists and float arrays, for a checkpoint.
@@ -286,6 +289,11 @@ class Detector:
         th, al = state.threshold, state.alarm
         names = self.sensors
         holdoff = self.settings.holdoff
+        if state.muted:  # scored and exported, nothing learned, no episode; holdoff counts again from its end
+            thresholds[:] = th.value
+            state.quiet = 0
+            state.rows += n
+            return StreamResult(score, thresholds, anomaly, top, contrib[-1], transitions)
         for i, s in enumerate(score.tolist()):
             t = th.value
             thresholds[i] = t

@@ -51,6 +51,7 @@ USERS = {
     "pump-2": "p2-secret",
     "gw1": "gw1-secret",
     "gw2": "gw2-secret",
+    "plantwatch-operator": "o-secret",
 }
 TELEMETRY = wire.telemetry_topic("plant", "pump-1")
 ALARM = wire.alarm_topic("plant", "pump-1")
@@ -326,6 +327,29 @@ def test_a_gateway_writes_only_its_own_assets(clients: dict[str, Client]) -> Non
     wait_until(lambda: gw1.got, 10, "gw1's rebirth request")
     time.sleep(0.3)
     assert [p for _, p in gw1.got] == [b"gw1"]
+
+
+def test_only_the_operator_writes_control_requests_and_reads_its_replies(clients: dict[str, Client]) -> None:
+    """The monitor receives the operator's suppress request on the operator's own control topic; one
+    forged by another user (on the operator's topic or its own) never arrives; the monitor's reply reaches
+    the operator and nobody else."""
+    mon, op, viewer = clients["plantwatch-monitor"], clients["plantwatch-operator"], clients["plantwatch-viewer"]
+    own = wire.control_topic("plant", "plantwatch-operator")
+    assert mon.subscribe(wire.control_filter("plant")) == ["Granted QoS 1"]
+    assert op.subscribe(wire.reply_filter("plant", "plantwatch-operator")) == ["Granted QoS 1"]
+    viewer.subscribe(wire.reply_filter("plant", "plantwatch-operator"))
+    for user in ("plantwatch-viewer", "pump-1", "plantwatch-monitor"):
+        clients[user].publish(own, b"forged")
+        clients[user].publish(wire.control_topic("plant", user), b"forged")
+    op.publish(own, b"request")
+    wait_until(lambda: mon.got, 10, "the operator's request at the monitor")
+    time.sleep(0.3)
+    assert mon.got == [(own, b"request")]
+    reply = wire.reply_topic("plant", "main", "plantwatch-operator")
+    mon.publish(reply, b"ok")
+    wait_until(lambda: op.payloads(reply), 10, "the reply at the operator")
+    time.sleep(0.3)
+    assert viewer.payloads(reply) == []
 
 
 def test_gateways_drills_and_viewers_cannot_read_telemetry(clients: dict[str, Client]) -> None:

@@ -1,0 +1,379 @@
+"""Maintenance windows in the monitor: which assets are suppressed, operators' requests, and what survives a restart.
+
+A suppressed asset is still scored and exported, but raises no alarm episode
+and its threshold learns nothing (``StreamState.muted``); its retained alarm
+topic says ``suppressed`` and until when, ``plantwatch_suppressed`` is 1. When
+its window ends it re-arms after ``[suppression] warmup_rows`` more messages
+(alarm topic ``rearming``, ``plantwatch_asset_warming_up`` 1), so the
+transient of a unit coming back raises nothing.
+
+Cost: the worker asks :attr:`Gate.next_change` once per batch (one float
+comparison); only when a window starts or ends, a request arrives, an asset
+is added or models are swapped does :meth:`Gate.refresh` walk the assets.
+
+Operators' windows are kept in ``<state_dir>/suppressions-<instance>.json``,
+written whole to a temporary file and renamed over the old one (atomic), so a
+restart, or a crash mid-write, keeps them; expired ones are dropped on load.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Protocol
+
+from .. import logs, wire
+from ..detector import AlarmLogic, StreamState
+from ..maintenance import Schedule, Window
+from .alarm_events import reset_event
+from .metrics import AssetStats, State
+
+log = logs.get("suppression")
+
+FILE_SCHEMA = 1
+#: how far ahead scheduled windows are expanded; the gate looks again before then
+_HORIZON_S = 8 * 86400.0
+
+
+@dataclass
+class Mute:
+    """An asset's suppression as the worker holds it."""
+
+    window: Window | None = None  # the window in force (the latest-ending that covers it)
+    rearm: int = 0  # messages left in the warm-up after a window ended
+
+
+class Suppressible(Protocol):
+    """What the gate needs of the worker's asset."""
+
+    name: str
+    stream: StreamState
+    stats: AssetStats
+    mute: Mute
+
+    def fresh_alarm(self) -> AlarmLogic: ...
+
+
+def iso(ts: float) -> str:
+    """Epoch seconds as an ISO 8601 UTC time for messages (``2026-12-05T08:00:00Z``)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a control request did: ``reason`` empty when accepted."""
+
+    message: str
+    reason: str = ""
+    assets: tuple[str, ...] = ()
+
+
+class Store:
+    """The operators' windows, kept in a JSON file replaced atomically (None: in memory only)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def load(self, now: float) -> list[Window]:
+        if self.path is None or not self.path.exists():
+            return []
+        try:
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            if doc.get("schema") != FILE_SCHEMA:
+                raise ValueError(f"schema {doc.get('schema')!r}, this monitor reads {FILE_SCHEMA}")
+            windows = [
+                Window(
+                    tuple(str(p) for p in w["patterns"]),
+                    float(w["start"]),
+                    float(w["end"]),
+                    str(w["reason"]),
+                    str(w.get("by", "")),
+                    str(w.get("id", "")),
+                )
+                for w in doc["windows"]
+            ]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            aside = self.path.with_name(f"{self.path.name}.unreadable-{int(now)}")
+            os.replace(self.path, aside)
+            log.error("suppressions_unreadable", path=str(self.path), moved_to=str(aside), reason=str(exc)[:300])
+            return []
+        live = [w for w in windows if w.end > now]
+        log.info("suppressions_loaded", path=str(self.path), active=len(live), expired=len(windows) - len(live))
+        return live
+
+    def save(self, windows: Sequence[Window]) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        body = json.dumps({"schema": FILE_SCHEMA, "windows": [w.to_dict() for w in windows]}, indent=1)
+        fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(body)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dirfd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dirfd)
+        finally:
+            os.close(dirfd)
+
+
+class Gate:
+    """Scheduled and operators' windows, applied to the worker's assets between batches."""
+
+    def __init__(
+        self,
+        schedules: Sequence[Schedule],
+        store: Store,
+        warmup_rows: int,
+        state: State,
+        publish: Callable[[str, bytes], None],
+        reply: Callable[[str, bytes], None],
+        prefix: str,
+        instance: str,
+        now: float | None = None,
+    ) -> None:
+        now = time.time() if now is None else now
+        self.store, self.warmup_rows, self.state, self._publish, self.prefix = (
+            store,
+            warmup_rows,
+            state,
+            publish,
+            prefix,
+        )
+        self._reply, self.instance = reply, instance
+        self.adhoc: list[Window] = store.load(now)
+        self.schedules: list[Schedule] = []
+        self.next_change = 0.0  # epoch seconds; 0: refresh at the next batch
+        self._scheduled: list[Window] = []
+        self._pending: list[Schedule] | None = None
+        self.reschedule(schedules, now)
+        if store.path is None:
+            log.warning(
+                "suppressions_not_persistent",
+                note="no state_dir (nor $STATE_DIRECTORY): operators' suppressions are lost when the monitor restarts",
+            )
+
+    # ------------------------------------------------------------ windows
+
+    def reschedule(self, schedules: Sequence[Schedule], now: float | None = None) -> None:
+        """New [[maintenance]] windows (a reload), taken by the worker at its next batch; says which have ended."""
+        now = time.time() if now is None else now
+        for s in schedules:
+            if s.start is not None and s.start.timestamp() + s.duration <= now:
+                log.warning("maintenance_window_expired", window=s.id, when=s.describe(), note="ignored")
+        self._pending = list(schedules)
+        self.next_change = 0.0
+
+    def windows(self) -> list[Window]:
+        return self._scheduled + self.adhoc
+
+    def window_of(self, asset: str) -> Window | None:
+        """The window in force for ``asset`` (the one ending last), as of the last refresh."""
+        best: Window | None = None
+        for w in self._scheduled + self.adhoc:
+            if (best is None or w.end > best.end) and w.covers(asset):
+                best = w
+        return best
+
+    def _expand(self, now: float) -> None:
+        """Windows active now, and the next time any starts or ends."""
+        if self._pending is not None:
+            self.schedules, self._pending = self._pending, None
+        upcoming = [w for s in self.schedules for w in s.occurrences(now, now + _HORIZON_S)]
+        expired = [w for w in self.adhoc if w.end <= now]
+        if expired:
+            self.adhoc = [w for w in self.adhoc if w.end > now]
+            for w in expired:
+                log.info("suppression_expired", patterns=list(w.patterns), by=w.by, reason=w.reason, id=w.id)
+            self._save()
+        self._scheduled = [w for w in upcoming if w.start <= now]
+        edges = [w.start for w in upcoming if w.start > now] + [w.end for w in self._scheduled + self.adhoc]
+        self.next_change = min(edges, default=now + _HORIZON_S)
+
+    def refresh(self, assets: Iterable[Suppressible], now: float) -> None:
+        """Apply the windows in force at ``now`` to every asset (a window started or ended, or things changed)."""
+        self._expand(now)
+        for a in assets:
+            self.apply(a, now)
+
+    def apply(self, a: Suppressible, now: float) -> None:
+        """One asset: mute it when a window covers it, start its warm-up when its window has ended."""
+        w, m = self.window_of(a.name), a.mute
+        if w is not None and w.end <= now:
+            w = None
+        if w is not None and w != m.window:
+            self._suppress(a, w)
+        elif w is None and m.window is not None:
+            m.window = None
+            m.rearm = self.warmup_rows
+            log.info("asset_rearming", asset=a.name, messages=self.warmup_rows)
+            if m.rearm:
+                self._event(a, "rearming", now, "maintenance window ended", until=now)
+            else:
+                self._rearmed(a)
+        a.stream.muted = m.window is not None or m.rearm > 0
+        with self.state.lock:
+            a.stats.suppressed_until = m.window.end if m.window is not None else math.nan
+            a.stats.warming_up = a.stats.warming_up or m.rearm > 0
+
+    def rearm_step(self, a: Suppressible, rows: int) -> None:
+        """Count down the warm-up by the messages just scored (the worker calls this only while it runs)."""
+        m = a.mute
+        m.rearm = max(0, m.rearm - rows)
+        if m.rearm == 0:
+            self._rearmed(a)
+
+    def _suppress(self, a: Suppressible, w: Window) -> None:
+        m, st = a.mute, a.stats
+        if a.stream.alarm.active and a.stream.alarm.episode is not None:  # an alarm in force is ended, not frozen
+            ev = reset_event(a.name, a.stream.alarm.episode, st.last_ts, st.score, st.threshold, "suppressed")
+            self._publish(wire.alarm_topic(self.prefix, a.name), ev.encode())
+        a.stream.alarm = a.fresh_alarm()
+        with self.state.lock:
+            st.alarm = False
+        m.window, m.rearm = w, 0
+        log.warning(
+            "asset_suppressed", asset=a.name, until=iso(w.end), reason=w.reason, by=w.by, window=w.id or "ad hoc"
+        )
+        who = w.id if w.by == "config" else f"by {w.by}"
+        self._event(a, "suppressed", w.start, f"{w.reason} ({who})", until=w.end)
+
+    def _rearmed(self, a: Suppressible) -> None:
+        a.stream.muted = False
+        log.info("asset_rearmed", asset=a.name)
+        self._event(a, "cleared", time.time(), "rearmed")
+
+    def _event(self, a: Suppressible, state: str, ts: float, reason: str, until: float | None = None) -> None:
+        st = a.stats
+        score, threshold = (v if math.isfinite(v) else 0.0 for v in (st.score, st.threshold))
+        ev = wire.AlarmEvent(
+            asset=a.name,
+            state=state,
+            ts=ts,
+            started=ts,
+            score=score,
+            threshold=threshold,
+            peak=score,
+            reason=reason,
+            until=until,
+        )
+        self._publish(wire.alarm_topic(self.prefix, a.name), ev.encode())
+
+    # ------------------------------------------------------------ operators' requests
+
+    def handle(self, user: str, payload: bytes, known: Sequence[str], now: float) -> bool:
+        """One control message from ``user`` (the topic's, which the broker's ACL vouches for): validated,
+        logged with who and why, counted, answered on the user's reply topic. True if it changed anything."""
+        req = wire.decode_control(payload)
+        if isinstance(req, wire.Rejection):
+            rid, outcome = _id_of(payload), Outcome(f"refused: {req.detail}", req.reason)
+            action, asset, why, by = "?", "?", "", ""
+        else:
+            rid, outcome = req.id, self.request(req, user, known, now)
+            action, asset, why, by = req.action, req.asset, req.reason, req.by
+        result = outcome.reason or "accepted"
+        with self.state.lock:
+            self.state.control[result] = self.state.control.get(result, 0) + 1
+        (log.warning if outcome.reason else log.info)(
+            "control_" + ("refused" if outcome.reason else "accepted"),
+            user=user,
+            by=by,
+            action=action,
+            asset=asset,
+            reason=why,
+            result=result,
+            message=outcome.message,
+            request=rid,
+        )
+        reply = wire.ControlReply(
+            rid, self.instance, not outcome.reason, outcome.message, outcome.reason, outcome.assets
+        )
+        self._reply(wire.reply_topic(self.prefix, self.instance, user), reply.encode())
+        return not outcome.reason
+
+    def request(self, req: wire.ControlRequest, user: str, known: Sequence[str], now: float) -> Outcome:
+        """Suppress or unsuppress; a refusal changes nothing. The caller refreshes the assets after it."""
+        if req.action == "suppress":
+            return self._add(req, user, known, now)
+        return self._remove(req, known)
+
+    def _add(self, req: wire.ControlRequest, user: str, known: Sequence[str], now: float) -> Outcome:
+        assert req.until is not None  # decode_control checked it
+        if any(w.id == req.id for w in self.adhoc):  # a redelivery of a request already applied
+            return Outcome(f"already applied (request {req.id})")
+        hit = tuple(sorted(a for a in known if fnmatchcase(a, req.asset)))
+        if not hit:
+            return Outcome(_unknown(req.asset, known), "unknown_asset")
+        if req.until <= now:
+            return Outcome(f"the window ends at {iso(req.until)}, which has passed", "expired")
+        for w in self.adhoc:
+            both = [a for a in hit if w.covers(a)]
+            if both:
+                return Outcome(
+                    f"{both[0]} is already suppressed until {iso(w.end)} by {w.by or 'someone'} ({w.reason}); "
+                    f"run unsuppress --asset '{w.patterns[0]}' first",
+                    "overlapping",
+                )
+        who = f"{user} ({req.by})" if req.by and req.by != user else user
+        self.adhoc.append(Window((req.asset,), now, req.until, req.reason, who, req.id))
+        self._save()
+        self.next_change = 0.0
+        return Outcome(f"suppressed {len(hit)} asset(s) until {iso(req.until)}: {', '.join(hit[:10])}", assets=hit)
+
+    def _remove(self, req: wire.ControlRequest, known: Sequence[str]) -> Outcome:
+        gone = [w for w in self.adhoc if req.asset in w.patterns]
+        if not gone:
+            named = [a for a in known if fnmatchcase(a, req.asset)]
+            gone = [w for w in self.adhoc if any(w.covers(a) for a in named)]
+        if not gone:
+            active = ", ".join(f"'{w.patterns[0]}' until {iso(w.end)}" for w in self.adhoc[:5]) or "none"
+            scheduled = " (scheduled [[maintenance]] windows end by themselves or by editing the config)"
+            return Outcome(f"no operator suppression for '{req.asset}' (active: {active}){scheduled}",
+                           "no_such_suppression")  # fmt: skip
+        self.adhoc = [w for w in self.adhoc if w not in gone]
+        self._save()
+        self.next_change = 0.0
+        hit = tuple(sorted(a for a in known if any(w.covers(a) for w in gone)))
+        return Outcome(f"ended {len(gone)} suppression(s): {', '.join(w.patterns[0] for w in gone)}", assets=hit)
+
+    def _save(self) -> None:
+        try:
+            self.store.save(self.adhoc)
+        except OSError as exc:
+            log.error("suppressions_not_saved", path=str(self.store.path), reason=str(exc))
+
+
+def _unknown(pattern: str, known: Sequence[str]) -> str:
+    names = sorted(known)
+    some = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+    return f"pattern '{pattern}' matches none of the {len(names)} assets this monitor scores ({some or 'none yet'})"
+
+
+def store_for(state_dir: str | None, instance: str) -> Store:
+    """The file of ``instance`` in ``state_dir`` (or $STATE_DIRECTORY, which systemd sets); None: memory only."""
+    folder = state_dir or os.environ.get("STATE_DIRECTORY", "").split(":")[0] or None
+    return Store(Path(folder) / f"suppressions-{instance}.json" if folder else None)
+
+
+def _id_of(payload: bytes) -> str:
+    """The id of a request refused as malformed, if it has one the sender can match the reply with."""
+    try:
+        doc = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    rid = doc.get("id") if isinstance(doc, dict) else None
+    return rid[:128] if isinstance(rid, str) else ""
