@@ -47,3 +47,9 @@ class BrokerError(PlantwatchError):
     """The MQTT broker cannot be reached or refused us."""
 
     exit_code = 3
+
+
+class OutputError(PlantwatchError):
+    """An output could not be written while running (disk full, file too large); said in one line."""
+
+    exit_code = 1

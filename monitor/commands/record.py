@@ -12,6 +12,17 @@ one is dropped as a duplicate.
 seen>``, then one row per message: the payload ``ts`` as ISO 8601 UTC and
 the values. A message whose sensors differ from the header is rejected
 (``unknown_sensor``/``missing_sensor``), counted and logged, never written.
+So is a message whose ``ts`` lies more than 5 minutes ahead of this clock
+(``ts_out_of_range``: ``1e12`` is no date, and a far-future row would make every
+later one a duplicate) and every message of an asset whose ``<asset>.csv`` in
+the folder is not a recording (``not_a_recording``: a stray ``notes.csv`` stops
+only the asset ``notes``). Rejected messages are acknowledged: none comes back.
+
+A write that fails (disk full, file too large) cuts the file back to its last
+whole row and ends the run with one error line and exit 1; what was not
+written was not acknowledged, so the next run records it. At most a quarter
+of the open-files limit (8-256) files are open at once, least recently used
+closed first and reopened to append, so thousands of assets record fine.
 
 ``--format sparkplug`` records Sparkplug B devices the way the monitor reads
 them (:class:`monitor.sparkplug.Host`): one row per BIRTH or DATA, every
@@ -23,20 +34,22 @@ broker did not deliver is counted as a sequence gap, never invented.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import math
 import os
+import resource
 import socket
 import sys
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 
 from .. import broker_login, columns, csvio, logs, outputs, wire
 from ..daemon import BatchQueue, Item, LogSampler, MqttSession, State
-from ..errors import BrokerError, InputError
+from ..errors import BrokerError, InputError, OutputError
 from ..mqtt import BrokerSettings
 from ..signals import stop_on_signals
 from ..sparkplug import ALL_SENSORS, Host, topics
@@ -44,6 +57,10 @@ from ..wire import Rejection, Telemetry
 
 log = logs.get("record")
 BATCH = 1000
+#: a payload ts further ahead of this clock is rejected (as the monitor's [time] skew): 1e12 is no date, and a
+#: year-3000 row would make every later row a duplicate
+MAX_AHEAD_S = 300.0
+TS_REJECTED = "ts_out_of_range"
 #: how long the first connection may take before record gives up (as simulate and drill do)
 CONNECT_TIMEOUT_S = 10.0
 
@@ -58,38 +75,66 @@ def iso(ts: float) -> str:
 
 
 class AssetFile:
-    """One asset's CSV: its header is fixed by the existing file or by the first message."""
+    """One asset's CSV: its header is fixed by the existing file or by the first message.
+
+    Rows wait in memory until :meth:`flush` appends them with ``os.write``; when
+    the disk is full, the file is cut back to its last whole row and
+    :class:`OutputError` says so (the rows stay unacknowledged at the broker).
+    The handle can be closed between batches (:meth:`release`, the recorder
+    keeps a bounded number open) and is reopened to append.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.sensors: list[str] | None = None
         self.last_ts = -math.inf
+        self.size = 0  # bytes on disk, ending on a whole row
+        self._pending: list[str] = []
+        self._fd: int | None = None
         if path.exists() and path.stat().st_size > 0:
             self._resume()
-        self._f = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115 (open while recording)
+        self.open()
 
     def _resume(self) -> None:
         """Continue an existing recording: its header, and its last timestamp for deduplication."""
         with open(self.path, "rb+") as f:
-            header = next(csv.reader([f.readline().decode("utf-8")]), [])
+            header = next(csv.reader([f.readline().decode("utf-8", "replace")]), [])
+            if not header or header[0] != "timestamp":
+                raise InputError(f"{self.path}: exists but is not a recording (first column is not 'timestamp')")
             size = f.seek(0, os.SEEK_END)
             f.seek(max(0, size - 65536))
             tail = f.read()
             if tail and not tail.endswith(b"\n"):  # a row cut by a crash: never acknowledged,
                 cut = tail.rfind(b"\n") + 1  # the broker sends it again
                 f.truncate(size - len(tail) + cut)
+                size -= len(tail) - cut
                 tail = tail[:cut]
-        if not header or header[0] != "timestamp":
-            raise InputError(f"{self.path}: exists but is not a recording (first column is not 'timestamp')")
+        self.size = size
         self.sensors = header[1:]
         lines = [ln for ln in tail.decode("utf-8", "replace").splitlines() if ln.strip()]
         if lines and lines[-1].split(",", 1)[0] != "timestamp":
             self.last_ts = datetime.fromisoformat(lines[-1].split(",", 1)[0].replace("Z", "+00:00")).timestamp()
 
-    def write(self, t: Telemetry) -> Rejection | None:
+    @property
+    def is_open(self) -> bool:
+        return self._fd is not None
+
+    def open(self) -> None:
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                raise OutputError(f"cannot open {self.path}: {exc.strerror or exc}") from None
+
+    def write(self, t: Telemetry, now: float | None = None) -> Rejection | None:
+        """Queue ``t`` as a row (written by :meth:`flush`), or why not; ``now``: this clock (default: read it)."""
+        if (
+            t.ts > (time.time() if now is None else now) + MAX_AHEAD_S
+        ):  # a date CSV cannot hold (1e12), or one that would make every later
+            return Rejection(TS_REJECTED, f"ts {t.ts!r}: more than {MAX_AHEAD_S:.0f} s ahead of this clock")
         if self.sensors is None:
             self.sensors = list(t.values)
-            self._f.write(csvio.csv_line(["timestamp", *self.sensors]) + "\n")
+            self._pending.append(csvio.csv_line(["timestamp", *self.sensors]) + "\n")
         if len(t.values) != len(self.sensors) or any(s not in t.values for s in self.sensors):
             extra = [s for s in t.values if s not in self.sensors]
             missing = [s for s in self.sensors if s not in t.values]
@@ -100,17 +145,58 @@ class AssetFile:
             )
         if t.ts <= self.last_ts:
             return Rejection("duplicate", f"ts {t.ts} <= {self.last_ts}")
-        self._f.write(iso(t.ts) + "," + ",".join(repr(t.values[s]) for s in self.sensors) + "\n")
+        self._pending.append(iso(t.ts) + "," + ",".join(repr(t.values[s]) for s in self.sensors) + "\n")
         self.last_ts = t.ts
         return None
 
     def flush(self) -> None:
-        self._f.flush()
+        """Append the queued rows; on failure cut the file back to its last whole row and raise OutputError."""
+        if not self._pending:
+            return
+        data = "".join(self._pending).encode("utf-8")
+        self._pending.clear()
+        self.open()
+        assert self._fd is not None
+        done = 0
+        try:
+            while done < len(data):
+                done += os.write(self._fd, data[done:])
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self.size)
+            raise OutputError(
+                f"cannot write {self.path}: {exc.strerror or exc}; it ends on its last whole row, and the rows "
+                "not written were not acknowledged (the broker keeps them for the next run)"
+            ) from None
+        self.size += done
+
+    def release(self) -> None:
+        """Flush and close the handle (it reopens to append); the header and last ts stay known."""
+        try:
+            self.flush()
+        finally:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def close(self) -> None:
-        self._f.flush()
-        os.fsync(self._f.fileno())
-        self._f.close()
+        """Flush, sync to disk and close."""
+        try:
+            self.flush()
+            if self._fd is not None:
+                os.fsync(self._fd)
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        finally:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
+def open_files_cap() -> int:
+    """How many recording files stay open at once: a quarter of the open-files limit, 8 to 256."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return 256 if soft == resource.RLIM_INFINITY else max(8, min(256, soft // 4))
 
 
 class Recorder:
@@ -152,6 +238,9 @@ class Recorder:
         cid = client_id or f"plantwatch-record-{socket.gethostname()}"[:200]
         self.session = MqttSession(settings, cid, filters, self.queue, State())
         self.files: dict[str, AssetFile] = {}
+        self._open: OrderedDict[str, AssetFile] = OrderedDict()  # the files with a handle, least recent first
+        self.max_open = open_files_cap()
+        self.blocked: dict[str, str] = {}  # asset -> why its file cannot be a recording (a stray CSV)
         self.rows: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         self._sampler = LogSampler()
@@ -184,8 +273,14 @@ class Recorder:
                 pass
         finally:
             self.session.close()
+            failed: OutputError | None = None
             for f in self.files.values():
-                f.close()
+                try:
+                    f.close()  # each ends on a whole row, written or not
+                except OutputError as exc:
+                    failed = failed or exc
+            if failed is not None and sys.exc_info()[0] is None:
+                raise failed
 
     def _unreachable(self) -> None:
         """Never connected: an error (exit 3), not 'recorded 0 rows'."""
@@ -236,18 +331,43 @@ class Recorder:
             found += [Telemetry(ts, seq, dict(zip(stream.table.names, row))) for ts, seq, row in made]
         return out.asset, found
 
+    def _file(self, asset: str) -> AssetFile | Rejection:
+        """The asset's file with an open handle; the least recently used beyond ``max_open`` are closed."""
+        f = self.files.get(asset)
+        if f is None:
+            if asset in self.blocked:
+                return Rejection("not_a_recording", self.blocked[asset])
+            path = self.out / f"{asset}.csv"  # a Sparkplug asset "node/device": DIR/node/device.csv
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                f = AssetFile(path)
+            except (InputError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+                self.blocked[asset] = why = f"{exc}; move it away to record {asset}"
+                log.error("file_not_a_recording", asset=asset, reason=why)
+                return Rejection("not_a_recording", why)
+            self.files[asset] = f
+        elif not f.is_open:
+            f.open()
+        self._open[asset] = f
+        self._open.move_to_end(asset)
+        while len(self._open) > self.max_open:
+            _, oldest = self._open.popitem(last=False)
+            oldest.release()
+        return f
+
     def _write(self, topic: str, payload: bytes) -> AssetFile | None:
         asset, decoded = self._decode(topic, payload)
         found = [self._sensors(t) if isinstance(t, Telemetry) else t for t in decoded]
         f = None
+        now = time.time()
         for t in found:
             if isinstance(t, Telemetry) and isinstance(asset, str):
-                f = self.files.get(asset)
-                if f is None:
-                    path = self.out / f"{asset}.csv"  # a Sparkplug asset "node/device": DIR/node/device.csv
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    f = self.files[asset] = AssetFile(path)
-                rejected = f.write(t)
+                got = self._file(asset)
+                if isinstance(got, AssetFile):
+                    f = got
+                    rejected = f.write(t, now)
+                else:
+                    rejected = got
                 t = rejected if rejected is not None else t
             if isinstance(t, Rejection):
                 self.rejected[t.reason] += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -225,3 +226,119 @@ def test_record_writes_sparkplug_devices_with_the_sensor_names_of_their_birth_an
     data = history(200, 3)
     assert np.all((table.values >= data.min(0)) & (table.values <= data.max(0)))
     assert dict(rec.rejected) == {} and dict(rec.gaps) == {}
+
+
+def _record(
+    url: str, out: Path, seconds: float, limits: dict[int, int] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``plantwatch record`` as a process (one persistent session, client id 'rec-edge'), under ``limits``
+    (resource.RLIMIT_* -> soft and hard limit)."""
+    import resource
+
+    def limit() -> None:
+        for which, n in (limits or {}).items():
+            resource.setrlimit(which, (n, n))
+
+    cmd = [sys.executable, "-m", "monitor", "record", "--broker", url, "--out", str(out), "--client-id", "rec-edge",
+           "--duration", str(seconds)]  # fmt: skip
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, preexec_fn=limit, env=env)
+
+
+def _whole_rows(path: Path) -> list[list[str]]:
+    """The file's rows; each must be whole (7 fields, a time and six numbers) and end with a line break."""
+    data = path.read_bytes()
+    assert data.endswith(b"\n"), data[-80:]
+    rows = [line.split(",") for line in data.decode().splitlines()]
+    assert rows[0] == ["timestamp", *SENSORS]
+    for r in rows[1:]:
+        assert len(r) == 7 and csvio.parse_time(r[0]) is not None and all(np.isfinite(float(v)) for v in r[1:]), r
+    return rows[1:]
+
+
+def test_a_ts_no_date_can_hold_and_a_stray_csv_are_rejected_counted_acknowledged_and_recording_goes_on(
+    mosquitto: Any, tmp_path: Path
+) -> None:
+    """'ts': 1e12 (year 33658) is rejected as ts_out_of_range, not a traceback; a notes.csv in --out that is
+    not a recording rejects only the asset 'notes'. Both are acknowledged: a second run gets nothing again."""
+    (tmp_path / "notes.csv").write_text("my notes, not a recording\n")
+    plant = Plant(mosquitto.port)
+    try:
+
+        def run(seconds: float, send: bool) -> Recorder:
+            rec = Recorder(settings_from_url(mosquitto.url), tmp_path, client_id="rec-poison")
+            t = threading.Thread(target=rec.run, args=(seconds,))
+            t.start()
+            wait_until(rec.session.subscribed.is_set, 10, "subscribed")
+            if send:
+                ts0 = time.time() - 100
+                plant.send("boiler", 0, ts=1e12)
+                plant.send_many("notes", range(3), ts0=ts0)
+                plant.send_many("boiler", range(1, 11), ts0=ts0)
+            t.join(15)
+            assert not t.is_alive()
+            return rec
+
+        first = run(1.5, send=True)
+        second = run(1.0, send=False)
+    finally:
+        plant.close()
+    assert first.rows == {"boiler": 10}
+    assert first.rejected == {"ts_out_of_range": 1, "not_a_recording": 3}
+    assert second.rows == {} and second.rejected == {}  # nothing redelivered: all were acknowledged
+    assert len(_whole_rows(tmp_path / "boiler.csv")) == 10
+    assert (tmp_path / "notes.csv").read_text() == "my notes, not a recording\n"
+
+
+def test_a_full_disk_is_one_error_line_a_non_zero_exit_whole_rows_and_nothing_lost(
+    mosquitto: Any, tmp_path: Path
+) -> None:
+    """The file-size limit (RLIMIT_FSIZE) stands in for a full disk: the write fails part-way through a row.
+    record says so in one line and exits 1; the file ends on its last whole row; the next run records the
+    rest (nothing was acknowledged that was not written)."""
+    import resource
+
+    out = tmp_path / "history"
+    assert _record(mosquitto.url, out, 1).returncode == 0  # creates the persistent session
+    plant = Plant(mosquitto.port)
+    ts0 = float(int(time.time()) - 1000)  # whole seconds: the CSV keeps microseconds
+    try:
+        plant.send_many("boiler", range(100), ts0=ts0)
+        assert _record(mosquitto.url, out, 1.5).returncode == 0
+        size = (out / "boiler.csv").stat().st_size
+        plant.send_many("boiler", range(100, 300), ts0=ts0)
+        full = _record(mosquitto.url, out, 3, {resource.RLIMIT_FSIZE: size + 5000})
+    finally:
+        plant.close()
+    assert full.returncode == 1, full.stderr
+    [line] = [ln for ln in full.stderr.splitlines() if ln.startswith("plantwatch record:")]
+    assert line.startswith("plantwatch record: error: cannot write ") and "boiler.csv: File too large" in line
+    assert "Traceback" not in full.stderr
+    assert 100 <= len(_whole_rows(out / "boiler.csv")) < 300
+    assert _record(mosquitto.url, out, 2).returncode == 0
+    rows = _whole_rows(out / "boiler.csv")
+    assert [csvio.parse_time(r[0]) for r in rows] == [ts0 + i for i in range(300)]
+
+
+def test_more_assets_than_open_files_allowed_are_recorded_with_a_bounded_number_of_handles(
+    mosquitto: Any, tmp_path: Path
+) -> None:
+    """300 assets under an open-files limit of 128 (1,100 under the usual 1,024): handles are closed least
+    recently used first and reopened to append, so every asset's file gets both its rows."""
+    import resource
+
+    out = tmp_path / "history"
+    assert _record(mosquitto.url, out, 1).returncode == 0
+    plant = Plant(mosquitto.port)
+    ts0 = float(int(time.time()) - 1000)  # whole seconds: the CSV keeps microseconds
+    try:
+        for seq in range(2):
+            for i in range(300):
+                plant.send(f"a{i:03d}", seq, ts=ts0 + seq)
+        plant.send_many("a000", range(2, 3), ts0=ts0)
+        proc = _record(mosquitto.url, out, 3, {resource.RLIMIT_NOFILE: 128})
+    finally:
+        plant.close()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "recorded 601 rows for 300 asset(s)" in proc.stderr
+    assert all(len(_whole_rows(out / f"a{i:03d}.csv")) == (3 if i == 0 else 2) for i in range(300))
