@@ -8,7 +8,9 @@ On a private mosquitto (unbounded queue and in-flight window), 100 assets x
    (:mod:`monitor.mqtt_client`: buffered reads, one write per batch of acks);
 2. a naive monitor written the textbook way: per message ``json.loads``, a
    batch-of-one forward pass of the same model, ``Gauge.set`` per asset and per sensor;
-3. ``plantwatch monitor`` as a subprocess, its progress read from /metrics.
+3. ``plantwatch monitor`` as a subprocess, its progress read from /metrics; and the same with a state
+   directory (``state_dir``: each asset's seq saved before every acknowledgement, streams every 10 s),
+   which is what it costs to recognise redeliveries after a crash.
 
 4. Sparkplug B (``[source] format = "sparkplug"``): the same 100 assets as devices of 10 edge nodes,
    births first, then report-by-exception DDATA by alias with half of the 52 metrics changed per message
@@ -327,6 +329,7 @@ class Monitor:
         workdir: Path,
         client_id: str = "bench-plantwatch",
         sparkplug: bool = False,
+        state_dir: Path | None = None,
     ) -> None:
         self.port = free_port()
         self.cmd = [
@@ -348,6 +351,8 @@ class Monitor:
         )
         if sparkplug:
             self.env.update(PLANTWATCH_SOURCE_FORMAT="sparkplug", PLANTWATCH_SOURCE_GROUP_IDS=GROUP)
+        if state_dir is not None:  # each asset's seq saved before every acknowledgement, streams every 10 s
+            self.env.update(PLANTWATCH_STATE_DIR=str(state_dir))
         self.log = open(workdir / "monitor.log", "ab")  # noqa: SIM115 (the monitor writes to it until stop())
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -461,10 +466,17 @@ def pace(port: int, rate: float, seconds: float, seq0: int) -> int:
 
 
 def measure_plantwatch(
-    port: int, model: Path, workdir: Path, n: int, client_id: str, sparkplug: bool = False, qos: int = 1
+    port: int,
+    model: Path,
+    workdir: Path,
+    n: int,
+    client_id: str,
+    sparkplug: bool = False,
+    qos: int = 1,
+    state_dir: Path | None = None,
 ) -> tuple[float, float, Monitor]:
     """Rate and CPU per message of a fresh plantwatch session consuming an ``n`` backlog."""
-    mon = Monitor(port, model, workdir, client_id, sparkplug=sparkplug)
+    mon = Monitor(port, model, workdir, client_id, sparkplug=sparkplug, state_dir=state_dir)
     mon.start()  # creates the persistent session
     mon.stop()
     if sparkplug:
@@ -623,7 +635,7 @@ def main() -> int:
         if args.only_sparkplug:
             print(json.dumps(spb_result))
             return 0
-        bare, fast, pw = [], [], []
+        bare, fast, pw, pw_state = [], [], [], []
         for r in range(args.rounds):
             make_session(port, "bench-bare")
             Backlog(port, n // ASSETS).publish()
@@ -635,12 +647,20 @@ def main() -> int:
             drop_session(port, "bench-fast")
             if mon is not None:
                 mon.stop()
+            # alone first: with a state directory (seq saved before acknowledging, streams every 10 s)
+            st_rate, st_cpu, st_mon = measure_plantwatch(
+                port, model, workdir, n, f"bench-plantwatch-state-{r}", state_dir=workdir / f"state-{r}"
+            )
+            st_mon.stop()
+            drop_session(port, f"bench-plantwatch-state-{r}")
+            pw_state.append((st_rate, st_cpu))
             rate, cpu, mon = measure_plantwatch(port, model, workdir, n, f"bench-plantwatch-{r}")
             pw.append((rate, cpu))
             print(
                 f"  round {r + 1}: bare paho {bare[-1][0]:7.0f} msg/s ({bare[-1][1]:.0f} us CPU), "
                 f"bare on plantwatch's client {fast[-1][0]:7.0f} msg/s ({fast[-1][1]:.0f} us CPU), "
-                f"plantwatch {rate:7.0f} msg/s ({cpu:.0f} us CPU)",
+                f"plantwatch {rate:7.0f} msg/s ({cpu:.0f} us CPU), "
+                f"with a state dir {st_rate:7.0f} msg/s ({st_cpu:.0f} us CPU)",
                 flush=True,
             )
         nn = (args.naive_messages // ASSETS) * ASSETS
@@ -648,11 +668,16 @@ def main() -> int:
         Backlog(port, nn // ASSETS).publish()
         naive = consume(port, "bench-naive", nn, NaiveMonitor(model))
         drop_session(port, "bench-naive")
-        b, f, p = max(bare), max(fast), max(pw)
+        b, f, p, ps = max(bare), max(fast), max(pw), max(pw_state)
         print(f"(1) bare paho subscriber : {b[0]:8.0f} msg/s  {b[1]:5.0f} us CPU/msg", flush=True)
         print(f"    (on plantwatch's client: {f[0]:8.0f} msg/s  {f[1]:5.0f} us CPU/msg)", flush=True)
         print(f"(2) naive monitor        : {naive[0]:8.0f} msg/s  {naive[1]:5.0f} us CPU/msg", flush=True)
         print(f"(3) plantwatch monitor   : {p[0]:8.0f} msg/s  {p[1]:5.0f} us CPU/msg", flush=True)
+        print(
+            f"    with a state directory: {ps[0]:8.0f} msg/s  {ps[1]:5.0f} us CPU/msg "
+            f"({ps[0] / p[0]:.2f}x the rate, {ps[1] / p[1]:.2f}x the CPU per message)",
+            flush=True,
+        )
         print(
             f"ratios (best of {args.rounds}): plantwatch/bare = {p[0] / b[0]:.2f} (target >= 0.8; CPU-based "
             f"{b[1] / p[1]:.2f}), plantwatch/naive = {p[0] / naive[0]:.1f} (target >= 6); "
@@ -666,7 +691,9 @@ def main() -> int:
             "bare_fast_client": round(f[0]),
             "naive": round(naive[0]),
             "plantwatch": round(p[0]),
+            "plantwatch_state": round(ps[0]),
             "cpu_us": {
+                "plantwatch_state": round(ps[1], 1),
                 "bare": round(b[1], 1),
                 "bare_fast_client": round(f[1], 1),
                 "naive": round(naive[1], 1),

@@ -307,8 +307,7 @@ class SequenceConfig:
 class TimeConfig:
     skew: float = setting(
         300.0,
-        "seconds a payload ts may lie ahead of the monitor's clock (further: ts_out_of_range); "
-        "a retained telemetry message older than this is ignored (retained_stale)",
+        "seconds a payload ts may lie ahead of the monitor's clock (further: ts_out_of_range)",
         lambda v: 0 < v <= 10**9,
         "must be > 0 seconds",
     )
@@ -382,8 +381,16 @@ class MonitorConfig:
     )
     state_dir: str | None = setting(
         None,
-        "folder for state that survives a restart (operator suppressions); default: $STATE_DIRECTORY "
-        "(systemd's StateDirectory), else none (suppressions are then lost on restart, said at start-up)",
+        "folder for state that survives a restart: operator suppressions, each asset's seq bookkeeping "
+        "(so that redeliveries after a crash are not scored twice) and stream state; default: "
+        "$STATE_DIRECTORY (systemd's StateDirectory), else none (all lost on restart, said at start-up)",
+    )
+    state_interval: float = setting(
+        10.0,
+        "seconds between two saves of the stream states in state_dir (each asset's seq is saved before "
+        "its messages are acknowledged, within 50 ms)",
+        lambda v: 0.1 <= v <= 86400,
+        "must be 0.1-86400 seconds",
     )
     maintenance: list[MaintenanceConfig] = setting(
         [], "scheduled maintenance windows ([[maintenance]] tables): assets scored, no alarms"
@@ -395,6 +402,11 @@ class MonitorConfig:
     def schedules(self) -> list[Schedule]:
         """The [[maintenance]] windows as schedules (the config was checked: they build)."""
         return [_schedule(i, m, self.timezone) for i, m in enumerate(self.maintenance)]
+
+    def state_folder(self, env: Mapping[str, str] | None = None) -> str | None:
+        """``state_dir``, else systemd's ``$STATE_DIRECTORY`` (its first path); None: nothing is kept."""
+        given = (os.environ if env is None else env).get("STATE_DIRECTORY", "")
+        return self.state_dir or given.split(":")[0] or None
 
     @property
     def client_id(self) -> str:

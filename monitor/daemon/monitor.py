@@ -36,6 +36,7 @@ from .batch_queue import BatchQueue
 from .http_server import HttpServer
 from .model_registry import ModelSet, load_models
 from .mqtt_session import Item, MqttSession
+from .state_store import StateStore
 from .worker import Worker
 
 log = logs.get("daemon")
@@ -53,6 +54,8 @@ RESTART_KEYS = (
     "metrics.port",
     "worker.",
     "sequence.",
+    "state_dir",
+    "state_interval",
 )
 
 
@@ -119,6 +122,9 @@ class Monitor:
             )
             self.http.start()
             self.models = load_models(cfg)
+            store = StateStore.open(cfg.state_folder(), cfg.instance)
+            if store is None:
+                log.info("state_not_kept", note="no state_dir: after a crash, redeliveries may be scored again")
             self.session = session = MqttSession.for_monitor(cfg, self.queue, self.state)
             self.state.broker_connected = session.connected.is_set
             self.worker = Worker(
@@ -130,6 +136,7 @@ class Monitor:
                 session.publish,
                 sdnotify.Watchdog().tick,
                 publish_command=session.command,
+                store=store,
             )
             self.worker.start()
             session.start()

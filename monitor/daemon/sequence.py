@@ -10,12 +10,16 @@ is ``last``:
   which is a publisher that really jumped: the stream goes on from it (no gaps counted).
 * ``last - reorder_window < seq <= last``: a number that was skipped (a gap) is scored late (counted in
   ``late``); one already scored is a redelivery (``duplicate``) unless the publisher restarted (below).
-* ``seq <= last - reorder_window``: ``out_of_order``, unless the publisher restarted.
+* further behind, down to the first seq of this run: a redelivery too (``duplicate``; a crash can leave
+  thousands unacknowledged), unless the publisher restarted.
+* below the first seq of this run and beyond the window: ``out_of_order``, unless the publisher restarted.
 * The publisher restarted its numbering when a ``seq`` at or below ``last`` carries a payload timestamp
   newer than every scored one but one: newer than the second newest, or than the newest itself for the
   message that carried it. A single message with a timestamp in the future can therefore not hold the
   restart detection hostage (a redelivery repeats its original timestamp, so it never looks newer). A
-  restarted publisher whose clock is behind is recognised by three consecutive numbers.
+  restarted publisher whose clock is behind is recognised by three consecutive numbers below the run's
+  first; within the run's numbers it is rejected as duplicates until it passes ``last`` (an alert fires on
+  a high duplicate rate), since it looks exactly like a redelivery.
 
 The common case, a batch holding one consecutive run just above ``last``, costs a few integer operations
 per asset (:meth:`Sequence.advance`); everything else goes through :meth:`Sequence.order`, per row.
@@ -148,8 +152,8 @@ class Sequence:
             out.restarts.append((last, s, "newer_timestamp"))
             self._restart(s, t)
             return 0
-        if behind < self.reorder_window:
-            out.rejected.append(("duplicate", s))
+        if s >= self.first or behind < self.reorder_window:  # a number this run has passed: a redelivery
+            out.rejected.append(("duplicate", s))  # (thousands come after a crash: never a "restart")
             return _REJECTED
         return self._off_stream(s, t, out, "out_of_order", "restarted")
 
@@ -176,11 +180,13 @@ class Sequence:
     # ------------------------------------------------------------ checkpoints
 
     def to_state(self) -> dict[str, Any]:
-        """Plain numbers (``seen`` as a hex string) for the state directory; see :meth:`from_state`."""
+        """Plain numbers for the state directory (the gaps still open listed by seq); see :meth:`load_state`."""
+        missing = self._full & ~self.seen
+        open_gaps = [] if not missing else [self.last - i for i in range(self.reorder_window) if missing >> i & 1]
         return {
             "last": self.last,
             "first": self.first,
-            "seen": format(self.seen, "x"),
+            "open": open_gaps,
             "hi_ts": self.hi_ts if math.isfinite(self.hi_ts) else None,
             "hi_seq": self.hi_seq,
             "ref_ts": self.ref_ts if math.isfinite(self.ref_ts) else None,
@@ -190,21 +196,25 @@ class Sequence:
         """Continue from :meth:`to_state`; ValueError names the field that does not fit."""
         for key in ("last", "first", "hi_seq"):
             v = d.get(key)
-            if not isinstance(v, int) or isinstance(v, bool) or v < -1:
-                raise ValueError(f"sequence state {key!r} must be an integer >= -1, got {v!r}")
+            if not isinstance(v, int) or isinstance(v, bool) or not -1 <= v <= 2**63 - 1:
+                raise ValueError(f"sequence state {key!r} must be an integer -1..2**63-1, got {v!r}")
         times = {}
         for key in ("hi_ts", "ref_ts"):
             v = d.get(key)
             if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)):
                 raise ValueError(f"sequence state {key!r} must be a finite number or null, got {v!r}")
             times[key] = -math.inf if v is None else float(v)
-        try:
-            seen = int(str(d.get("seen")), 16)
-        except ValueError:
-            raise ValueError(f"sequence state 'seen' must be a hex string, got {d.get('seen')!r}") from None
-        self.last, self.first, self.hi_seq = d["last"], d["first"], d["hi_seq"]
+        last, open_gaps = d["last"], d.get("open")
+        if not isinstance(open_gaps, list) or not all(
+            isinstance(g, int) and not isinstance(g, bool) and 0 <= last - g < self.reorder_window for g in open_gaps
+        ):
+            raise ValueError(f"sequence state 'open' must list seqs within the reorder window, got {open_gaps!r}")
+        seen = self._full
+        for g in open_gaps:
+            seen &= ~(1 << (last - g))
+        self.last, self.first, self.hi_seq = last, d["first"], d["hi_seq"]
         self.hi_ts, self.ref_ts = times["hi_ts"], times["ref_ts"]
-        self.seen = seen & self._full
+        self.seen = seen if last >= 0 else 0
 
 
 _LATE = -1

@@ -11,6 +11,7 @@ message of the batch, scored or rejected.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import threading
 import time
@@ -32,6 +33,7 @@ from .model_registry import LoadedModel, ModelSet
 from .mqtt_session import Item
 from .sequence import Sequence
 from .sparkplug_intake import SparkplugIntake
+from .state_store import SEQ_EVERY_N, SEQ_EVERY_S, Record, StateStore
 from .suppression import Gate, Mute, store_for
 
 log = logs.get("worker")
@@ -70,6 +72,8 @@ class _Asset:
     seq: Sequence = field(default_factory=Sequence)  # which seq comes next: redeliveries, gaps, late rows, restarts
     mute: Mute = field(default_factory=Mute)  # its maintenance window (monitor/daemon/suppression.py)
 
+    scored_before: int = 0  # messages its stream scored before this run (state directory)
+
     def fresh_alarm(self) -> AlarmLogic:
         return AlarmLogic.from_settings(self.model.detector.settings.alarm)
 
@@ -95,6 +99,7 @@ class Worker(threading.Thread):
         publish: Callable[[str, bytes], None],
         tick: Callable[[], None] | None = None,
         publish_command: Callable[[str, bytes], None] | None = None,
+        store: StateStore | None = None,
     ) -> None:
         super().__init__(name="plantwatch-worker", daemon=True)
         self.queue, self.state, self._ack, self._publish, self._tick = queue, state, ack, publish, tick
@@ -105,6 +110,12 @@ class Worker(threading.Thread):
         self.reorder_window, self.max_jump = cfg.sequence.reorder_window, cfg.sequence.max_jump
         self.skew, self.max_age = cfg.time.skew, cfg.time.max_age  # a reload may change these
         self.beat = time.monotonic()
+        # the state directory: records of assets (restored ones until they come back), acks held until saved
+        self._store, self.state_interval = store, cfg.state_interval
+        self._records: dict[str, Record] = store.load() if store is not None else {}
+        self._dirty: set[_Asset] = set()
+        self._unacked: list[Item] = []
+        self._seq_saved = self._streams_saved = time.monotonic()
         self._pending: ModelSet | None = None
         self._assets: dict[str, _Asset] = {}
         self._by_topic: dict[str, _Asset] = {}
@@ -118,9 +129,15 @@ class Worker(threading.Thread):
         command = publish_command or (lambda topic, payload: None)
         if cfg.source.format == "sparkplug":
             self.sparkplug = SparkplugIntake(cfg.source, self, command, self.batch_max)
-        store = store_for(cfg.state_dir, cfg.instance)
         self.gate = Gate(
-            cfg.schedules(), store, cfg.suppression.warmup_rows, state, publish, command, cfg.prefix, cfg.instance
+            cfg.schedules(),
+            store_for(cfg.state_dir, cfg.instance),
+            cfg.suppression.warmup_rows,
+            state,
+            publish,
+            command,
+            cfg.prefix,
+            cfg.instance,
         )
         self._listed = list(cfg.assets)
         self._control: list[tuple[str, bytes]] = []  # (user, payload) of this batch's control messages
@@ -149,7 +166,10 @@ class Worker(threading.Thread):
                     if self._sampler.take("batch_failed") is not None:
                         log.exception("batch_failed", messages=len(batch))
             elif self._halt.is_set() and self.queue.empty():
+                self._save(streams=True)
                 return
+            if self._store is not None:
+                self._save()
 
     def stop(self) -> None:
         """Finish what is queued, then end (intake must be closed first)."""
@@ -255,7 +275,13 @@ class Worker(threading.Thread):
         events = self._score(scored, rejects + dup, len(batch))
         for topic, payload in events:
             self._publish(topic, payload)
-        self._ack(batch)
+        if self._store is None:
+            self._ack(batch)
+        else:  # acknowledged once the sequence file covers them (see _save)
+            self._unacked += batch
+            self._dirty.update(a for group in scored.values() for a, *_ in group)
+            if len(self._unacked) >= SEQ_EVERY_N:
+                self._save()
 
     def _decode(
         self, batch: list[Item]
@@ -441,6 +467,72 @@ class Worker(threading.Thread):
                 suppressed=suppressed,
             )
 
+    # ------------------------------------------------------------ the state directory
+
+    def _save(self, streams: bool = False) -> None:
+        """Write the sequence file, then acknowledge what it covers; the stream file every ``state_interval``.
+
+        Before its acknowledgement reaches the broker, a scored message is in the sequence file, so a
+        redelivery after a crash is recognised as a duplicate (one that failed to write is acknowledged
+        anyway, logged: scoring must go on).
+        """
+        store = self._store
+        if store is None:
+            return
+        now = time.monotonic()
+        streams = streams or now - self._streams_saved >= self.state_interval
+        if not streams and not (
+            self._unacked and (now - self._seq_saved >= SEQ_EVERY_S or len(self._unacked) >= SEQ_EVERY_N)
+        ):
+            return
+        if streams:
+            for a in self._assets.values():
+                self._records[a.name] = self._record(a, stream=True)
+            store.write_streams(self._records)
+            self._streams_saved = now
+        else:
+            for a in self._dirty:
+                if a.name in self._assets:
+                    self._records[a.name] = self._record(a, stream=False)
+            store.write_seq(self._records)
+        self._dirty.clear()
+        self._seq_saved = now
+        if self._unacked:
+            self._ack(self._unacked)
+            self._unacked = []
+
+    def _record(self, a: _Asset, stream: bool) -> Record:
+        rec: Record = {"seq": a.seq.to_state(), "scored": a.scored_before + a.stats.messages}
+        if stream:
+            rec["stream"], rec["model"] = a.stream.to_state(), _model_id(a.model)
+        return rec
+
+    def _restore(self, a: _Asset) -> None:
+        """Continue a new asset from its saved record: its sequence always, its stream if of the same model."""
+        rec = self._records.get(a.name)
+        if rec is None:
+            return
+        try:
+            a.seq.load_state(rec.get("seq") or {})
+        except ValueError as exc:
+            log.warning("state_not_restored", asset=a.name, reason=str(exc))
+            return
+        scored = rec.get("scored")
+        a.scored_before = scored if isinstance(scored, int) and scored >= 0 else 0
+        a.stats.last_seq = a.seq.last
+        stream, why = rec.get("stream"), ""
+        if stream is not None and rec.get("model") == _model_id(a.model):
+            try:
+                a.stream = a.model.detector.restore_stream(stream)
+                a.stats.warming_up = a.stream.rows < a.model.detector.window
+            except (ValueError, TypeError) as exc:
+                why = str(exc)
+        elif stream is not None:
+            why = "saved with another model (weights or settings): the stream starts afresh"
+        if why:
+            log.warning("stream_not_restored", asset=a.name, reason=why, note="its seq bookkeeping is restored")
+        log.info("asset_restored", asset=a.name, last_seq=a.seq.last, stream=not why and stream is not None)
+
     # ------------------------------------------------------------ assets and models
 
     def _slot(self, model: LoadedModel) -> _Slot:
@@ -489,6 +581,8 @@ class Worker(threading.Thread):
         a.id = next(self._ids)
         a.seen = time.monotonic()
         a.use_policy(a.model)
+        if self._store is not None:
+            self._restore(a)
         self._assets[a.name] = self._by_id[a.id] = a
         if topic is not None:
             self._by_topic[topic] = a
@@ -586,6 +680,8 @@ class Worker(threading.Thread):
     def _retire(self, a: _Asset) -> None:
         self._clear_alarm(a)
         del self._assets[a.name], self._by_id[a.id]
+        self._records.pop(a.name, None)
+        self._dirty.discard(a)
         with self.state.lock:
             self.state.assets.pop(a.name, None)
 
@@ -595,3 +691,8 @@ class Worker(threading.Thread):
         if a.stats.alarm and ep is not None:
             ev = reset_event(a.name, ep, a.stats.last_ts, a.stats.score, a.stats.threshold, reason)
             self._publish(wire.alarm_topic(self.prefix, a.name), ev.encode())
+
+
+def _model_id(model: LoadedModel) -> str:
+    """Which weights and settings a saved stream belongs to (not the folder's path: a moved folder is the same)."""
+    return hashlib.sha256(repr(model.identity[1:]).encode()).hexdigest()[:16]

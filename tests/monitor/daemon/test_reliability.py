@@ -257,3 +257,79 @@ def test_sighup_during_start_up_is_held_and_reloads_once_when_started(
     assert [e["event"] for e in mon.events()].count("config_reloaded") == 1
     code, _ = mon.stop()
     assert code == 0
+
+
+def test_a_monitor_killed_mid_backlog_scores_nothing_twice_after_its_restart(
+    mosquitto: Any, model_dir: Path, monitor_process: Callable[..., MonitorProcess], tmp_path: Path
+) -> None:
+    """SIGKILL while draining a 30,000-message backlog; the next run scores exactly what the first had not.
+
+    The first run's sequence file says which seq of each asset it scored (and how many messages): every
+    message the broker will not redeliver is in it. The second run continues from it: what the broker
+    redelivers up to that seq is a duplicate, the rest is scored once, with no gap. Before, the dedup
+    state died with the process and at least 1,575 messages were scored twice.
+    """
+    import orjson
+
+    n = 15_000
+    args = ["--broker", mosquitto.url, "--model", str(model_dir)]
+    env = {
+        "PLANTWATCH_BROKER_CLIENT_ID": "kill-test",
+        "PLANTWATCH_INSTANCE": "kill",
+        "PLANTWATCH_STATE_DIR": str(tmp_path / "state"),
+        "PLANTWATCH_STATE_INTERVAL": "0.5",
+    }
+    setup = monitor_process(args, env, name="setup")
+    setup.wait_ready(30)
+    assert setup.stop()[0] == 0  # the persistent session exists: the backlog waits at the broker
+    plant = Plant(mosquitto.port)
+    try:
+        ts0, info = time.time() - n, None
+        for seq in range(n):
+            for a in ASSETS:
+                info = plant.send(a, seq, ts0 + seq)
+        assert info is not None
+        info.wait_for_publish(30)
+    finally:
+        plant.close()
+    first = monitor_process(args, env, name="first")
+
+    def scored(mon: MonitorProcess) -> float:
+        return sum(sample(mon.port, "plantwatch_messages_total", {"asset": a}) or 0 for a in ASSETS)
+
+    streams = tmp_path / "state" / "streams-kill.json"
+
+    def saved_streams() -> bool:
+        try:
+            return set(orjson.loads(streams.read_bytes())["assets"]) == set(ASSETS)
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return False
+
+    wait_until(lambda: scored(first) > 0.3 * n * len(ASSETS) and saved_streams(), 60, "a third scored, streams saved")
+    first.proc.kill()
+    assert first.proc.wait(10) == -signal.SIGKILL
+    saved = orjson.loads((tmp_path / "state" / "seq-kill.json").read_bytes())["assets"]
+    last = {a: saved[a]["seq"]["last"] for a in ASSETS}
+    for a in ASSETS:
+        assert saved[a]["scored"] == last[a] + 1, (a, saved[a])  # 0..last, each once
+        assert last[a] < n - 1, "the kill came after the end of the backlog"
+    second = monitor_process(args, env, name="second")
+    second.wait_ready(30)
+    wait_until(
+        lambda: all(sample(second.port, "plantwatch_messages_total", {"asset": a}) == n - 1 - last[a] for a in ASSETS),
+        60,
+        "the rest of the backlog scored",
+    )
+    time.sleep(0.5)  # nothing more comes
+    duplicates = sample(second.port, "plantwatch_messages_rejected_total", {"reason": "duplicate"})
+    for a in ASSETS:
+        assert sample(second.port, "plantwatch_messages_total", {"asset": a}) == n - 1 - last[a]
+        assert sample(second.port, "plantwatch_sequence_gaps_total", {"asset": a}) == 0
+    assert second.stop()[0] == 0
+    run2 = finals(second)
+    for a in ASSETS:
+        assert run2[a] == (last[a] + 1, n - 1, n - 1 - last[a]), (a, last[a], run2[a], duplicates)
+    restored = [e for e in second.events() if e["event"] == "asset_restored"]
+    assert {e["asset"] for e in restored} == set(ASSETS) and all(e["stream"] for e in restored)
+    after = orjson.loads((tmp_path / "state" / "seq-kill.json").read_bytes())["assets"]
+    assert {a: after[a]["scored"] for a in ASSETS} == dict.fromkeys(ASSETS, n)  # across both runs: each once

@@ -21,9 +21,10 @@ def feed(sq: Sequence, seqs: list[int], ts: list[float]) -> tuple[list[int], lis
     return scored, rejected, restarts
 
 
-def stream(n: int, window: int = 100, max_jump: int = 1000) -> Sequence:
+def stream(n: int, window: int = 100, max_jump: int = 1000, start: int = 0) -> Sequence:
+    """Seqs ``start..n-1`` scored, seq i at ts i."""
     sq = Sequence(window, max_jump)
-    sq.advance(0, n - 1, float(n - 1), float(n - 2), n - 1)  # seq i at ts i
+    sq.advance(start, n - 1, float(n - 1), float(n - 2), n - 1)
     return sq
 
 
@@ -34,9 +35,16 @@ def test_redeliveries_are_duplicates_and_skipped_numbers_within_the_window_are_l
     assert rejected == [("duplicate", 55), ("duplicate", 49), ("duplicate", 10)]
 
 
+def test_a_redelivery_burst_far_behind_is_duplicates_not_a_restart() -> None:
+    """After a crash the broker may redeliver thousands of messages the saved state says were scored."""
+    sq = stream(5_000)
+    scored, rejected, restarts = feed(sq, list(range(2_000, 3_500)), [float(i) for i in range(2_000, 3_500)])
+    assert not scored and not restarts and rejected == [("duplicate", i) for i in range(2_000, 3_500)]
+
+
 def test_far_behind_is_out_of_order_and_a_jump_is_believed_only_from_a_run() -> None:
-    sq = stream(500)
-    assert feed(sq, [100], [100.0])[1] == [("out_of_order", 100)]  # beyond the reorder window
+    sq = stream(500, start=300)
+    assert feed(sq, [100], [100.0])[1] == [("out_of_order", 100)]  # never part of this run, beyond the window
     assert feed(sq, [5_000], [500.0])[1] == [("seq_jump", 5_000)]
     assert feed(sq, [500, 501], [501.0, 502.0])[0] == [500, 501]  # the stream goes on, untouched
     scored, rejected, restarts = feed(sq, list(range(9_000, 9_000 + RUN_TO_BELIEVE + 2)), [503.0 + i for i in range(5)])
@@ -52,8 +60,8 @@ def test_a_restart_is_seen_by_its_newer_timestamp_even_after_one_message_from_th
     assert scored == [0, 1, 2] and not rejected and restarts == 1
 
 
-def test_a_restarted_publisher_with_a_clock_behind_is_believed_after_a_run() -> None:
-    sq = stream(500)
+def test_a_restarted_publisher_with_a_clock_behind_is_believed_after_a_run_below_the_first() -> None:
+    sq = stream(500, start=300)  # the monitor came in at seq 300
     scored, rejected, restarts = feed(sq, [0, 1, 2, 3], [10.0, 11.0, 12.0, 13.0])
     assert len(rejected) == RUN_TO_BELIEVE - 1 and restarts == 1 and scored == [2, 3]
 
