@@ -321,6 +321,17 @@ class TimeConfig:
 
 
 @dataclass(frozen=True)
+class DriftConfig:
+    window: int = setting(
+        3600,
+        "messages in each asset's input drift window (exponentially weighted): plantwatch_input_drift compares "
+        "them with the model's training data",
+        lambda v: 10 <= v <= 10**8,
+        "must be 10-100000000",
+    )
+
+
+@dataclass(frozen=True)
 class MonitorConfig:
     instance: str = setting(
         "default",
@@ -397,6 +408,9 @@ class MonitorConfig:
     )
     suppression: SuppressionConfig = field(
         default_factory=SuppressionConfig, metadata={"description": "maintenance windows and operator suppressions"}
+    )
+    drift: DriftConfig = field(
+        default_factory=DriftConfig, metadata={"description": "recent inputs against the training data"}
     )
 
     def schedules(self) -> list[Schedule]:

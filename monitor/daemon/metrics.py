@@ -112,6 +112,9 @@ class AssetStats:
     outside: int = 0  # messages with a sensor far outside the model's training range
     late: int = 0  # messages scored after a later seq (within the reorder window); each was counted as a gap
     suppressed_until: float = math.nan  # end of the maintenance window in force (NaN: not suppressed)
+    drift: float = math.nan  # the largest sensor drift of the recent inputs, in training sd (NaN: none yet)
+    drift_top: tuple[tuple[str, float], ...] = ()  # the sensors drifting most, with their drift
+    outside_share: float = math.nan  # share of recent messages with a value outside the training range
     score: float = math.nan
     threshold: float = math.nan
     alarm: bool = False
@@ -243,6 +246,26 @@ class Collector:
                 "End of the maintenance window in force (only while suppressed)",
                 ["asset"],
             ),
+            "drift": _family(
+                GaugeMetricFamily,
+                "plantwatch_input_drift",
+                "How far the asset's recent inputs are from its model's training data: the largest, over its "
+                "sensors, of the recent mean's distance from the training mean and of the recent spread's "
+                "difference from training's, in training standard deviations (model may be stale above ~2)",
+                ["asset"],
+            ),
+            "drift_sensor": _family(
+                GaugeMetricFamily,
+                "plantwatch_input_drift_sensor",
+                "Input drift of the asset's sensors drifting most (the top 3), as plantwatch_input_drift",
+                ["asset", "sensor"],
+            ),
+            "outside_share": _family(
+                GaugeMetricFamily,
+                "plantwatch_input_outside_training_ratio",
+                "Share of the asset's recent messages with a value outside its model's training range (min-max)",
+                ["asset"],
+            ),
             "control": _family(
                 CounterMetricFamily,
                 "plantwatch_control_requests",
@@ -356,6 +379,11 @@ class Collector:
         f["info"].add_metric([a.asset, a.model, a.version], 1.0)
         f["warming"].add_metric(lab, 1.0 if a.warming_up else 0.0)
         f["online"].add_metric(lab, 1.0 if a.online else 0.0)
+        if not math.isnan(a.drift):
+            f["drift"].add_metric(lab, a.drift)
+            f["outside_share"].add_metric(lab, a.outside_share)
+            for sensor, value in a.drift_top:
+                f["drift_sensor"].add_metric([a.asset, sensor], value)
         suppressed = not math.isnan(a.suppressed_until)
         f["suppressed"].add_metric(lab, 1.0 if suppressed else 0.0)
         if suppressed:

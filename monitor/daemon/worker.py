@@ -22,11 +22,12 @@ import numpy as np
 
 from .. import logs, wire
 from ..config import MonitorConfig
-from ..detector import AlarmLogic, StreamResult, StreamState, single_thread
+from ..detector import AlarmLogic, Detector, StreamResult, StreamState, single_thread
 from ..missing import Filler
 from ..wire import Rejection, RowDecoder
 from .alarm_events import reset_event, transition_event
 from .batch_queue import BatchQueue
+from .drift import FOLD_EVERY_S, Drift, Reference, Sums, accumulate, worst
 from .log_sampler import LogSampler
 from .metrics import AssetStats, State
 from .model_registry import LoadedModel, ModelSet
@@ -71,6 +72,7 @@ class _Asset:
     seen: float = 0.0  # monotonic time of its last scored batch (slots of silent assets can be freed)
     seq: Sequence = field(default_factory=Sequence)  # which seq comes next: redeliveries, gaps, late rows, restarts
     mute: Mute = field(default_factory=Mute)  # its maintenance window (monitor/daemon/suppression.py)
+    drift: Drift | None = None  # its recent inputs against the training data (monitor/daemon/drift.py)
 
     scored_before: int = 0  # messages its stream scored before this run (state directory)
 
@@ -142,6 +144,10 @@ class Worker(threading.Thread):
         self._listed = list(cfg.assets)
         self._control: list[tuple[str, bytes]] = []  # (user, payload) of this batch's control messages
         self._control_head = wire.control_filter(cfg.prefix)[:-1]
+        self.drift_window = cfg.drift.window
+        self._refs: dict[int, Reference] = {}  # id(detector) -> what its training saw
+        self._sums: dict[int, Sums] = {}  # sensor count -> the drift sums of every asset with that many
+        self._drift_next = 0.0
 
     # ------------------------------------------------------------ loop
 
@@ -156,6 +162,8 @@ class Worker(threading.Thread):
             now = time.time()
             if now >= self.gate.next_change:  # once per batch: a window starts or ends, or a request came
                 self.gate.refresh(self._assets.values(), now)
+            if now >= self._drift_next:
+                self._fold_drift(now)
             batch = self._take()
             if batch:
                 try:
@@ -411,8 +419,10 @@ class Worker(threading.Thread):
         results: list[tuple[_Scored, StreamResult]] = []
         for group in scored.values():
             det = group[0][0].model.detector
-            outs = det.score_many([(a.stream, a.slot.buf[rows], ts) for a, rows, ts, _ in group])
+            blocks = [a.slot.buf[rows] for a, rows, _, _ in group]
+            outs = det.score_many([(a.stream, b, ts) for (a, _, ts, _), b in zip(group, blocks)])
             results.extend(zip(group, outs))
+            accumulate(self._ref(det), blocks, [None if a.stream.muted else a.drift for a, _, _, _ in group])
         done = time.time()
         events: list[tuple[str, bytes]] = []
         s = self.state
@@ -583,6 +593,7 @@ class Worker(threading.Thread):
         a.use_policy(a.model)
         if self._store is not None:
             self._restore(a)
+        a.drift = self._drift(a.model)
         self._assets[a.name] = self._by_id[a.id] = a
         if topic is not None:
             self._by_topic[topic] = a
@@ -621,6 +632,32 @@ class Worker(threading.Thread):
             self.state.evicted[reason] += 1
         log.warning("asset_evicted", asset=a.name, reason=reason, silent_s=round(silent, 1), for_asset=newcomer)
 
+    def _drift(self, m: LoadedModel) -> Drift:
+        d = m.detector.n_sensors
+        sums = self._sums.get(d)
+        if sums is None:
+            sums = self._sums[d] = Sums(d)
+        return Drift(sums)
+
+    def _ref(self, det: Detector) -> Reference:
+        ref = self._refs.get(id(det))
+        if ref is None:
+            ref = self._refs[id(det)] = Reference.of(det)
+        return ref
+
+    def _fold_drift(self, now: float) -> None:
+        """Every few seconds: each asset's recent inputs into its drift window, then into the metrics."""
+        self._drift_next = now + FOLD_EVERY_S
+        folded = []
+        for a in self._assets.values():
+            per = a.drift.fold(self.drift_window) if a.drift is not None else None
+            if per is not None and a.drift is not None:
+                folded.append((a.stats, float(per.max()), worst(per, a.model.detector.sensors), a.drift.share))
+        if folded:
+            with self.state.lock:
+                for st, drift, top, share in folded:
+                    st.drift, st.drift_top, st.outside_share = drift, top, share
+
     def _controls(self) -> None:
         """Operators' requests of this batch, applied between batches (see :mod:`.suppression`)."""
         known = list(dict.fromkeys([*self._assets, *self._listed]))
@@ -643,6 +680,9 @@ class Worker(threading.Thread):
                 changed.append(a.name)
                 self._clear_alarm(a)
                 a.model, a.stream, a.slot = m, m.detector.new_stream(), self._slot(m)
+                if a.drift is not None:
+                    a.drift.release()
+                a.drift = self._drift(m)
                 with self.state.lock:
                     a.stats = self.state.assets[a.name] = AssetStats(
                         a.name,
@@ -666,6 +706,7 @@ class Worker(threading.Thread):
         self._by_topic.clear()
         self.models = new
         self.gate.next_change = 0.0  # new streams are muted again where a window covers them
+        self._refs.clear()
         if self.sparkplug is not None:
             self.sparkplug.models_changed()
         self._swapped.set()
@@ -679,6 +720,9 @@ class Worker(threading.Thread):
 
     def _retire(self, a: _Asset) -> None:
         self._clear_alarm(a)
+        if a.drift is not None:
+            a.drift.release()
+            a.drift = None
         del self._assets[a.name], self._by_id[a.id]
         self._records.pop(a.name, None)
         self._dirty.discard(a)

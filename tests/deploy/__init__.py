@@ -260,6 +260,7 @@ def exposed_metric_names() -> set[str]:
         "a", "m", "v", ("s1",), messages=1, score=0.5, threshold=1.0, last_ts=1.0, contrib=np.array([0.1]), top=(0,)
     )
     a.suppressed_until = 2.0  # in a maintenance window: its until-gauge is shown too
+    a.drift, a.drift_top, a.outside_share = 0.5, (("s1", 0.5),), 0.0  # drift folded: its gauges are shown
     state.assets["a"] = a
     reg.register(metrics.Collector(state))
     return {s.name for fam in reg.collect() for s in fam.samples}
