@@ -307,7 +307,8 @@ class SequenceConfig:
 class TimeConfig:
     skew: float = setting(
         300.0,
-        "seconds a payload ts may lie ahead of the monitor's clock (further: ts_out_of_range)",
+        "seconds a payload ts may lie ahead of the monitor's clock (further: ts_out_of_range); "
+        "retained telemetry older than this is not scored (retained_stale, counted once)",
         lambda v: 0 < v <= 10**9,
         "must be > 0 seconds",
     )

@@ -65,6 +65,7 @@ REJECTION_REASONS: tuple[str, ...] = (
     "ts_out_of_range",  # ts further ahead of the monitor's clock than [time] skew (or older than [time] max_age)
     "seq_jump",  # seq more than [sequence] max_jump ahead of the asset's newest, not (yet) confirmed by a run
     "out_of_order",  # seq more than [sequence] reorder_window behind, not a restart; Sparkplug: behind the node's next
+    "retained_stale",  # retained telemetry (stored at the broker) older than [time] skew, or not telemetry at all
 )
 #: Sparkplug B's own ([source] format = "sparkplug", monitor/sparkplug/); bad_topic, bad_ts, bad_seq, non_finite,
 #: missing_field, unknown_sensor (once per BIRTH: those metrics are ignored), missing_sensor, unknown_asset,

@@ -28,7 +28,8 @@ from .metrics import State
 
 log = logs.get("mqtt_session")
 
-Item = tuple[str, bytes, float, int, int, int]  # topic, payload, received_at, mid, qos, generation
+#: topic, payload, received_at, mid, qos, generation, retained (stored at the broker before we subscribed)
+Item = tuple[str, bytes, float, int, int, int, bool]
 _PUT_SLICE_S = 0.1
 #: CONNACK reasons that retrying cannot fix: bad user name or password, not authorized (3.1.1 and 5)
 _LOGIN_REFUSALS = frozenset((4, 5, 134, 135))
@@ -160,7 +161,7 @@ class MqttSession:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = "\x00not-utf8"  # counted as bad_topic by the worker
-        item = (topic, msg.payload, time.time(), msg.mid, msg.qos, self.generation)
+        item = (topic, msg.payload, time.time(), msg.mid, msg.qos, self.generation, bool(msg.retain))
         if not self._intake_open:
             self.withheld += 1  # unacknowledged: redelivered after our restart
             return
@@ -184,7 +185,9 @@ class MqttSession:
     def ack(self, items: list[Item]) -> None:
         """Acknowledge handled messages; those of an earlier connection are left to redelivery."""
         current = self.generation
-        self.client.ack_many([(mid, qos) for _, _, _, mid, qos, generation in items if qos and generation == current])
+        self.client.ack_many(
+            [(mid, qos) for _, _, _, mid, qos, generation, _ in items if qos and generation == current]
+        )
 
     def publish(self, topic: str, payload: bytes, retain: bool = True) -> None:
         """QoS 1 publish from any thread; paho queues it across reconnects."""

@@ -10,6 +10,8 @@ a crash at any moment leaves the previous or the next version, never half of one
   The worker writes it *before* it acknowledges the messages it covers, at most every
   :data:`SEQ_EVERY_S` (or every :data:`SEQ_EVERY_N` messages), so every message the broker will not
   send again is in it, and every redelivery of a scored message is recognised as a ``duplicate``;
+  It also lists, per topic, a digest of the retained telemetry message already handled there, so that a
+  retained sample is not scored or counted again at every start;
 * ``streams-<instance>.json``: the same plus each stream's detector state (window, smoothing,
   threshold, alarm; :meth:`StreamState.to_state`) and the model it belongs to, every
   ``state_interval`` seconds and at a clean stop, flushed to disk (fsync). A restarted monitor
@@ -52,6 +54,8 @@ class StateStore:
         self.seq_path = folder / f"seq-{instance}.json"
         self.streams_path = folder / f"streams-{instance}.json"
         self.generation = 0
+        #: topic -> digest of the retained message already handled there (the worker's, saved with the seq file)
+        self.retained: dict[str, str] = {}
         self.failed: str | None = None  # the last write error, until a write succeeds
 
     @classmethod
@@ -83,6 +87,9 @@ class StateStore:
                 if isinstance(rec, dict):
                     records[name] = {**records.get(name, {}), **rec}
         self.generation = max((d["generation"] for d in (streams, seq) if d is not None), default=0)
+        kept = seq.get("retained") if seq is not None else None
+        if isinstance(kept, dict):
+            self.retained.update({k: v for k, v in kept.items() if isinstance(k, str) and isinstance(v, str)})
         if records:
             written = max(d["written"] for d in (streams, seq) if d is not None)
             log.info(
@@ -139,6 +146,7 @@ class StateStore:
             "written": time.time(),
             "generation": self.generation,
             "assets": assets,
+            "retained": self.retained,
         }
         tmp = path.with_name(path.name + ".tmp")
         try:

@@ -39,6 +39,7 @@ from .suppression import Gate, Mute, store_for
 
 log = logs.get("worker")
 _TAKE_TIMEOUT_S = 0.1
+_RETAINED_KEPT = 10_000  # topics whose retained message is remembered as handled (the oldest forgotten first)
 
 
 class _Slot:
@@ -115,6 +116,8 @@ class Worker(threading.Thread):
         # the state directory: records of assets (restored ones until they come back), acks held until saved
         self._store, self.state_interval = store, cfg.state_interval
         self._records: dict[str, Record] = store.load() if store is not None else {}
+        # topic -> digest of the retained message handled there (kept in the state directory)
+        self._retained_seen: dict[str, str] = store.retained if store is not None else {}
         self._dirty: set[_Asset] = set()
         self._unacked: list[Item] = []
         self._seq_saved = self._streams_saved = time.monotonic()
@@ -300,7 +303,9 @@ class Worker(threading.Thread):
         for slot in self._slots.values():
             slot.fill = 0
         by_topic = self._by_topic
-        for topic, payload, received, _mid, _qos, _gen in batch:
+        for topic, payload, received, _mid, _qos, _gen, retained in batch:
+            if retained and topic.endswith("/telemetry") and self._retained(topic, payload, received, rejects):
+                continue
             a = by_topic.get(topic)
             if a is None:  # first message on this topic (or after a reload)
                 user = wire.control_user(topic, self.prefix)
@@ -328,6 +333,29 @@ class Worker(threading.Thread):
             rows.append((a.id, r[0], received, pos))
             seqs.append(r[1])
         return rows, seqs, rejects
+
+    def _retained(self, topic: str, payload: bytes, received: float, rejects: list[tuple[str, str, str]]) -> bool:
+        """Whether to drop a retained message (one the broker stored before we subscribed) unscored.
+
+        A gateway that publishes telemetry with the retain flag leaves its last sample at the broker, which
+        hands it to every new subscription: at each start of the monitor. One already handled (the state
+        directory remembers it) is dropped silently; one older than the skew window, or no telemetry at all,
+        is counted once as ``retained_stale``; a fresh one is scored like any other.
+        """
+        digest = hashlib.blake2b(payload, digest_size=8).hexdigest()
+        seen = self._retained_seen
+        if seen.get(topic) == digest:
+            log.debug("retained_ignored", topic=topic[:200], note="handled at an earlier start")
+            return True
+        seen[topic] = digest
+        while len(seen) > _RETAINED_KEPT:
+            del seen[next(iter(seen))]
+        t = wire.decode_telemetry(payload)
+        if isinstance(t, Rejection) or t.ts < received - self.skew:
+            why = t.reason if isinstance(t, Rejection) else f"ts {received - t.ts:.0f} s old, skew={self.skew:g} s"
+            rejects.append(("retained_stale", why, topic))
+            return True
+        return False
 
     def _screen(
         self, arr: np.ndarray, seqs: list[int], rejects: list[tuple[str, str, str]]

@@ -27,6 +27,7 @@ PIPELINE_REASONS = {  # decided by the worker (tests/monitor/daemon), not by the
     "ts_out_of_range",
     "seq_jump",
     "out_of_order",
+    "retained_stale",
     *wire.SPARKPLUG_REASONS,  # tests/monitor/sparkplug
 }
 

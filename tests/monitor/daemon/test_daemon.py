@@ -130,6 +130,38 @@ def test_no_single_seq_or_ts_makes_the_following_valid_messages_unscorable(start
     assert rejected(started, "duplicate") == 0
 
 
+def test_retained_telemetry_is_scored_only_when_fresh_and_junk_is_counted_once(
+    mosquitto: Any, model_dir: Path, plant: Plant, tmp_path: Path
+) -> None:
+    """Gateways that publish with the retain flag leave a sample at the broker, handed to every new
+    subscription: a stale one (or junk) is counted once as retained_stale, never scored, and not again at
+    the next start; a fresh one is scored once."""
+    now = time.time()
+    topic = wire.telemetry_topic
+    plant.raw(topic("plant", "boiler"), wire.encode_telemetry(now - 3600, 7, values(plant.rows[0])), retain=True)
+    plant.raw(topic("plant", "pump"), b"{not json", retain=True)
+    plant.raw(topic("plant", "fan"), wire.encode_telemetry(now - 1, 3, values(plant.rows[1])), retain=True)
+    plant.raw(topic("plant", "fan"), wire.encode_telemetry(now, 4, values(plant.rows[2]))).wait_for_publish(5)
+    for run in range(2):
+        mon = make(mosquitto, model_dir, state_dir=str(tmp_path / "state"), instance="retain")
+        mon.start()
+        try:
+            assert mon.wait_ready(10)
+            plant.send_many("fan", range(10 + run * 10, 20 + run * 10))
+            expected = 11 if run == 0 else 10  # the fresh retained sample once, then the ten live ones
+
+            def fan_scored(m: Monitor = mon, n: int = expected) -> bool:
+                return scored(m, "fan") == n
+
+            wait_until(fan_scored, 10, "fan scored")
+            time.sleep(0.3)
+            assert rejected(mon, "retained_stale") == (2 if run == 0 else 0), run
+            assert rejected(mon, "not_json") == 0 and rejected(mon, "duplicate") == 0
+            assert scored(mon, "boiler") == 0 and scored(mon, "pump") == 0
+        finally:
+            mon.stop()
+
+
 def test_an_alarm_is_published_retained_as_an_alarm_event(started: Monitor, plant: Plant, mosquitto: Any) -> None:
     plant.send_many("boiler", range(0, 30))
     wait_until(lambda: scored(started, "boiler") == 30, 10, "warm-up")

@@ -29,7 +29,7 @@ class Edge:
     def item(self, kind: str, raw: bytes) -> Any:
         device = None if kind.startswith("N") else "d1"
         self.t += 100
-        return (topics.message_topic(kind, "g", "gw", device), raw, time.time(), 0, 0, 0)  # received now
+        return (topics.message_topic(kind, "g", "gw", device), raw, time.time(), 0, 0, 0, False)  # received now
 
     def next(self) -> int:
         seq, self.seq = self.seq, (self.seq + 1) % 256
