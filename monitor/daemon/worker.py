@@ -121,6 +121,7 @@ class Worker(threading.Thread):
         self._dirty: set[_Asset] = set()
         self._unacked: list[Item] = []
         self._seq_saved = self._streams_saved = time.monotonic()
+        self._scored_since = False  # anything scored since the last save of the streams
         self._pending: ModelSet | None = None
         self._assets: dict[str, _Asset] = {}
         self._by_topic: dict[str, _Asset] = {}
@@ -291,6 +292,7 @@ class Worker(threading.Thread):
         else:  # acknowledged once the sequence file covers them (see _save)
             self._unacked += batch
             self._dirty.update(a for group in scored.values() for a, *_ in group)
+            self._scored_since = self._scored_since or bool(scored)
             if len(self._unacked) >= SEQ_EVERY_N:
                 self._save()
 
@@ -518,7 +520,11 @@ class Worker(threading.Thread):
         if store is None:
             return
         now = time.monotonic()
-        streams = streams or now - self._streams_saved >= self.state_interval
+        if not streams and now - self._streams_saved >= self.state_interval:
+            if self._scored_since:  # an idle monitor does not rewrite (and fsync) the same file
+                streams = True
+            else:
+                self._streams_saved = now
         if not streams and not (
             self._unacked and (now - self._seq_saved >= SEQ_EVERY_S or len(self._unacked) >= SEQ_EVERY_N)
         ):
@@ -527,7 +533,7 @@ class Worker(threading.Thread):
             for a in self._assets.values():
                 self._records[a.name] = self._record(a, stream=True)
             store.write_streams(self._records)
-            self._streams_saved = now
+            self._streams_saved, self._scored_since = now, False
         else:
             for a in self._dirty:
                 if a.name in self._assets:

@@ -162,6 +162,36 @@ def test_retained_telemetry_is_scored_only_when_fresh_and_junk_is_counted_once(
             mon.stop()
 
 
+def test_a_restart_continues_each_stream_from_the_state_directory_unless_its_model_changed(
+    mosquitto: Any, model_dir: Path, second_model_dir: Path, plant: Plant, tmp_path: Path
+) -> None:
+    """Same model: redeliveries are duplicates and the stream goes on (no warm-up). Other weights: the
+    stream starts afresh (said in the log), the seq bookkeeping is kept all the same."""
+    state = {"state_dir": str(tmp_path / "state"), "instance": "cont"}
+    outcomes = []
+    for model in (model_dir, model_dir, second_model_dir):
+        mon = make(mosquitto, model, **state)
+        with capture_logs() as logs:
+            mon.start()
+            try:
+                assert mon.wait_ready(10)
+                base = len(outcomes) * 10
+                plant.send_many("boiler", range(base, base + 20), ts0=1.7e9)  # 10 seen before, 10 new
+                wait_until(lambda m=mon: scored(m, "boiler") + rejected(m, "duplicate") == 20, 10, "all handled")
+                outcomes.append((scored(mon, "boiler"), rejected(mon, "duplicate")))
+            finally:
+                mon.stop()
+        restored = [e for e in logs if e["event"] == "asset_restored"]
+        refused = [e for e in logs if e["event"] == "stream_not_restored"]
+        if len(outcomes) == 1:
+            assert not restored
+        elif len(outcomes) == 2:
+            assert restored[0]["stream"] is True and restored[0]["last_seq"] == 19 and not refused
+        else:
+            assert restored[0]["stream"] is False and "another model" in refused[0]["reason"]
+    assert outcomes == [(20, 0), (10, 10), (10, 10)]
+
+
 def test_an_alarm_is_published_retained_as_an_alarm_event(started: Monitor, plant: Plant, mosquitto: Any) -> None:
     plant.send_many("boiler", range(0, 30))
     wait_until(lambda: scored(started, "boiler") == 30, 10, "warm-up")
