@@ -26,6 +26,7 @@ Telemetry(ts=1700000000.0, seq=7, values={'T1': 20.5})
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -343,15 +344,25 @@ class AlarmEvent:
     schema: int = SCHEMA_VERSION
     reason: str = ""  # why, for "offline"/"online" (node_death, device_death, birth) and resets
     until: float | None = None  # "suppressed": when the window ends; "rearming": when the warm-up began
+    episode: str = ""  # raised/cleared: the episode's stable id (episode_id), for 'plantwatch feedback'
 
     def encode(self) -> bytes:
         d = self.__dict__.copy()
         d["top_sensors"] = list(self.top_sensors)
-        if not self.reason:
-            del d["reason"]
-        if self.until is None:
-            del d["until"]
+        for key, empty in (("reason", ""), ("until", None), ("episode", "")):
+            if d[key] == empty:
+                del d[key]
         return orjson.dumps(d)
+
+
+def episode_id(asset: str, start: float) -> str:
+    """An alarm episode's stable id: the same in its raise and clear events, logs and metrics, and after a
+    restart (it depends only on the asset and the episode's first sample time).
+
+    >>> episode_id("boiler", 1700000000.0)
+    'e-ade9e2bf559b'
+    """
+    return "e-" + hashlib.sha256(f"{asset}\x00{start!r}".encode()).hexdigest()[:12]
 
 
 #: "offline": a Sparkplug death, no scoring until the next birth; "online": that birth came;
@@ -379,6 +390,7 @@ def decode_alarm(payload: bytes | str) -> AlarmEvent | Rejection:
             schema=int(doc.get("schema", SCHEMA_VERSION)),
             reason=str(doc.get("reason", "")),
             until=None if doc.get("until") is None else float(doc["until"]),
+            episode=str(doc.get("episode", "")),
         )
     except KeyError as exc:
         return Rejection("missing_field", str(exc))
@@ -391,7 +403,9 @@ def decode_alarm(payload: bytes | str) -> AlarmEvent | Rejection:
 CONTROL_LEVEL = "control"
 REPLY_LEVEL = "reply"
 #: what an operator may ask of the monitors
-CONTROL_ACTIONS = ("suppress", "unsuppress")
+CONTROL_ACTIONS = ("suppress", "unsuppress", "feedback")
+#: what an operator may say of an alarm episode
+FEEDBACK_LABELS = ("false_alarm", "confirmed")
 #: every reason a control request is refused for; closed so metrics can pre-create them
 CONTROL_REFUSALS = (
     "malformed",  # not a JSON object of the request's fields and types
@@ -401,6 +415,8 @@ CONTROL_REFUSALS = (
     "expired",  # the window ends before now
     "overlapping",  # an asset it names is already in an ad hoc window
     "no_such_suppression",  # unsuppress of a pattern no ad hoc window has
+    "unknown_episode",  # feedback for an episode this monitor never raised on that asset
+    "bad_label",  # feedback with a label not in FEEDBACK_LABELS
 )
 MAX_REASON_LENGTH = 500
 
@@ -450,6 +466,8 @@ class ControlRequest:
     reason: str = ""
     by: str = ""
     until: float | None = None
+    episode: str = ""  # feedback: the episode's id (AlarmEvent.episode)
+    label: str = ""  # feedback: one of FEEDBACK_LABELS
     schema: int = SCHEMA_VERSION
 
     def encode(self) -> bytes:
@@ -462,12 +480,12 @@ def decode_control(payload: bytes | str) -> ControlRequest | Rejection:
     >>> decode_control(b'{"id": "1", "action": "suppress", "asset": "b*", "until": 5, "reason": "r"}').until
     5.0
     >>> decode_control(b'{"id": "1", "action": "reboot", "asset": "b*"}')
-    Rejection(reason='bad_action', detail="action 'reboot' (known: suppress, unsuppress)")
+    Rejection(reason='bad_action', detail="action 'reboot' (known: suppress, unsuppress, feedback)")
     """
     doc = decode_object(payload)
     if isinstance(doc, Rejection):
         return Rejection("malformed", f"{doc.reason}: {doc.detail}"[:200])
-    text = {k: doc.get(k, "") for k in ("id", "action", "asset", "reason", "by")}
+    text = {k: doc.get(k, "") for k in ("id", "action", "asset", "reason", "by", "episode", "label")}
     bad = [k for k, v in text.items() if not isinstance(v, str)]
     until = doc.get("until")
     if bad or (until is not None and (not _is_number(until) or not math.isfinite(until))):
@@ -480,10 +498,22 @@ def decode_control(payload: bytes | str) -> ControlRequest | Rejection:
         return Rejection("bad_pattern", f"asset pattern {text['asset']!r}: 1-{MAX_NAME_LENGTH} characters"[:200])
     if text["action"] == "suppress" and (until is None or not text["reason"].strip()):
         return Rejection("malformed", "suppress needs until and a reason")
+    if text["action"] == "feedback":
+        if text["label"] not in FEEDBACK_LABELS:
+            return Rejection("bad_label", f"label {text['label']!r} (known: {', '.join(FEEDBACK_LABELS)})"[:200])
+        if not text["episode"] or len(text["episode"]) > MAX_NAME_LENGTH:
+            return Rejection("malformed", "feedback needs the episode id")
     if len(text["reason"]) > MAX_REASON_LENGTH or len(text["by"]) > MAX_NAME_LENGTH:
         return Rejection("malformed", f"reason over {MAX_REASON_LENGTH} or by over {MAX_NAME_LENGTH} characters")
     return ControlRequest(
-        text["id"], text["action"], text["asset"], text["reason"], text["by"], None if until is None else float(until)
+        text["id"],
+        text["action"],
+        text["asset"],
+        text["reason"],
+        text["by"],
+        None if until is None else float(until),
+        text["episode"],
+        text["label"],
     )
 
 

@@ -51,6 +51,26 @@ def _train(p: argparse.ArgumentParser) -> None:
     add_columns(p)
     add_missing(p)
     p.add_argument(
+        "--feedback",
+        default=None,
+        metavar="JSONL",
+        help="operators' labels (the monitor's <state_dir>/feedback-<instance>.jsonl): confirmed-fault episodes "
+        "of the asset are left out, false-alarm ones kept as normal operation (matched by the timestamp column)",
+    )
+    p.add_argument(
+        "--feedback-asset",
+        default=None,
+        metavar="ASSET",
+        help="the asset whose labels apply (default: the --data file's name, as plantwatch record writes it)",
+    )
+    p.add_argument(
+        "--fault-library",
+        default=None,
+        metavar="CSV",
+        help="with --feedback: also write the history with a 'fault' column (1 in confirmed episodes) to this "
+        "file, which 'plantwatch gan train --data' reads",
+    )
+    p.add_argument(
         "--epochs",
         type=int,
         default=None,
@@ -224,15 +244,24 @@ def _record(p: argparse.ArgumentParser) -> None:
     broker_login.add_arguments(p)
 
 
-def _control(p: argparse.ArgumentParser, suppress: bool) -> None:
-    p.add_argument("--asset", required=True, metavar="PATTERN", help="asset name or fnmatch pattern, e.g. 'boiler*'")
+def _control(p: argparse.ArgumentParser, suppress: bool, feedback: bool = False) -> None:
+    if feedback:
+        p.add_argument("--asset", required=True, metavar="ASSET", help="the asset the alarm was on")
+        p.add_argument("--episode", required=True, metavar="ID", help="the episode id (alarm topic, alarm_raised log)")
+        p.add_argument("--label", required=True, choices=["false_alarm", "confirmed"], help="what the alarm was")
+        p.add_argument("--note", default="", metavar="TEXT", help="what was found (stored with the label)")
+    else:
+        p.add_argument(
+            "--asset", required=True, metavar="PATTERN", help="asset name or fnmatch pattern, e.g. 'boiler*'"
+        )
     if suppress:
         when = p.add_mutually_exclusive_group(required=True)
         when.add_argument("--for", dest="for_", metavar="DURATION", help="how long: 90m, 2h, 1h30m, 1d")
         when.add_argument("--until", metavar="TIME", help="until an ISO 8601 time, e.g. 2026-12-05T14:00+01:00")
-    p.add_argument(
-        "--reason", required=suppress, default="", metavar="TEXT", help="why (logged, shown on the alarm topic)"
-    )
+    if not feedback:
+        p.add_argument(
+            "--reason", required=suppress, default="", metavar="TEXT", help="why (logged, shown on the alarm topic)"
+        )
     p.add_argument("--by", metavar="NAME", help="who, when several people share the broker login (default: $USER)")
     p.add_argument("--broker", default="mqtt://127.0.0.1:1883", metavar="URL", help="mqtt://HOST:PORT")
     p.add_argument("--prefix", default="plant", metavar="P", help="the monitors' topic prefix (default: plant)")
@@ -248,6 +277,10 @@ def _suppress(p: argparse.ArgumentParser) -> None:
 
 def _unsuppress(p: argparse.ArgumentParser) -> None:
     _control(p, suppress=False)
+
+
+def _feedback(p: argparse.ArgumentParser) -> None:
+    _control(p, suppress=False, feedback=True)
 
 
 COMMANDS = (
@@ -325,5 +358,16 @@ COMMANDS = (
         "End an operator's suppression early (the asset re-arms after its warm-up).",
         "  plantwatch unsuppress --asset 'boiler*'\n",
         arguments=_unsuppress,
+    ),
+    Command(
+        "feedback",
+        "monitor.commands.suppress:feedback_command",
+        "Tell the monitor what an alarm episode was: a false alarm or a confirmed fault (stored with its time range).",
+        "  plantwatch feedback --asset boiler --episode e-3c1ba2f8d91a --label false_alarm --note 'sensor recalibrated'\n"
+        "  plantwatch feedback --asset pump-3 --episode e-9f0c11aa2b4e --label confirmed --note 'bearing wear'\n"
+        '\nthe episode id is on the alarm topic ("episode") and in the alarm_raised log line. The label is kept in\n'
+        "<state_dir>/feedback-<instance>.jsonl; 'plantwatch train --feedback FILE' keeps false-alarm ranges as normal\n"
+        "data and leaves confirmed faults out. Exit 0 stored, 2 refused (unknown episode), 3 no monitor answered.\n",
+        arguments=_feedback,
     ),
 )

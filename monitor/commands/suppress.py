@@ -1,4 +1,4 @@
-"""``plantwatch suppress`` / ``plantwatch unsuppress``: an operator's maintenance window, sent to the monitors.
+"""``plantwatch suppress`` / ``unsuppress`` / ``feedback``: an operator's maintenance window or label, sent to the monitors.
 
 The request goes to ``<prefix>/_monitor/control/<user>`` (the broker login,
 which the shipped ACL lets write only its own topic, so the monitors know who
@@ -46,6 +46,12 @@ def unsuppress_command(args: argparse.Namespace) -> int:
     return _send(args, "unsuppress", None)
 
 
+def feedback_command(args: argparse.Namespace) -> int:
+    if any(c in args.asset for c in "*?["):
+        raise InputError(f"--asset {args.asset!r}: feedback names one asset, not a pattern")
+    return _send(args, "feedback", None)
+
+
 def _parse_until(text: str) -> float:
     try:
         t = datetime.fromisoformat(text)
@@ -68,9 +74,11 @@ def _send(args: argparse.Namespace, action: str, until: float | None) -> int:
         id=uuid.uuid4().hex,
         action=action,
         asset=pattern,
-        reason=args.reason or "",
+        reason=(args.note if action == "feedback" else args.reason) or "",
         by=args.by or _login(),
         until=until,
+        episode=getattr(args, "episode", "") or "",
+        label=getattr(args, "label", "") or "",
     )
     answers = _ask(settings, request_topic, replies, req, args.timeout)
     if not answers:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
-from .. import columns, history_options, outputs
+from .. import columns, history_options, labels, outputs
 from ..detector import Budget, TrainSettings, read_manifest, resolve_device, train_table
+from ..errors import InputError
 
 
 def settings_from_args(args: argparse.Namespace) -> TrainSettings:
@@ -34,6 +36,10 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
 def train_command(args: argparse.Namespace) -> int:
     # every output problem before reading the history, not after minutes of training
     out = outputs.check_folder(args.out, "--out", exists_ok=False, force=args.force)
+    if args.fault_library is not None:
+        if not args.feedback:
+            raise InputError("--fault-library needs --feedback (the labels that say which rows are faults)")
+        outputs.check_file(args.fault_library, "--fault-library")
     ts = settings_from_args(args)
     resolve_device(ts.device)  # --device cuda without a GPU, or a bad budget: say so before reading anything
     Budget(ts.max_seconds)
@@ -47,6 +53,11 @@ def train_command(args: argparse.Namespace) -> int:
         )
     if gaps is not None and gaps.summary():
         print(f"{gaps.summary()} (--missing {args.missing})", file=sys.stderr)
+    if args.feedback:
+        asset = args.feedback_asset or Path(args.data).stem
+        table, said = labels.apply(table, args.feedback, asset, args.fault_library)
+        for line in said:
+            print(line, file=sys.stderr)
     started = time.perf_counter()
     det = train_table(table, ts, out, force=args.force)
     print(

@@ -28,13 +28,14 @@ def transition_event(asset: str, tr: Transition, ts: float, score: float, thresh
         peak=round(ep.peak, 4),
         top_sensors=list(ev.top_sensors),
         started=ep.start,
+        episode=ev.episode,
     )
     return ev
 
 
 def reset_event(asset: str, ep: Episode, ts: float, score: float, threshold: float, reason: str) -> wire.AlarmEvent:
     """A clear for an alarm whose stream state is being thrown away; else it would stay raised, retained."""
-    log.info("alarm_cleared", asset=asset, reason=reason)
+    log.info("alarm_cleared", asset=asset, reason=reason, episode=wire.episode_id(asset, ep.start))
     return _event(asset, "cleared", ep, ts, score, threshold, ts, reason)
 
 
@@ -78,4 +79,5 @@ def _event(
         top_sensors=tuple(ep.top_sensors),
         ended=ended,
         reason=reason,
+        episode=wire.episode_id(asset, ep.start),
     )

@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from .. import __version__
-from ..wire import CONTROL_REFUSALS, REJECTION_REASONS
+from ..wire import CONTROL_REFUSALS, FEEDBACK_LABELS, REJECTION_REASONS
 
 LAG_BUCKETS = (
     0.001,
@@ -115,6 +115,7 @@ class AssetStats:
     drift: float = math.nan  # the largest sensor drift of the recent inputs, in training sd (NaN: none yet)
     drift_top: tuple[tuple[str, float], ...] = ()  # the sensors drifting most, with their drift
     outside_share: float = math.nan  # share of recent messages with a value outside the training range
+    episode: str = ""  # id of the alarm episode in force ("" when not in alarm)
     score: float = math.nan
     threshold: float = math.nan
     alarm: bool = False
@@ -139,6 +140,8 @@ class State:
     evicted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EVICTION_REASONS, 0))
     #: operators' control requests by result: accepted, or the refusal reason
     control: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("accepted", *CONTROL_REFUSALS), 0))
+    #: operators' labels of alarm episodes, by (asset, label), from the feedback file on
+    feedback: dict[tuple[str, str], int] = field(default_factory=dict)
     worker_errors: int = 0
     connects: int = 0
     rebirth_requests: int = 0  # Sparkplug NCMD rebirth requests sent
@@ -266,6 +269,18 @@ class Collector:
                 "Share of the asset's recent messages with a value outside its model's training range (min-max)",
                 ["asset"],
             ),
+            "feedback": _family(
+                CounterMetricFamily,
+                "plantwatch_feedback",
+                "Alarm episodes operators labelled (plantwatch feedback), by label: false_alarm or confirmed",
+                ["asset", "label"],
+            ),
+            "episode": _family(
+                GaugeMetricFamily,
+                "plantwatch_alarm_episode",
+                "1 for the alarm episode in force, by its id (the id plantwatch feedback takes)",
+                ["asset", "episode"],
+            ),
             "control": _family(
                 CounterMetricFamily,
                 "plantwatch_control_requests",
@@ -352,6 +367,9 @@ class Collector:
             f["evicted"].add_metric([reason], float(n))
         for result, n in s.control.items():
             f["control"].add_metric([result], float(n))
+        labels = {(a, lab): 0 for a in s.assets for lab in FEEDBACK_LABELS}
+        for (asset, lab), n in {**labels, **s.feedback}.items():
+            f["feedback"].add_metric([asset, lab], float(n))
         for a in s.assets.values():
             self._asset(f, a)
         for stage, h in s.lag.items():
@@ -384,6 +402,8 @@ class Collector:
             f["outside_share"].add_metric(lab, a.outside_share)
             for sensor, value in a.drift_top:
                 f["drift_sensor"].add_metric([a.asset, sensor], value)
+        if a.episode and a.alarm:
+            f["episode"].add_metric([a.asset, a.episode], 1.0)
         suppressed = not math.isnan(a.suppressed_until)
         f["suppressed"].add_metric(lab, 1.0 if suppressed else 0.0)
         if suppressed:

@@ -34,6 +34,7 @@ from .. import logs, wire
 from ..detector import AlarmLogic, StreamState
 from ..maintenance import Schedule, Window
 from .alarm_events import reset_event
+from .feedback import Feedback
 from .metrics import AssetStats, State
 
 log = logs.get("suppression")
@@ -155,6 +156,7 @@ class Gate:
             prefix,
         )
         self._reply, self.instance = reply, instance
+        self.feedback: Feedback | None = None  # operators' labels of alarm episodes, set by the worker
         self.adhoc: list[Window] = store.load(now)
         self.schedules: list[Schedule] = []
         self.next_change = 0.0  # epoch seconds; 0: refresh at the next batch
@@ -240,7 +242,10 @@ class Gate:
     def _suppress(self, a: Suppressible, w: Window) -> None:
         m, st = a.mute, a.stats
         if a.stream.alarm.active and a.stream.alarm.episode is not None:  # an alarm in force is ended, not frozen
-            ev = reset_event(a.name, a.stream.alarm.episode, st.last_ts, st.score, st.threshold, "suppressed")
+            ep = a.stream.alarm.episode
+            ev = reset_event(a.name, ep, st.last_ts, st.score, st.threshold, "suppressed")
+            if self.feedback is not None:
+                self.feedback.episodes.note(a.name, ep.start, ev.ended)
             self._publish(wire.alarm_topic(self.prefix, a.name), ev.encode())
         a.stream.alarm = a.fresh_alarm()
         with self.state.lock:
@@ -306,9 +311,14 @@ class Gate:
         return not outcome.reason
 
     def request(self, req: wire.ControlRequest, user: str, known: Sequence[str], now: float) -> Outcome:
-        """Suppress or unsuppress; a refusal changes nothing. The caller refreshes the assets after it."""
+        """Suppress, unsuppress or label an episode; a refusal changes nothing. The caller refreshes the assets."""
         if req.action == "suppress":
             return self._add(req, user, known, now)
+        if req.action == "feedback":
+            if self.feedback is None:
+                return Outcome("this monitor takes no feedback", "unknown_episode")
+            message, refused = self.feedback.label(req, user)
+            return Outcome(message, refused, (req.asset,) if not refused else ())
         return self._remove(req, known)
 
     def _add(self, req: wire.ControlRequest, user: str, known: Sequence[str], now: float) -> Outcome:

@@ -28,6 +28,7 @@ from ..wire import Rejection, RowDecoder
 from .alarm_events import reset_event, transition_event
 from .batch_queue import BatchQueue
 from .drift import FOLD_EVERY_S, Drift, Reference, Sums, accumulate, worst
+from .feedback import Feedback
 from .log_sampler import LogSampler
 from .metrics import AssetStats, State
 from .model_registry import LoadedModel, ModelSet
@@ -146,6 +147,7 @@ class Worker(threading.Thread):
             cfg.instance,
         )
         self._listed = list(cfg.assets)
+        self.feedback = self.gate.feedback = Feedback(cfg.state_folder(), cfg.instance, state)
         self._control: list[tuple[str, bytes]] = []  # (user, payload) of this batch's control messages
         self._control_head = wire.control_filter(cfg.prefix)[:-1]
         self.drift_window = cfg.drift.window
@@ -485,8 +487,11 @@ class Worker(threading.Thread):
         if res.outside is not None:
             self._outside(a, res)
         for i, tr in res.transitions:
+            ep = tr.episode
+            self.feedback.episodes.note(a.name, ep.start, None if tr.kind == "raised" else ep.end)
             if tr.kind == "raised":
                 st.alarms += 1
+                st.episode = wire.episode_id(a.name, ep.start)
             ev = transition_event(a.name, tr, float(ts[i]), float(res.score[i]), float(res.threshold[i]))
             events.append((wire.alarm_topic(self.prefix, a.name), ev.encode()))
 
@@ -768,6 +773,7 @@ class Worker(threading.Thread):
         ep = a.stream.alarm.episode
         if a.stats.alarm and ep is not None:
             ev = reset_event(a.name, ep, a.stats.last_ts, a.stats.score, a.stats.threshold, reason)
+            self.feedback.episodes.note(a.name, ep.start, ev.ended)
             self._publish(wire.alarm_topic(self.prefix, a.name), ev.encode())
 
 

@@ -261,6 +261,7 @@ def exposed_metric_names() -> set[str]:
     )
     a.suppressed_until = 2.0  # in a maintenance window: its until-gauge is shown too
     a.drift, a.drift_top, a.outside_share = 0.5, (("s1", 0.5),), 0.0  # drift folded: its gauges are shown
+    a.alarm, a.episode = True, "e-1"  # in alarm: its episode gauge is shown
     state.assets["a"] = a
     reg.register(metrics.Collector(state))
     return {s.name for fam in reg.collect() for s in fam.samples}
