@@ -18,6 +18,7 @@ import json
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,8 @@ class Feedback:
         self.episodes = Episodes(base / f"episodes-{instance}.jsonl" if base else None)
         self.path = base / f"feedback-{instance}.jsonl" if base else None
         self.state = state
+        #: the payload time of an asset's last scored message (an active episode's range ends there)
+        self.clock: Callable[[str], float] = lambda asset: time.time()
         if self.path is not None and self.path.exists():
             try:
                 for rec in read_labels(self.path):
@@ -122,7 +125,7 @@ class Feedback:
             "episode": req.episode,
             "label": req.label,
             "start": ep["start"],
-            "end": end if end is not None else time.time(),  # still active: up to now
+            "end": end if end is not None else self.clock(req.asset),  # still active: up to its last message
             "note": req.reason,
             "by": f"{user} ({req.by})" if req.by and req.by != user else user,
             "at": time.time(),

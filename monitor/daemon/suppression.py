@@ -103,7 +103,10 @@ class Store:
             ]
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             aside = self.path.with_name(f"{self.path.name}.unreadable-{int(now)}")
-            os.replace(self.path, aside)
+            try:
+                os.replace(self.path, aside)
+            except OSError:
+                aside = self.path  # left where it is: the next save replaces it
             log.error("suppressions_unreadable", path=str(self.path), moved_to=str(aside), reason=str(exc)[:300])
             return []
         live = [w for w in windows if w.end > now]

@@ -148,6 +148,7 @@ class Worker(threading.Thread):
         )
         self._listed = list(cfg.assets)
         self.feedback = self.gate.feedback = Feedback(cfg.state_folder(), cfg.instance, state)
+        self.feedback.clock = self._last_ts
         self._control: list[tuple[str, bytes]] = []  # (user, payload) of this batch's control messages
         self._control_head = wire.control_filter(cfg.prefix)[:-1]
         self.drift_window = cfg.drift.window
@@ -696,6 +697,10 @@ class Worker(threading.Thread):
             with self.state.lock:
                 for st, drift, top, share in folded:
                     st.drift, st.drift_top, st.outside_share = drift, top, share
+
+    def _last_ts(self, asset: str) -> float:
+        a = self._assets.get(asset)
+        return a.stats.last_ts if a is not None and a.stats.last_ts == a.stats.last_ts else time.time()
 
     def _controls(self) -> None:
         """Operators' requests of this batch, applied between batches (see :mod:`.suppression`)."""

@@ -58,7 +58,8 @@ def test_feedback_is_checked_stored_counted_and_used_by_the_next_train(
     assert metric(mon, "plantwatch_control_requests_total", result="unknown_episode") == 1
     stored = [json.loads(line) for line in (tmp_path / "state" / "feedback-sup.jsonl").read_text().splitlines()]
     assert len(stored) == 1 and stored[0]["episode"] == ev.episode and stored[0]["note"] == "P1 was recalibrated"
-    assert stored[0]["start"] == T0 + 30 and stored[0]["by"] == "anonymous (kim)"
+    assert stored[0]["start"] == T0 + 30 and stored[0]["end"] == T0 + 59  # still active: to its last message
+    assert stored[0]["by"] == "anonymous (kim)"
 
     # the labels of a restarted monitor are counted again; a confirmed label of another episode is left out
     assert mon.stop()[0] == 0

@@ -196,3 +196,51 @@ def test_a_scheduled_window_is_read_in_the_plant_time_zone(
     assert metric(mon, "plantwatch_suppressed_until_timestamp_seconds", asset="boiler") == end
     ev = alarm_state(mosquitto.port, "boiler")
     assert ev.state == "suppressed" and ev.until == end and ev.reason == "turnaround (maintenance[0])"
+
+
+def test_a_control_request_among_sparkplug_messages_is_applied_answered_and_acknowledged(model_dir: Path) -> None:
+    """Sparkplug intake: the request is taken out of the batch before the Sparkplug decoding (which would
+    reject it as a bad topic), applied, answered on the reply topic and acknowledged with the batch."""
+    from monitor import config as cfg_module
+    from monitor.daemon import BatchQueue, State, load_models
+    from monitor.daemon.worker import Worker
+    from tests.monitor.daemon.test_sparkplug_intake import ROWS, Edge
+
+    cfg = cfg_module.parse(
+        {"models": {"default": str(model_dir)}, "source": {"format": "sparkplug", "group_ids": ["g"]}}
+    )
+    state, acked, replies = State(), [], []
+    w = Worker(
+        cfg,
+        load_models(cfg),
+        BatchQueue(10),
+        state,
+        acked.extend,
+        lambda t, p: None,
+        publish_command=lambda t, p: replies.append((t, p)),
+    )
+    e = Edge()
+    w._process([*e.births(ROWS[0]), e.data(ROWS[1])])
+    req = wire.ControlRequest("r1", "suppress", "gw/*", "valve swap", "kim", until=4e9)
+    control = (wire.control_topic("plant", "plantwatch-operator"), req.encode(), 0.0, 7, 1, 0, False)
+    w._process([e.data(ROWS[2]), control, e.data(ROWS[3])])
+    assert state.assets["gw/d1"].messages == 4 and sum(state.rejected.values()) == 0
+    assert state.assets["gw/d1"].suppressed_until == 4e9 and state.control["accepted"] == 1
+    assert control in acked
+    ((topic, payload),) = replies
+    reply = wire.decode_reply(payload)
+    assert topic == wire.reply_topic("plant", "default", "plantwatch-operator")
+    assert isinstance(reply, wire.ControlReply) and reply.ok and reply.assets == ("gw/d1",)
+
+
+def test_an_unreadable_suppression_file_is_set_aside_and_an_expired_window_dropped(tmp_path: Path) -> None:
+    from monitor.daemon.suppression import Store
+    from monitor.maintenance import Window
+
+    store = Store(tmp_path / "suppressions-x.json")
+    store.save([Window(("a*",), 0.0, 100.0, "old"), Window(("b",), 0.0, 300.0, "live", "kim", "r1")])
+    assert [w.reason for w in store.load(now=200.0)] == ["live"]
+    assert not list(tmp_path.glob("*.tmp"))  # written whole, then renamed
+    (tmp_path / "suppressions-x.json").write_text('{"schema": 1, "windows": [{"patterns": 5}]}')
+    assert store.load(now=200.0) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["suppressions-x.json.unreadable-200"]
