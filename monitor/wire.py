@@ -403,7 +403,7 @@ def decode_alarm(payload: bytes | str) -> AlarmEvent | Rejection:
 CONTROL_LEVEL = "control"
 REPLY_LEVEL = "reply"
 #: what an operator may ask of the monitors
-CONTROL_ACTIONS = ("suppress", "unsuppress", "feedback")
+CONTROL_ACTIONS = ("suppress", "unsuppress", "feedback", "list")
 #: what an operator may say of an alarm episode
 FEEDBACK_LABELS = ("false_alarm", "confirmed")
 #: every reason a control request is refused for; closed so metrics can pre-create them
@@ -480,7 +480,7 @@ def decode_control(payload: bytes | str) -> ControlRequest | Rejection:
     >>> decode_control(b'{"id": "1", "action": "suppress", "asset": "b*", "until": 5, "reason": "r"}').until
     5.0
     >>> decode_control(b'{"id": "1", "action": "reboot", "asset": "b*"}')
-    Rejection(reason='bad_action', detail="action 'reboot' (known: suppress, unsuppress, feedback)")
+    Rejection(reason='bad_action', detail="action 'reboot' (known: suppress, unsuppress, feedback, list)")
     """
     doc = decode_object(payload)
     if isinstance(doc, Rejection):

@@ -244,8 +244,10 @@ def _record(p: argparse.ArgumentParser) -> None:
     broker_login.add_arguments(p)
 
 
-def _control(p: argparse.ArgumentParser, suppress: bool, feedback: bool = False) -> None:
-    if feedback:
+def _control(p: argparse.ArgumentParser, suppress: bool, feedback: bool = False, listing: bool = False) -> None:
+    if listing:
+        pass
+    elif feedback:
         p.add_argument("--asset", required=True, metavar="ASSET", help="the asset the alarm was on")
         p.add_argument("--episode", required=True, metavar="ID", help="the episode id (alarm topic, alarm_raised log)")
         p.add_argument("--label", required=True, choices=["false_alarm", "confirmed"], help="what the alarm was")
@@ -258,7 +260,7 @@ def _control(p: argparse.ArgumentParser, suppress: bool, feedback: bool = False)
         when = p.add_mutually_exclusive_group(required=True)
         when.add_argument("--for", dest="for_", metavar="DURATION", help="how long: 90m, 2h, 1h30m, 1d")
         when.add_argument("--until", metavar="TIME", help="until an ISO 8601 time, e.g. 2026-12-05T14:00+01:00")
-    if not feedback:
+    if not feedback and not listing:
         p.add_argument(
             "--reason", required=suppress, default="", metavar="TEXT", help="why (logged, shown on the alarm topic)"
         )
@@ -277,6 +279,13 @@ def _suppress(p: argparse.ArgumentParser) -> None:
 
 def _unsuppress(p: argparse.ArgumentParser) -> None:
     _control(p, suppress=False)
+
+
+def _suppressions(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--asset", default="*", metavar="PATTERN", help="only windows that may name these assets (default: all)"
+    )
+    _control(p, suppress=False, listing=True)
 
 
 def _feedback(p: argparse.ArgumentParser) -> None:
@@ -358,6 +367,13 @@ COMMANDS = (
         "End an operator's suppression early (the asset re-arms after its warm-up).",
         "  plantwatch unsuppress --asset 'boiler*'\n",
         arguments=_unsuppress,
+    ),
+    Command(
+        "suppressions",
+        "monitor.commands.suppress:list_command",
+        "List the maintenance windows in force and those scheduled for the next week, as each monitor has them.",
+        "  plantwatch suppressions\n  plantwatch suppressions --asset 'boiler*'\n",
+        arguments=_suppressions,
     ),
     Command(
         "feedback",

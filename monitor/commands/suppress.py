@@ -46,6 +46,10 @@ def unsuppress_command(args: argparse.Namespace) -> int:
     return _send(args, "unsuppress", None)
 
 
+def list_command(args: argparse.Namespace) -> int:
+    return _send(args, "list", None)
+
+
 def feedback_command(args: argparse.Namespace) -> int:
     if any(c in args.asset for c in "*?["):
         raise InputError(f"--asset {args.asset!r}: feedback names one asset, not a pattern")
@@ -74,7 +78,7 @@ def _send(args: argparse.Namespace, action: str, until: float | None) -> int:
         id=uuid.uuid4().hex,
         action=action,
         asset=pattern,
-        reason=(args.note if action == "feedback" else args.reason) or "",
+        reason=(args.note if action == "feedback" else getattr(args, "reason", "")) or "",
         by=args.by or _login(),
         until=until,
         episode=getattr(args, "episode", "") or "",
@@ -87,6 +91,9 @@ def _send(args: argparse.Namespace, action: str, until: float | None) -> int:
             f"'{args.prefix}', and may '{user}' write {request_topic} (deploy/mosquitto/plantwatch.acl)?"
         )
     for a in answers:
+        if action == "list":
+            print("\n".join(f"{a.instance}: {line}" for line in a.message.splitlines()))
+            continue
         print(f"{a.instance}: {'ok' if a.ok else 'refused (' + a.reason + ')'}: {a.message}")
     return 0 if any(a.ok for a in answers) else 2
 

@@ -317,6 +317,8 @@ class Gate:
         """Suppress, unsuppress or label an episode; a refusal changes nothing. The caller refreshes the assets."""
         if req.action == "suppress":
             return self._add(req, user, known, now)
+        if req.action == "list":
+            return self._list(req.asset, now)
         if req.action == "feedback":
             if self.feedback is None:
                 return Outcome("this monitor takes no feedback", "unknown_episode")
@@ -362,6 +364,19 @@ class Gate:
         self.next_change = 0.0
         hit = tuple(sorted(a for a in known if any(w.covers(a) for w in gone)))
         return Outcome(f"ended {len(gone)} suppression(s): {', '.join(w.patterns[0] for w in gone)}", assets=hit)
+
+    def _list(self, pattern: str, now: float) -> Outcome:
+        """The windows in force now and the scheduled ones of the next week whose patterns may name ``pattern``."""
+        ahead = [w for s in self.schedules for w in s.occurrences(now, now + 7 * 86400) if w.start > now]
+        lines = []
+        for w in sorted(self._scheduled + self.adhoc + ahead, key=lambda w: w.start):
+            if w.end <= now or not any(fnmatchcase(p, pattern) or fnmatchcase(pattern, p) or pattern == "*"
+                                       for p in w.patterns):  # fmt: skip
+                continue
+            when = "now" if w.start <= now else f"from {iso(w.start)}"
+            who = w.id if w.by == "config" else f"by {w.by}"
+            lines.append(f"{','.join(w.patterns)} {when} until {iso(w.end)}: {w.reason} ({who})")
+        return Outcome("\n".join(lines) if lines else f"no maintenance window for '{pattern}' now or in the next week")
 
     def _save(self) -> None:
         try:

@@ -158,6 +158,12 @@ def test_a_suppression_survives_a_restart_and_unsuppress_ends_it(
     until = metric(again, "plantwatch_suppressed_until_timestamp_seconds", asset="pump")
     assert until == pytest.approx(saved["windows"][0]["end"])
 
+    code, out = run(capsys, "suppressions", *broker)
+    assert (
+        code == 0
+        and out.startswith("sup: pump now until ")
+        and out.rstrip().endswith("seal change (by anonymous (kim))")
+    )
     code, out = run(capsys, "unsuppress", "--asset", "pump", *broker)
     assert code == 0 and "ended 1 suppression" in out, out
     assert metric(again, "plantwatch_suppressed", asset="pump") == 0
@@ -167,7 +173,13 @@ def test_a_suppression_survives_a_restart_and_unsuppress_ends_it(
 
 
 def test_a_scheduled_window_is_read_in_the_plant_time_zone(
-    tmp_path: Path, mosquitto: Any, model_dir: Path, plant: Plant, monitor_process: Callable[..., MonitorProcess]
+    tmp_path: Path,
+    mosquitto: Any,
+    model_dir: Path,
+    plant: Plant,
+    monitor_process: Callable[..., MonitorProcess],
+    capsys: pytest.CaptureFixture[str],
+    cli_logging: None,
 ) -> None:
     """Kolkata is UTC+05:30: the same wall-clock times suppress 'boiler' there and would 'pump' if read as UTC."""
     tz = ZoneInfo("Asia/Kolkata")
@@ -196,6 +208,10 @@ def test_a_scheduled_window_is_read_in_the_plant_time_zone(
     assert metric(mon, "plantwatch_suppressed_until_timestamp_seconds", asset="boiler") == end
     ev = alarm_state(mosquitto.port, "boiler")
     assert ev.state == "suppressed" and ev.until == end and ev.reason == "turnaround (maintenance[0])"
+    lines = run(capsys, "suppressions", "--broker", mosquitto.url)[1].splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sup: boiler now until "), lines
+    expired = [e for e in mon.events() if e["event"] == "maintenance_window_expired"]
+    assert [e["window"] for e in expired] == ["maintenance[1]"]  # pump's: 5:30 h ago in Kolkata
 
 
 def test_a_control_request_among_sparkplug_messages_is_applied_answered_and_acknowledged(model_dir: Path) -> None:
