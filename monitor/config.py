@@ -98,6 +98,11 @@ class MetricsConfig:
         "export every sensor's contribution of every asset "
         "(asset x sensor series), not only the top sensors of assets in alarm",
     )
+    web_config_file: str | None = setting(
+        None,
+        "web config file as Prometheus exporters read it (tls_server_config: cert_file/key_file; "
+        "basic_auth_users: name -> bcrypt hash): HTTPS on the metrics port, a password for /metrics",
+    )
 
 
 @dataclass(frozen=True)
@@ -725,7 +730,9 @@ def read_file(path: str | Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     base = path.resolve().parent
-    models, broker = data.get("models"), data.get("broker")
+    models, broker, metrics = data.get("models"), data.get("broker"), data.get("metrics")
+    if isinstance(metrics, dict) and "web_config_file" in metrics:
+        metrics["web_config_file"] = _relative(base, metrics["web_config_file"])
     if isinstance(models, dict):
         if "default" in models:
             models["default"] = _relative(base, models["default"])

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from .. import config
-from ..daemon import model_problems
+from ..daemon import load_web_config, model_problems
 from ..errors import ConfigError
 
 
@@ -19,6 +19,11 @@ def check_config_command(args: argparse.Namespace) -> int:
     cfg, problems = config.Sources(args.file).check()
     models, bad_models = model_problems(cfg)
     problems += [f"{args.file}: {p}" for p in bad_models]
+    if cfg.metrics.web_config_file:
+        try:
+            load_web_config(cfg.metrics.web_config_file)
+        except ConfigError as exc:
+            problems += [f"{args.file}: {p}" for p in exc.problems]
     if problems:
         raise ConfigError(*problems)
     print(

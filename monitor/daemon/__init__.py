@@ -14,6 +14,8 @@ from .metrics import State
 from .model_registry import LoadedModel, ModelSet, load_models, model_problems
 from .monitor import AssetSnapshot, Monitor, Snapshot
 from .mqtt_session import Item, MqttSession
+from .web_config import WebConfig
+from .web_config import load as load_web_config
 
 __all__ = [
     "AssetSnapshot",
@@ -26,6 +28,8 @@ __all__ = [
     "MqttSession",
     "Snapshot",
     "State",
+    "WebConfig",
     "load_models",
+    "load_web_config",
     "model_problems",
 ]

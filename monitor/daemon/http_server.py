@@ -1,93 +1,226 @@
 """The HTTP endpoint: /metrics for Prometheus, /healthz and /readyz for the supervisor.
 
-A stdlib ThreadingHTTPServer in a daemon thread: a scrape never waits for
-the worker (the collector takes the state lock briefly) and a slow client
-never blocks the next scrape. ``/healthz`` answers "restart me?" (process and
-worker thread alive), ``/readyz`` answers "send me traffic / trust my
-metrics?" (connected, subscribed, models loaded); each says why when 503.
+One asyncio event loop in one thread holds every connection, so a thousand
+slow or idle clients cost a thousand sockets, not a thousand threads, and a
+scrape or a probe still gets in: the request line and headers (and, with TLS,
+the handshake) must arrive within ``header_timeout``; at most
+``max_connections`` may be waiting for theirs, and a new connection beyond
+that closes the longest-waiting one; a TLS ClientHello sent to the plain port
+is closed at once; a response must be taken within ``WRITE_TIMEOUT_S``. Each
+response closes its connection. Rendering /metrics (and checking a bcrypt
+password) runs on two worker threads, never on the loop.
+
+``/healthz`` answers "restart me?" (process and worker thread alive),
+``/readyz`` answers "send me traffic / trust my metrics?" (connected,
+subscribed, models loaded); each says why when 503. TLS and basic auth for
+/metrics come from a web config file as Prometheus exporters read it
+(:mod:`.web_config`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import ssl
 import threading
+from collections import Counter
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from .. import logs
 from ..errors import ConfigError
+from .web_config import WebConfig
 
 log = logs.get("http")
 
 #: A check returns the reasons it fails (empty: healthy).
 Check = Callable[[], list[str]]
 
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
-            encoder, content_type = choose_encoder(self.headers.get("Accept") or "")
-            self._send(200, encoder(self.server.registry), content_type)
-        elif path in ("/healthz", "/readyz"):
-            failing = (self.server.health if path == "/healthz" else self.server.ready)()
-            body = ("ok\n" if not failing else "".join(f"{r}\n" for r in failing)).encode()
-            self._send(503 if failing else 200, body, "text/plain; charset=utf-8")
-        elif path == "/":
-            self._send(200, b"plantwatch monitor: /metrics /healthz /readyz\n", "text/plain; charset=utf-8")
-        else:
-            self._send(404, b"not found\n", "text/plain; charset=utf-8")
-
-    def _send(self, code: int, body: bytes, content_type: str) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """No access log: scrapes every few seconds would drown the real events."""
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, addr: tuple[str, int], registry: CollectorRegistry, health: Check, ready: Check) -> None:
-        self.registry, self.health, self.ready = registry, health, ready
-        self.address_family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
-        super().__init__(addr, _Handler)
+MAX_CONNECTIONS = 256  # waiting for their request; far below the usual 1,024 open files
+HEADER_TIMEOUT_S = 10.0  # TLS handshake + request line + headers
+WRITE_TIMEOUT_S = 10.0
+MAX_HEADER_BYTES = 16384
+WORKER_THREADS = 2
+_TEXT = "text/plain; charset=utf-8"
 
 
 class HttpServer:
     """Serves the registry and the two probes on ``bind:port`` (port 0: any free port)."""
 
-    def __init__(self, bind: str, port: int, registry: CollectorRegistry, health: Check, ready: Check) -> None:
+    def __init__(
+        self,
+        bind: str,
+        port: int,
+        registry: CollectorRegistry,
+        health: Check,
+        ready: Check,
+        web: WebConfig | None = None,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        header_timeout: float = HEADER_TIMEOUT_S,
+    ) -> None:
+        self.registry, self.health, self.ready = registry, health, ready
+        self.web = web or WebConfig()  # swapped whole on reload
+        self.max_connections, self.header_timeout = max_connections, header_timeout
+        #: connections closed before a response: timeout, evicted (max_connections), tls_on_plain, too_large
+        self.dropped: Counter[str] = Counter()
+        sock = socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET, socket.SOCK_STREAM)
         try:
-            self._server = _Server((bind, port), registry, health, ready)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((bind, port))
+            sock.listen(128)
         except OSError as exc:
+            sock.close()
             raise ConfigError(
                 f"metrics.bind/metrics.port: cannot listen on {bind}:{port}: {exc.strerror or exc}"
             ) from None
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="plantwatch-http", daemon=True
-        )
+        sock.setblocking(False)
+        self._sock = sock
+        self._waiting: dict[asyncio.StreamWriter, None] = {}  # insertion order: longest waiting first
+        self._open: set[asyncio.StreamWriter] = set()
+        self._loop = asyncio.new_event_loop()
+        self._pool = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="plantwatch-http-work")
+        self._thread = threading.Thread(target=self._run, name="plantwatch-http", daemon=True)
+        self._started = threading.Event()
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return int(self._sock.getsockname()[1])
 
     def start(self) -> None:
         self._thread.start()
-        log.info("http_listening", address=f"{self._server.server_address[0]!s}:{self.port}")
+        self._started.wait(10)
+        scheme = "https" if self.web.tls is not None else "http"
+        log.info("http_listening", address=f"{self._sock.getsockname()[0]!s}:{self.port}", scheme=scheme,
+                 basic_auth=bool(self.web.users))  # fmt: skip
 
     def stop(self) -> None:
         if self._thread.is_alive():
-            self._server.shutdown()
-        self._server.server_close()
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+        else:
+            self._sock.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------ the loop
+
+    def _run(self) -> None:
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        server = loop.run_until_complete(asyncio.start_server(self._serve, sock=self._sock, limit=MAX_HEADER_BYTES))
+        self._started.set()
+        try:
+            loop.run_forever()
+        finally:
+            server.close()
+            for writer in list(self._open):  # their reads end (EOF) and their tasks return
+                writer.transport.abort()
+            tasks = asyncio.all_tasks(loop)
+            if tasks:
+                loop.run_until_complete(asyncio.wait(tasks, timeout=1.0))
+            loop.set_exception_handler(lambda _loop, _context: None)  # what is still running is cancelled quietly
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+            loop.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._open.add(writer)
+        self._waiting[writer] = None
+        if len(self._waiting) > self.max_connections:  # the longest waiting gives way
+            oldest = next(iter(self._waiting))
+            del self._waiting[oldest]
+            oldest.transport.abort()
+            self.dropped["evicted"] += 1
+        try:
+            request = await self._read_request(reader, writer)
+            self._waiting.pop(writer, None)
+            if request is not None:
+                await self._respond(writer, *request)
+            writer.close()  # sends what is still buffered, then closes
+            async with asyncio.timeout(WRITE_TIMEOUT_S):
+                await writer.wait_closed()
+        except TimeoutError:
+            self.dropped["timeout"] += 1
+        except (ConnectionError, ssl.SSLError, OSError, asyncio.IncompleteReadError):
+            pass  # the client went away, or its TLS was wrong: nothing to answer
+        finally:
+            self._waiting.pop(writer, None)
+            self._open.discard(writer)
+            writer.transport.abort()  # a no-op once closed
+
+    async def _read_request(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[str, str, dict[str, str]] | None:
+        """(method, path, headers) once the header block is in, or None (answered or dropped already)."""
+        buf = b""
+        async with asyncio.timeout(self.header_timeout):
+            web = self.web
+            if web.tls is not None:
+                await writer.start_tls(web.tls)
+            while b"\r\n\r\n" not in buf:
+                chunk = await reader.read(4096)
+                if not chunk:
+                    return None
+                if not buf and web.tls is None and chunk[0] == 0x16:  # a TLS handshake record on the plain port
+                    self.dropped["tls_on_plain"] += 1
+                    return None
+                buf += chunk
+                if len(buf) > MAX_HEADER_BYTES:
+                    self.dropped["too_large"] += 1
+                    await self._send(writer, HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, b"headers too large\n", _TEXT)
+                    return None
+        head = buf.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+        parts = head[0].split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            await self._send(writer, HTTPStatus.BAD_REQUEST, b"bad request\n", _TEXT)
+            return None
+        headers = {}
+        for line in head[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                headers[name.strip().lower()] = value.strip()
+        return parts[0], parts[1].split("?", 1)[0], headers
+
+    async def _respond(self, writer: asyncio.StreamWriter, method: str, path: str, headers: dict[str, str]) -> None:
+        if method not in ("GET", "HEAD"):
+            await self._send(writer, HTTPStatus.METHOD_NOT_ALLOWED, b"GET only\n", _TEXT, {"Allow": "GET, HEAD"})
+            return
+        loop = asyncio.get_running_loop()
+        if path == "/metrics":
+            web = self.web
+            if web.users and not await loop.run_in_executor(self._pool, web.authorized, headers.get("authorization")):
+                await self._send(writer, HTTPStatus.UNAUTHORIZED, b"unauthorized\n", _TEXT,
+                                 {"WWW-Authenticate": 'Basic realm="plantwatch"'})  # fmt: skip
+                return
+            encoder, content_type = choose_encoder(headers.get("accept") or "")
+            body = await loop.run_in_executor(self._pool, encoder, self.registry)
+            await self._send(writer, HTTPStatus.OK, body, content_type, head=method == "HEAD")
+        elif path in ("/healthz", "/readyz"):
+            failing = (self.health if path == "/healthz" else self.ready)()
+            body = ("ok\n" if not failing else "".join(f"{r}\n" for r in failing)).encode()
+            code = HTTPStatus.SERVICE_UNAVAILABLE if failing else HTTPStatus.OK
+            await self._send(writer, code, body, _TEXT, head=method == "HEAD")
+        elif path == "/":
+            await self._send(writer, HTTPStatus.OK, b"plantwatch monitor: /metrics /healthz /readyz\n", _TEXT)
+        else:
+            await self._send(writer, HTTPStatus.NOT_FOUND, b"not found\n", _TEXT)
+
+    async def _send(
+        self,
+        writer: asyncio.StreamWriter,
+        code: HTTPStatus,
+        body: bytes,
+        content_type: str,
+        extra: dict[str, str] | None = None,
+        head: bool = False,
+    ) -> None:
+        lines = [f"HTTP/1.1 {code.value} {code.phrase}", f"Content-Type: {content_type}",
+                 f"Content-Length: {len(body)}", "Connection: close"]  # fmt: skip
+        lines += [f"{k}: {v}" for k, v in (extra or {}).items()]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head else body))
+        async with asyncio.timeout(WRITE_TIMEOUT_S):
+            await writer.drain()

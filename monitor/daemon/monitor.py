@@ -37,6 +37,8 @@ from .http_server import HttpServer
 from .model_registry import ModelSet, load_models
 from .mqtt_session import Item, MqttSession
 from .state_store import StateStore
+from .web_config import WebConfig
+from .web_config import load as load_web_config
 from .worker import Worker
 
 log = logs.get("daemon")
@@ -117,8 +119,9 @@ class Monitor:
         cfg = self.config
         self.registry.register(self._collector)
         try:
+            web = load_web_config(cfg.metrics.web_config_file) if cfg.metrics.web_config_file else None
             self.http = HttpServer(
-                cfg.metrics.bind, cfg.metrics.port, self.registry, self.health_problems, self.readiness_problems
+                cfg.metrics.bind, cfg.metrics.port, self.registry, self.health_problems, self.readiness_problems, web
             )
             self.http.start()
             self.models = load_models(cfg)
@@ -258,6 +261,7 @@ class Monitor:
         sdnotify.reloading()
         try:
             models = load_models(new)
+            web = load_web_config(new.metrics.web_config_file) if new.metrics.web_config_file else WebConfig()
         except PlantwatchError as exc:
             return self._reload_failed(str(exc))
         old, fresh = _flat(self.config), _flat(new)
@@ -275,6 +279,8 @@ class Monitor:
             metrics=dataclasses.replace(new.metrics, bind=self.config.metrics.bind, port=self.config.metrics.port),
         )
         self.models = models
+        if self.http is not None:
+            self.http.web = web  # new certificates and users from the next connection on
         self.worker.set_limits(new.max_assets, new.asset_idle_timeout)
         self.worker.skew, self.worker.max_age = new.time.skew, new.time.max_age
         self.worker.gate.reschedule(new.schedules())
