@@ -39,6 +39,7 @@ class WorkerSide(Protocol):
     models: Any
     _assets: dict[str, Any]
     _slots: dict[Any, Any]
+    batch_t0: float
 
     def _candidate(self, name: str) -> Any: ...
     def _admit(self, a: Any, topic: str | None) -> Any: ...
@@ -137,6 +138,7 @@ class SparkplugIntake:
             slot = a.slot
             if len(made) > self.capacity:  # one message's sample-period rows beyond a batch: the newest
                 made = made[len(made) - self.capacity :]
+            a.seen = w.batch_t0  # its slot is not given away while its rows are in this batch
             for ts, seq, row in made:
                 pos = slot.fill
                 slot.buf[pos] = row

@@ -71,7 +71,7 @@ class _Asset:
     stats: AssetStats
     filler: Filler | None = None  # the [missing] policy's state, when its model's rows may lack a sensor
     configured: bool = False  # a [models.assets] pattern names it: unknown names cannot take its slot
-    seen: float = 0.0  # monotonic time of its last scored batch (slots of silent assets can be freed)
+    seen: float = 0.0  # monotonic start of the last batch with a row of it (slots of silent assets can be freed)
     seq: Sequence = field(default_factory=Sequence)  # which seq comes next: redeliveries, gaps, late rows, restarts
     mute: Mute = field(default_factory=Mute)  # its maintenance window (monitor/daemon/suppression.py)
     drift: Drift | None = None  # its recent inputs against the training data (monitor/daemon/drift.py)
@@ -109,6 +109,7 @@ class Worker(threading.Thread):
         self.queue, self.state, self._ack, self._publish, self._tick = queue, state, ack, publish, tick
         self.prefix, self.max_assets, self.idle_timeout = cfg.prefix, cfg.max_assets, cfg.asset_idle_timeout
         self._next_idle = 0.0  # no asset can be idle before this (monotonic): skips the scan when full
+        self.batch_t0 = 0.0  # when the batch being decoded began
         self.batch_max, self.batch_time = cfg.worker.batch_max_size, cfg.worker.batch_max_time
         self.models = models
         self.reorder_window, self.max_jump = cfg.sequence.reorder_window, cfg.sequence.max_jump
@@ -209,6 +210,7 @@ class Worker(threading.Thread):
     # ------------------------------------------------------------ one batch
 
     def _process(self, batch: list[Item]) -> None:
+        self.batch_t0 = time.monotonic()  # assets seen since (rows in this batch) keep their slots
         if self.sparkplug is None:
             decoded = self._decode(batch)
             if self._control:
@@ -267,10 +269,8 @@ class Worker(threading.Thread):
                 seqs[at_max].tolist(),
             )
             by_id, pos = self._by_id, arr[:, 3].astype(np.int64)
-            now = time.monotonic()
             for s, e, asset_id, first, last, broken, t_max, t_next, s_max in runs:
                 a = by_id[asset_id]
-                a.seen = now
                 st, sq = a.stats, a.seq
                 if not broken and sq.continues(first):
                     st.gaps += sq.advance(first, last, t_max, t_next, s_max)
@@ -307,7 +307,7 @@ class Worker(threading.Thread):
         rejects: list[tuple[str, str, str]] = []
         for slot in self._slots.values():
             slot.fill = 0
-        by_topic = self._by_topic
+        by_topic, t0 = self._by_topic, self.batch_t0
         for topic, payload, received, _mid, _qos, _gen, retained in batch:
             if retained and topic.endswith("/telemetry") and self._retained(topic, payload, received, rejects):
                 continue
@@ -335,6 +335,7 @@ class Worker(threading.Thread):
                     continue
                 a = admitted
             slot.fill = pos + 1
+            a.seen = t0
             rows.append((a.id, r[0], received, pos))
             seqs.append(r[1])
         return rows, seqs, rejects
@@ -650,14 +651,14 @@ class Worker(threading.Thread):
         ``[models.assets]`` pattern names, the longest silent asset only the default model took in (so
         unknown names cannot lock out the configured ones). Scans only when one may qualify.
         """
-        now = time.monotonic()
+        now, t0 = time.monotonic(), self.batch_t0  # an asset with rows in this batch is never taken
         if self.idle_timeout > 0 and now >= self._next_idle:
             oldest = min(self._assets.values(), key=lambda x: x.seen)
-            if now - oldest.seen > self.idle_timeout:
+            if now - oldest.seen > self.idle_timeout and oldest.seen < t0:
                 return oldest, "idle"
             self._next_idle = oldest.seen + self.idle_timeout  # seen times only grow
         if newcomer.configured:
-            unknown = [x for x in self._assets.values() if not x.configured]
+            unknown = [x for x in self._assets.values() if not x.configured and x.seen < t0]
             if unknown:
                 return min(unknown, key=lambda x: x.seen), "configured_asset"
         return None

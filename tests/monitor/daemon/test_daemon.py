@@ -573,3 +573,29 @@ def test_slots_of_silent_assets_are_freed_after_the_idle_time_and_a_reload_chang
         assert scored(mon, "a") == 0
     finally:
         mon.stop()
+
+
+def test_an_asset_with_rows_in_the_batch_keeps_its_slot_when_a_configured_one_needs_one(model_dir: Path) -> None:
+    """One batch holds junk-1, junk-2 (max_assets = 2) and then boiler, which a pattern names: boiler may take
+    only the slot of an asset with no row in this batch, so it waits (too_many_assets) and the junk rows are
+    scored (taking junk-1's slot mid-batch lost its rows: the worker looked up an asset no longer there)."""
+    from monitor.daemon import BatchQueue, State, load_models
+    from monitor.daemon.worker import Worker
+
+    m = str(model_dir)
+    cfg = config.parse({"models": {"default": m, "assets": {"boiler": m}}, "max_assets": 2})
+    acked: list[Any] = []
+    state = State()
+    w = Worker(cfg, load_models(cfg), BatchQueue(10), state, acked.extend, lambda t, p: None)
+    now = time.time()
+
+    def item(asset: str, seq: int) -> Any:
+        payload = wire.encode_telemetry(now + seq, seq, values(np.arange(6.0)))
+        return (wire.telemetry_topic("plant", asset), payload, now, seq, 1, 0, False)
+
+    w._process([item("junk-1", 0), item("junk-2", 0), item("boiler", 0)])
+    assert state.assets["junk-1"].messages == 1 and state.assets["junk-2"].messages == 1
+    assert state.rejected["too_many_assets"] == 1 and state.worker_errors == 0 and len(acked) == 3
+    w._process([item("boiler", 1)])  # the next batch: junk-1, the longest silent unknown name, gives way
+    assert "junk-1" not in state.assets and state.assets["boiler"].messages == 1
+    assert state.evicted["configured_asset"] == 1
