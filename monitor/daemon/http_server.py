@@ -20,15 +20,18 @@ subscribed, models loaded); each says why when 503. TLS and basic auth for
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gzip
 import socket
 import ssl
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import choose_encoder
 
 from .. import logs
@@ -46,6 +49,27 @@ WRITE_TIMEOUT_S = 10.0
 MAX_HEADER_BYTES = 16384
 WORKER_THREADS = 2
 _TEXT = "text/plain; charset=utf-8"
+
+
+DROP_REASONS = ("timeout", "evicted", "tls_on_plain", "too_large")
+
+
+class _Dropped:
+    """``plantwatch_http_connections_dropped_total{reason}``: slow or hostile clients, made visible."""
+
+    def __init__(self, dropped: Counter[str]) -> None:
+        self.dropped = dropped
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        fam = CounterMetricFamily(
+            "plantwatch_http_connections_dropped",
+            "HTTP connections closed without a response: no request within the timeout, evicted as the longest "
+            "waiting beyond 256, a TLS handshake on the plain port, headers too large",
+            labels=["reason"],
+        )
+        for reason in DROP_REASONS:
+            fam.add_metric([reason], float(self.dropped[reason]))
+        yield fam
 
 
 class HttpServer:
@@ -68,6 +92,7 @@ class HttpServer:
         self.max_connections, self.header_timeout = max_connections, header_timeout
         #: connections closed before a response: timeout, evicted (max_connections), tls_on_plain, too_large
         self.dropped: Counter[str] = Counter()
+        self._collector = _Dropped(self.dropped)
         sock = socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -92,6 +117,7 @@ class HttpServer:
         return int(self._sock.getsockname()[1])
 
     def start(self) -> None:
+        self.registry.register(self._collector)
         self._thread.start()
         self._started.wait(10)
         scheme = "https" if self.web.tls is not None else "http"
@@ -105,6 +131,8 @@ class HttpServer:
         else:
             self._sock.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        with contextlib.suppress(KeyError):  # not registered: never started
+            self.registry.unregister(self._collector)
 
     # ------------------------------------------------------------ the loop
 
@@ -197,8 +225,10 @@ class HttpServer:
                                  {"WWW-Authenticate": 'Basic realm="plantwatch"'})  # fmt: skip
                 return
             encoder, content_type = choose_encoder(headers.get("accept") or "")
-            body = await loop.run_in_executor(self._pool, encoder, self.registry)
-            await self._send(writer, HTTPStatus.OK, body, content_type, head=method == "HEAD")
+            gzipped = "gzip" in headers.get("accept-encoding", "")  # Prometheus asks for it
+            body = await loop.run_in_executor(self._pool, _render, encoder, self.registry, gzipped)
+            extra = {"Content-Encoding": "gzip"} if gzipped else None
+            await self._send(writer, HTTPStatus.OK, body, content_type, extra, head=method == "HEAD")
         elif path in ("/healthz", "/readyz"):
             failing = (self.health if path == "/healthz" else self.ready)()
             body = ("ok\n" if not failing else "".join(f"{r}\n" for r in failing)).encode()
@@ -224,3 +254,9 @@ class HttpServer:
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head else body))
         async with asyncio.timeout(WRITE_TIMEOUT_S):
             await writer.drain()
+
+
+def _render(encoder: Callable[[CollectorRegistry], bytes], registry: CollectorRegistry, gzipped: bool) -> bytes:
+    """The exposition, compressed when the scraper accepts gzip (thousands of series shrink about tenfold)."""
+    body = encoder(registry)
+    return gzip.compress(body, compresslevel=5) if gzipped else body

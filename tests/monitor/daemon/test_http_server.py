@@ -4,6 +4,7 @@ and TLS + basic auth from an exporter web config file, with real certificates an
 from __future__ import annotations
 
 import base64
+import gzip
 import http.client
 import shutil
 import socket
@@ -92,6 +93,8 @@ def test_hundreds_of_idle_and_slow_connections_cost_no_threads_and_the_endpoints
         t0 = time.monotonic()
         code, body, _ = get(server.port, "/metrics")
         assert code == 200 and b"pw_test_things_total 3.0" in body
+        code, zipped, headers = get(server.port, "/metrics", headers={"Accept-Encoding": "gzip"})
+        assert headers["content-encoding"] == "gzip" and gzip.decompress(zipped) == body
         assert get(server.port, "/healthz")[:2] == (200, b"ok\n")
         assert get(server.port, "/readyz")[:2] == (503, b"not connected\n")
         took = time.monotonic() - t0
@@ -118,6 +121,8 @@ def test_a_silent_or_slow_client_is_closed_after_the_header_timeout(server: Http
         assert slow.recv(1) == b"" and silent.recv(1) == b""
         assert time.monotonic() - t0 < 5  # header_timeout = 1 s, not forever
         assert server.dropped["timeout"] == 2
+        body = get(server.port, "/metrics")[1]
+        assert b'plantwatch_http_connections_dropped_total{reason="timeout"} 2.0' in body
     finally:
         silent.close()
         slow.close()

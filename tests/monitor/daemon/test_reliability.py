@@ -6,6 +6,7 @@ import signal
 import socket
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -257,6 +258,9 @@ def test_sighup_during_start_up_is_held_and_reloads_once_when_started(
     assert [e["event"] for e in mon.events()].count("config_reloaded") == 1
     code, _ = mon.stop()
     assert code == 0
+    # the installed plantwatch script (systemd's ExecStart) enters where this process did
+    scripts = tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["plantwatch"] == "monitor.__main__:main"
 
 
 def test_a_monitor_killed_mid_backlog_scores_nothing_twice_after_its_restart(
