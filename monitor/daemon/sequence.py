@@ -18,8 +18,10 @@ is ``last``:
   message that carried it. A single message with a timestamp in the future can therefore not hold the
   restart detection hostage (a redelivery repeats its original timestamp, so it never looks newer). A
   restarted publisher whose clock is behind is recognised by three consecutive numbers below the run's
-  first; within the run's numbers it is rejected as duplicates until it passes ``last`` (an alert fires on
-  a high duplicate rate), since it looks exactly like a redelivery.
+  first; within the run's numbers it is rejected as duplicates until it passes ``last`` (an alert fires
+  on a high duplicate rate), since it looks exactly like a redelivery.
+* A run that a restart ended goes on when a newer message continues it (within ``max_jump``), so a single
+  message that looked like a restart costs the stream it interrupted nothing.
 
 The common case, a batch holding one consecutive run just above ``last``, costs a few integer operations
 per asset (:meth:`Sequence.advance`); everything else goes through :meth:`Sequence.order`, per row.
@@ -71,6 +73,7 @@ class Sequence:
     hi_seq: int = -1  # ... the seq that carried it ...
     ref_ts: float = -math.inf  # ... and the newest but that one
     run: tuple[int, int] = (-1, 0)  # (last seq, length) of consecutive numbers off the stream
+    resumable: tuple[int, float] = (-1, math.inf)  # (last seq, ts of the restart) of the run a restart ended
     _full: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
@@ -140,7 +143,12 @@ class Sequence:
             gaps = s - last - 1 if last >= 0 else 0
             self._accept(s, t)
             return gaps
-        if s > last:  # too far ahead: believed only as a run
+        if s > last:  # too far ahead: believed only as a run ...
+            before, restart_ts = self.resumable
+            if before >= 0 and 0 < s - before <= self.max_jump and t > restart_ts:  # ... or the run a single
+                out.restarts.append((last, s, "resumed"))  # message had restarted going on after it
+                self._restart(s, t)
+                return 0
             return self._off_stream(s, t, out, "seq_jump", "jumped")
         behind = last - s
         if behind < self.reorder_window and not (self.seen >> behind) & 1:
@@ -173,7 +181,12 @@ class Sequence:
         self.run = (-1, 0)
 
     def _restart(self, s: int, t: float) -> None:
-        """A new run of numbers from ``s``: what lies below it is not expected (the times are kept)."""
+        """A new run of numbers from ``s``: what lies below it is not expected (the times are kept).
+
+        The run it ends stays resumable by a newer message, so that one message that looked like a
+        restart costs the stream it interrupted nothing (not even ``seq_jump`` until three consecutive).
+        """
+        self.resumable = (self.last, t)
         self.last = -1
         self._accept(s, t)
 

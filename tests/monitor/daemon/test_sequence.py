@@ -89,3 +89,11 @@ def test_the_state_survives_a_round_trip_and_a_bad_one_is_refused() -> None:
     assert feed(again, [52, 52], [52.0, 52.0])[1] == [("duplicate", 52)]
     with pytest.raises(ValueError, match="'last'"):
         again.load_state({**sq.to_state(), "last": 1.5})
+
+
+def test_one_message_that_looks_like_a_restart_costs_the_stream_it_interrupted_nothing() -> None:
+    sq = Sequence(100, 1000)
+    sq.advance(500_000, 500_010, 10.0, 9.0, 500_010)
+    scored, rejected, restarts = feed(sq, [0, 500_011, 500_012], [11.0, 12.0, 13.0])
+    assert scored == [0, 500_011, 500_012] and not rejected and restarts == 2 and sq.last == 500_012
+    assert feed(sq, [1], [5.0])[1] == [("out_of_order", 1)]  # and the restarted run is over
