@@ -140,6 +140,7 @@ class State:
     evicted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EVICTION_REASONS, 0))
     #: operators' control requests by result: accepted, or the refusal reason
     control: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("accepted", *CONTROL_REFUSALS), 0))
+    windows_expired: int = 0  # one-off [[maintenance]] windows of the config that have ended (ignored)
     #: operators' labels of alarm episodes, by (asset, label), from the feedback file on
     feedback: dict[tuple[str, str], int] = field(default_factory=dict)
     worker_errors: int = 0
@@ -269,6 +270,11 @@ class Collector:
                 "Share of the asset's recent messages with a value outside its model's training range (min-max)",
                 ["asset"],
             ),
+            "windows_expired": _family(
+                GaugeMetricFamily,
+                "plantwatch_maintenance_windows_expired",
+                "One-off [[maintenance]] windows in the config that have already ended (ignored: remove them)",
+            ),
             "feedback": _family(
                 CounterMetricFamily,
                 "plantwatch_feedback",
@@ -367,6 +373,7 @@ class Collector:
             f["evicted"].add_metric([reason], float(n))
         for result, n in s.control.items():
             f["control"].add_metric([result], float(n))
+        f["windows_expired"].add_metric([], float(s.windows_expired))
         labels = {(a, lab): 0 for a in s.assets for lab in FEEDBACK_LABELS}
         for (asset, lab), n in {**labels, **s.feedback}.items():
             f["feedback"].add_metric([asset, lab], float(n))

@@ -177,9 +177,11 @@ class Gate:
     def reschedule(self, schedules: Sequence[Schedule], now: float | None = None) -> None:
         """New [[maintenance]] windows (a reload), taken by the worker at its next batch; says which have ended."""
         now = time.time() if now is None else now
-        for s in schedules:
-            if s.start is not None and s.start.timestamp() + s.duration <= now:
-                log.warning("maintenance_window_expired", window=s.id, when=s.describe(), note="ignored")
+        ended = [s for s in schedules if s.start is not None and s.start.timestamp() + s.duration <= now]
+        for s in ended:
+            log.warning("maintenance_window_expired", window=s.id, when=s.describe(), note="ignored; remove it")
+        with self.state.lock:
+            self.state.windows_expired = len(ended)
         self._pending = list(schedules)
         self.next_change = 0.0
 

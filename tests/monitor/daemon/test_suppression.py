@@ -212,6 +212,7 @@ def test_a_scheduled_window_is_read_in_the_plant_time_zone(
     assert len(lines) == 1 and lines[0].startswith("sup: boiler now until "), lines
     expired = [e for e in mon.events() if e["event"] == "maintenance_window_expired"]
     assert [e["window"] for e in expired] == ["maintenance[1]"]  # pump's: 5:30 h ago in Kolkata
+    assert metric(mon, "plantwatch_maintenance_windows_expired") == 1
 
 
 def test_a_control_request_among_sparkplug_messages_is_applied_answered_and_acknowledged(model_dir: Path) -> None:
