@@ -116,29 +116,36 @@ class Drift:
 def accumulate(ref: Reference, blocks: Sequence[np.ndarray], drifts: Sequence[Drift | None]) -> None:
     """Add the rows of several assets of one model (``blocks``, in order) to their sums (None: skip that
     asset); their drifts share one :class:`Sums` (same sensor count)."""
-    sizes = np.fromiter((len(b) for b in blocks), np.int64, len(blocks))
-    keep = np.fromiter((d is not None for d in drifts), bool, len(drifts)) & (sizes > 0)
-    if not keep.any():
+    live: list[np.ndarray] = []
+    idx: list[int] = []
+    counts: list[int] = []
+    sums: Sums | None = None
+    for b, d in zip(blocks, drifts):  # the one Python step per asset: a batch often has one row of each
+        n = len(b)
+        if d is not None and n:
+            live.append(b)
+            idx.append(d.row)
+            counts.append(n)
+            sums = d.sums
+    if sums is None:
         return
-    live = [b for b, k in zip(blocks, keep.tolist()) if k]
     x = np.concatenate(live)
-    z = np.clip((x - ref.mean) / ref.scale, -Z_CLIP, Z_CLIP)
+    z = x - ref.mean
+    z /= ref.scale
+    np.clip(z, -Z_CLIP, Z_CLIP, out=z)
     far = ((x < ref.lower) | (x > ref.upper)).any(axis=1) if ref.lower is not None and ref.upper is not None else None
-    counts = sizes[keep]
     if len(x) == len(counts):  # one row per asset, the daemon's usual batch
         sz, sz2, out = z, z * z, far
     else:
-        at = np.concatenate([[0], np.cumsum(counts[:-1])])
+        at = np.concatenate([[0], np.cumsum(counts[:-1])]).astype(np.int64)
         sz, sz2 = np.add.reduceat(z, at, axis=0), np.add.reduceat(z * z, at, axis=0)
         out = np.add.reduceat(far.astype(np.int64), at) if far is not None else None
-    first = next(d for d in drifts if d is not None)
-    s = first.sums
-    idx = np.fromiter((d.row for d, k in zip(drifts, keep.tolist()) if k and d is not None), np.int64, len(counts))
-    s.z[idx] += sz
-    s.z2[idx] += sz2
-    s.rows[idx] += counts
+    rows = np.array(idx)
+    sums.z[rows] += sz
+    sums.z2[rows] += sz2
+    sums.rows[rows] += counts
     if out is not None:
-        s.outside[idx] += out
+        sums.outside[rows] += out
 
 
 def worst(per_sensor: np.ndarray, sensors: Sequence[str], k: int = TOP) -> tuple[tuple[str, float], ...]:
