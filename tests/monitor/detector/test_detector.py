@@ -158,3 +158,30 @@ def test_a_sensor_constant_in_training_that_moves_is_outside_the_training_range(
         assert (dist[:3, 3] == 0).all() and np.isinf(dist[3:, 3]).all()
     finally:
         det.scaler.constant[:] = saved
+
+
+def test_a_muted_stream_is_scored_but_raises_nothing_and_its_threshold_learns_nothing(detector: Detector) -> None:
+    """A maintenance window (StreamState.muted): the same scores as unmuted, no transition, the threshold's
+    state unchanged by the rows (an unmuted stream learns from the same normal rows); after it, the threshold
+    waits its holdoff before learning again."""
+    x = history(400, seed=4)
+    biased = x.copy()
+    biased[100:200, 1] += 8.0  # a bias that raises an alarm when not muted
+    loud, quiet, control = detector.new_stream(), detector.new_stream(), detector.new_stream()
+    for st in (loud, quiet, control):
+        detector.score(st, x[:100])
+    before = quiet.threshold.to_state()
+    quiet.muted = True
+    muted = detector.score(quiet, biased[100:200])
+    normal = detector.score(loud, biased[100:200])
+    np.testing.assert_allclose(muted.score, normal.score)
+    assert normal.transitions and not muted.transitions and not muted.anomaly.any()
+    assert (muted.threshold == muted.threshold[0]).all() and not quiet.alarm.active
+    detector.score(quiet, x[200:300])  # normal rows, still muted
+    detector.score(control, x[100:300])
+    assert quiet.threshold.to_state() == before != control.threshold.to_state()
+    quiet.muted = False
+    detector.score(quiet, x[300 : 300 + detector.settings.holdoff])
+    assert quiet.threshold.to_state() == before  # the holdoff after the window: still nothing learned
+    detector.score(quiet, x[300 + detector.settings.holdoff :])
+    assert quiet.threshold.to_state() != before
