@@ -46,9 +46,10 @@ def test_max_seconds_stops_training_and_says_so(tmp_path: Path, capsys: pytest.C
     args = ["train", "--data", str(data), "--out", str(out), "--epochs", "100000", "--max-seconds", "0.6", *TRAIN]
     assert main(args) == 0
     err = capsys.readouterr().err
-    assert "note: training stopped at the --max-seconds budget of 0.6s: 3 model fit(s) ended" in err
     training = json.loads((out / "manifest.json").read_text())["training"]
-    assert training["stopped_by_budget"] == 3 and training["max_seconds"] == 0.6
+    stopped = training["stopped_by_budget"]
+    assert stopped >= 1 and training["max_seconds"] == 0.6  # every fit, however many the calibration makes
+    assert f"note: training stopped at the --max-seconds budget of 0.6s: {stopped} model fit(s) ended" in err
     assert training["seconds"] < 10
 
 
