@@ -468,6 +468,7 @@ class ControlRequest:
     until: float | None = None
     episode: str = ""  # feedback: the episode's id (AlarmEvent.episode)
     label: str = ""  # feedback: one of FEEDBACK_LABELS
+    sent: float | None = None  # the sender's clock: a request that waited at the broker too long is refused
     schema: int = SCHEMA_VERSION
 
     def encode(self) -> bytes:
@@ -487,9 +488,12 @@ def decode_control(payload: bytes | str) -> ControlRequest | Rejection:
         return Rejection("malformed", f"{doc.reason}: {doc.detail}"[:200])
     text = {k: doc.get(k, "") for k in ("id", "action", "asset", "reason", "by", "episode", "label")}
     bad = [k for k, v in text.items() if not isinstance(v, str)]
-    until = doc.get("until")
-    if bad or (until is not None and (not _is_number(until) or not math.isfinite(until))):
-        return Rejection("malformed", f"field {(bad or ['until'])[0]} has the wrong type")
+    until, sent = doc.get("until"), doc.get("sent")
+    for key, v in (("until", until), ("sent", sent)):
+        if not bad and v is not None and (not _is_number(v) or not math.isfinite(v)):
+            bad = [key]
+    if bad:
+        return Rejection("malformed", f"field {bad[0]} has the wrong type")
     if not text["id"] or len(text["id"]) > MAX_NAME_LENGTH:
         return Rejection("malformed", "id must be 1-128 characters")
     if text["action"] not in CONTROL_ACTIONS:
@@ -514,6 +518,7 @@ def decode_control(payload: bytes | str) -> ControlRequest | Rejection:
         None if until is None else float(until),
         text["episode"],
         text["label"],
+        None if sent is None else float(sent),
     )
 
 

@@ -83,12 +83,14 @@ def _send(args: argparse.Namespace, action: str, until: float | None) -> int:
         until=until,
         episode=getattr(args, "episode", "") or "",
         label=getattr(args, "label", "") or "",
+        sent=time.time(),
     )
     answers = _ask(settings, request_topic, replies, req, args.timeout)
     if not answers:
         raise BrokerError(
             f"no monitor answered within {args.timeout:g}s on {replies}: is one running with prefix "
-            f"'{args.prefix}', and may '{user}' write {request_topic} (deploy/mosquitto/plantwatch.acl)?"
+            f"'{args.prefix}', and may '{user}' write {request_topic} (deploy/mosquitto/plantwatch.acl)? "
+            "A monitor that comes back within 5 minutes still applies it"
         )
     for a in answers:
         if action == "list":

@@ -40,6 +40,9 @@ from .metrics import AssetStats, State
 log = logs.get("suppression")
 
 FILE_SCHEMA = 1
+#: a request older than this (by its sender's clock) when it arrives is refused: it waited at the broker
+#: while the monitor was away, and the operator was told no monitor answered
+MAX_REQUEST_AGE_S = 300.0
 #: how far ahead scheduled windows are expanded; the gate looks again before then
 _HORIZON_S = 8 * 86400.0
 
@@ -317,6 +320,12 @@ class Gate:
 
     def request(self, req: wire.ControlRequest, user: str, known: Sequence[str], now: float) -> Outcome:
         """Suppress, unsuppress or label an episode; a refusal changes nothing. The caller refreshes the assets."""
+        if req.sent is not None and now - req.sent > MAX_REQUEST_AGE_S and req.action != "list":
+            return Outcome(
+                f"sent {now - req.sent:.0f} s ago (it waited at the broker while this monitor was away); "
+                "send it again if it still holds",
+                "expired",
+            )
         if req.action == "suppress":
             return self._add(req, user, known, now)
         if req.action == "list":

@@ -96,6 +96,8 @@ def test_a_suppression_prevents_the_alarm_then_expires_and_the_asset_rearms(
     assert code == 2 and out.strip().count("\n") == 0 and "--for" in out, out
     plant.raw(wire.control_topic("plant", "anonymous"), b"{not json").wait_for_publish(5)
     plant.raw(wire.control_topic("plant", "anonymous"), b'{"id": "x", "action": "reboot", "asset": "b"}')
+    late = wire.ControlRequest("y", "suppress", "boiler", "r", until=4e9, sent=1.7e9)  # queued for years
+    plant.raw(wire.control_topic("plant", "anonymous"), late.encode())
     wait_until(
         lambda: (
             metric(mon, "plantwatch_control_requests_total", result="bad_action") == 1
@@ -105,6 +107,7 @@ def test_a_suppression_prevents_the_alarm_then_expires_and_the_asset_rearms(
         "refusals counted",
     )
     assert metric(mon, "plantwatch_control_requests_total", result="unknown_asset") == 1
+    wait_until(lambda: metric(mon, "plantwatch_control_requests_total", result="expired") == 1, 10, "late refused")
     assert metric(mon, "plantwatch_control_requests_total", result="overlapping") == 1
     assert metric(mon, "plantwatch_control_requests_total", result="accepted") == 1
     assert metric(mon, "plantwatch_suppressed", asset="boiler") == 1
@@ -123,7 +126,14 @@ def test_a_suppression_prevents_the_alarm_then_expires_and_the_asset_rearms(
     events = [e for e in mon.events() if e["event"] in ("control_accepted", "control_refused")]
     accepted = next(e for e in events if e["event"] == "control_accepted")
     assert accepted["user"] == "anonymous" and accepted["reason"] == "valve swap" and accepted["by"]
-    assert {e["result"] for e in events} == {"accepted", "unknown_asset", "overlapping", "malformed", "bad_action"}
+    assert {e["result"] for e in events} == {
+        "accepted",
+        "unknown_asset",
+        "overlapping",
+        "malformed",
+        "bad_action",
+        "expired",
+    }
 
 
 def test_a_suppression_survives_a_restart_and_unsuppress_ends_it(
