@@ -384,7 +384,7 @@ class Worker(threading.Thread):
         by_id = self._by_id
         for i in np.flatnonzero(off).tolist():
             t, r = float(ts[i]), float(received[i])
-            side = f"{t - r:+.0f} s from our clock; skew={self.skew:g} s" + (
+            side = f"{t - r:+.6g} s from our clock; skew={self.skew:g} s" + (
                 f", max_age={self.max_age:g} s" if self.max_age > 0 else ""
             )
             rejects.append(("ts_out_of_range", f"ts {t!r}: {side}", by_id[int(arr[i, 0])].name))
