@@ -13,7 +13,7 @@ read the file, overlay the environment, overlay the flags, then
 >>> parse({"brokr": {}, "models": {"default": "m/"}})  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-monitor.errors.ConfigError: brokr: unknown key (known: instance, prefix, assets, max_assets, broker, ...)
+monitor.errors.ConfigError: brokr: unknown key (known: instance, prefix, assets, max_assets, ...)
 
 Every mistake of a file is reported at once, each with its key:
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -113,12 +114,18 @@ def test_training_on_a_long_history_never_builds_all_its_windows() -> None:
     """Fitting (early-stopping and fixed-epoch) and scoring 250,000 rows in windows of 64 x 8 sensors: the
     window matrix would be 512 MB; the process grows by far less (a batch, the validation sample, a scoring
     chunk, and the scores themselves: 32 MB)."""
-    proc = subprocess.run([sys.executable, "-c", MEMORY_PROBE], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    # One malloc arena per thread kind: under CPU contention glibc opens more arenas and the growth doubles
+    # (80 MB alone, 237 MB once in a busy full run), which says nothing about windows being materialised.
+    env = {**os.environ, "MALLOC_ARENA_MAX": "2"}
+    proc = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     fitted, scored, rows = proc.stdout.splitlines()[-1].split()
     assert int(rows) == 249_000
-    assert float(fitted) < 150, f"fitting grew the process by {float(fitted):.0f} MB"
-    assert float(scored) < 300, f"fitting and scoring grew the process by {float(scored):.0f} MB"
+    # materialised windows grew it by +610 MB and unchunked scoring by +1515 MB: the bounds still catch both
+    assert float(fitted) < 300, f"fitting grew the process by {float(fitted):.0f} MB"
+    assert float(scored) < 450, f"fitting and scoring grew the process by {float(scored):.0f} MB"
 
 
 def test_a_time_budget_ends_the_fit_and_says_so() -> None:
