@@ -111,6 +111,7 @@ class HttpServer:
         self._pool = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="plantwatch-http-work")
         self._thread = threading.Thread(target=self._run, name="plantwatch-http", daemon=True)
         self._started = threading.Event()
+        self._failed: str | None = None
 
     @property
     def port(self) -> int:
@@ -120,6 +121,9 @@ class HttpServer:
         self.registry.register(self._collector)
         self._thread.start()
         self._started.wait(10)
+        if self._failed is not None:
+            self.stop()
+            raise ConfigError(f"metrics: cannot serve HTTP: {self._failed}")
         scheme = "https" if self.web.tls is not None else "http"
         log.info("http_listening", address=f"{self._sock.getsockname()[0]!s}:{self.port}", scheme=scheme,
                  basic_auth=bool(self.web.users))  # fmt: skip
@@ -128,8 +132,10 @@ class HttpServer:
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
-        else:
+        else:  # never started (or failed to): nothing else will close these
             self._sock.close()
+            if not self._loop.is_closed():
+                self._loop.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         with contextlib.suppress(KeyError):  # not registered: never started
             self.registry.unregister(self._collector)
@@ -139,8 +145,15 @@ class HttpServer:
     def _run(self) -> None:
         loop = self._loop
         asyncio.set_event_loop(loop)
-        server = loop.run_until_complete(asyncio.start_server(self._serve, sock=self._sock, limit=MAX_HEADER_BYTES))
-        self._started.set()
+        try:
+            server = loop.run_until_complete(asyncio.start_server(self._serve, sock=self._sock, limit=MAX_HEADER_BYTES))
+        except Exception as exc:  # said by start(), in the caller's thread
+            self._failed = str(exc) or type(exc).__name__
+            loop.close()
+            self._sock.close()
+            return
+        finally:
+            self._started.set()
         try:
             loop.run_forever()
         finally:

@@ -223,3 +223,21 @@ def test_check_config_reads_the_web_config_file_next_to_the_config(
     assert cli.main(["check-config", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert f"web_config_file {tmp_path / 'web.yml'}: basic_auth_users.prometheus: must be a bcrypt hash" in err
+
+
+def test_a_server_stopped_without_starting_leaves_nothing_open() -> None:
+    """The monitor stops its HTTP server when a later start-up step fails; nothing may be left to the GC."""
+    import gc
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        s = HttpServer("127.0.0.1", 0, registry(), lambda: [], lambda: [])
+        port = s.port
+        s.stop()
+        del s
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+    with socket.socket() as again:
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("127.0.0.1", port))  # the port is free again
