@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from monitor import csvio, logs  # noqa: E402
 from monitor.detector import Detector, TrainSettings, single_thread, train_table  # noqa: E402
+from monitor.detector.coverage import FEW_STRETCHES  # noqa: E402
 
 PERIOD = 60.0  # seconds between samples of the generated processes (1440 rows a day)
 TEP_PERIOD = 180.0
@@ -155,7 +156,8 @@ def plantwatch(hist: np.ndarray, new: np.ndarray, period: float, seed: int, ts: 
         rate=float(r.anomaly.mean()),
         per_day=n_ep / days,
         episodes=n_ep,
-        supported=str(promise.get("support", "-")),
+        supported=str(promise.get("support", "-"))
+        + (" / uniform" if promise.get("stretches", 1e9) < FEW_STRETCHES else ""),
         seconds=secs,
     )
 

@@ -14,7 +14,7 @@ import numpy as np
 from .. import config, csvio, history_options, logs, outputs
 from ..detector import Detector, DetectorSettings, StreamResult, ValueBounds, load_model, single_thread
 from ..errors import InputError
-from .score_report import EpisodeLog, OutsideLog, PlotData, check_plot
+from .score_report import EpisodeLog, OutsideLog, PlotData, check_plot, promise_line
 
 log = logs.get("score")
 
@@ -55,7 +55,7 @@ def score_command(args: argparse.Namespace) -> int:
     single_thread()
     tmp = out.with_name(f".{out.name}.tmp")
     state = detector.new_stream()
-    rows = scored = 0
+    rows = scored = alarm_rows = 0
     skipped = _Skipped(detector, bounds)
     episodes, outside = EpisodeLog(), OutsideLog(detector)
     drawn = PlotData() if plot else None
@@ -79,6 +79,7 @@ def score_command(args: argparse.Namespace) -> int:
                 res = detector.score(state, values, index)  # times are file rows: episodes name them
                 _write_rows(f, detector, chunk.timestamps, res, keep, len(chunk.values))
                 episodes.add(rows, len(chunk.values), chunk.timestamps, res)
+                alarm_rows += int(res.anomaly.sum())
                 outside.add(values, res)
                 if drawn is not None:
                     drawn.add(index, res)
@@ -106,7 +107,8 @@ def score_command(args: argparse.Namespace) -> int:
         f"scored {scored} rows of {layout.path} into {out}: {n} alarm(s)" + (":" if n else ""),
         file=sys.stderr,
     )
-    for line in [*episodes.lines(), skipped.summary(), outside.line(scored)]:
+    promised = promise_line(detector, scored, alarm_rows, n)
+    for line in [*episodes.lines(), promised, skipped.summary(), outside.line(scored)]:
         if line:
             print(line, file=sys.stderr)
     if gaps is not None and gaps.summary():

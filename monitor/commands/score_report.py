@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import csvio
-from ..detector import FAR_SIGMA, Detector, Episode, StreamResult
+from ..detector import FAR_SIGMA, Detector, Episode, StreamResult, promise_of
 from ..errors import InputError
 
 #: episodes listed in full; the rest are counted (the scores CSV has them all)
@@ -89,6 +89,22 @@ class EpisodeLog:
         if more > 0:
             out.append(f"  ... and {more} more (the anomaly column of the scores CSV has them all)")
         return out
+
+
+def promise_line(detector: Detector, rows: int, alarm_rows: int, episodes: int) -> str | None:
+    """This file's false-alarm figures beside what training promised (models from before promises: none).
+
+    Meaningful on normal operation only: on a file with faults the alarms are the point."""
+    promise = promise_of(detector.calib)
+    period = detector.manifest.get("sample_period")
+    if promise is None or not isinstance(period, (int, float)) or period <= 0 or rows == 0:
+        return None
+    days = rows * float(period) / 86400.0
+    return (
+        f"alarms against the promise: {episodes} episode(s) in {rows} samples ({episodes / days:.3g} per day), "
+        f"{100 * alarm_rows / rows:.3g} % of samples in alarm; trained to expect about "
+        f"{promise.episodes_per_day:.3g} per day and {100 * promise.row_rate:.3g} % on normal operation"
+    )
 
 
 def _where(r: _Row) -> str:

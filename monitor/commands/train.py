@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from .. import columns, history_options, labels, outputs
-from ..detector import Budget, TrainSettings, read_manifest, resolve_device, train_table
+from ..detector import Budget, TrainSettings, describe, promise_of, read_manifest, resolve_device, train_table
 from ..errors import InputError
 
 
@@ -62,10 +62,12 @@ def train_command(args: argparse.Namespace) -> int:
     det = train_table(table, ts, out, force=args.force)
     print(
         f"model written to {out}: {det.n_sensors} sensors, window {det.window}, "
-        f"threshold {det.calib.threshold:.3f} for a false-alarm rate of {det.calib.target_rate:g}, "
-        f"trained in {time.perf_counter() - started:.1f}s",
+        f"threshold {det.calib.threshold:.3f}, trained in {time.perf_counter() - started:.1f}s",
         file=sys.stderr,
     )
+    promise = promise_of(det.calib)
+    for line in describe(promise) if promise is not None else []:
+        print(line, file=sys.stderr)
     training = read_manifest(out)["training"]
     if training.get("stopped_by_budget"):
         print(

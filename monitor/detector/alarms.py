@@ -109,6 +109,15 @@ class AlarmLogic:
         self.active, self.above, self.below, self.episode = active, above, below, episode
         self.run_start, self.run_peak = run_start, run_peak
 
+    def clear(self, ts: float) -> Transition | None:
+        """End a running alarm now (an operator accepted the state it alarms on); counts start afresh."""
+        ep, self.episode = self.episode, None
+        self.active, self.above, self.below = False, 0, 0
+        if ep is None:
+            return None
+        ep.end = ts
+        return Transition("cleared", ep)
+
     def step(self, ts: float, score: float, threshold: float, top: tuple[str, ...] | None) -> Transition | None:
         """Advance one sample; returns the raise/clear transition it caused, if any."""
         if not self.active:

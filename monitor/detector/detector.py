@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from .alarms import AlarmLogic, AlarmSettings, Transition
+from .baseline import ACCEPT_ROWS, Baseline
 from .model import DenoisingAE, Scaler
-from .scoring import Calibration, combine, initial_state, raw_components, smooth, top_k
+from .scoring import Calibration, combine, initial_state, raw_components, saturate, smooth, top_k
 from .threshold import METHODS, Bounds, QuantileThreshold, SpotThreshold, StaticThreshold, Threshold
 from .value_bounds import Z_LIMIT, TrainingRange, ValueBounds
 from .windows import stream_windows
@@ -79,6 +80,7 @@ class StreamState:
     #: set by the caller (a maintenance window): rows are scored, but raise no alarm and teach the threshold
     #: nothing; run-time only, not part of :meth:`to_state`
     muted: bool = False
+    baseline: Baseline = field(default_factory=Baseline)  # an operating point the operator accepted
 
     def to_state(self) -> dict[str, Any]:
         """A copy of the stream as numbers, lists and float arrays, for a checkpoint.
@@ -96,6 +98,7 @@ class StreamState:
             "shift": None if self.shift is None else self.shift.copy(),
             "threshold": self.threshold.to_state(),
             "alarm": self.alarm.to_state(),
+            "baseline": self.baseline.to_state(),
         }
 
 
@@ -145,8 +148,9 @@ class Detector:
         if s.threshold_method == "static":
             return StaticThreshold(c.threshold)
         if s.threshold_method == "spot":
-            rate = max(len(c.spot_peaks) / max(c.oof_rows, 1), 1e-4)
-            return SpotThreshold(c.threshold, c.spot_level, c.spot_peaks, c.target_rate, rate, s.bounds)
+            rate = c.spot_rate or max(len(c.spot_peaks) / max(c.oof_rows, 1), 1e-4)
+            risk = c.spot_risk or c.target_rate
+            return SpotThreshold(c.threshold, c.spot_level, c.spot_peaks, risk, rate, s.bounds)
         return QuantileThreshold(c.threshold, max(c.reference, 1e-9), bounds=s.bounds)
 
     def new_stream(self) -> StreamState:
@@ -171,10 +175,23 @@ class Detector:
         st.threshold.load_state(_table(state, "threshold"))
         st.alarm.load_state(_table(state, "alarm"))
         st.rows, st.quiet = rows, quiet
+        if state.get("baseline") is not None:  # states saved before accepted operating points have none
+            st.baseline.load_state(_table(state, "baseline"), d)
         if rows:
             st.history = _array(state, "history", (self.window - 1, d), np.float32)  # standardised, edge-padded
             st.energy, st.shift = _array(state, "energy", (d,)), _array(state, "shift", (d,))
         return st
+
+    def accept(self, state: StreamState, rows: int = ACCEPT_ROWS, ts: float | None = None) -> Transition | None:
+        """The operator accepts where the stream runs now as its new normal (see :mod:`.baseline`).
+
+        A running alarm clears at once (the transition is returned for the
+        caller to publish); the next ``rows`` samples are learned without
+        alarms, and the score then measures departures from them.
+        """
+        tr = state.alarm.clear(float(state.rows) if ts is None else ts)
+        state.baseline.accept(self.n_sensors, rows)
+        return tr
 
     def score(self, state: StreamState, values: np.ndarray, ts: np.ndarray | None = None) -> StreamResult:
         return self.score_many([(state, values, ts)])[0]
@@ -202,24 +219,22 @@ class Detector:
         energy, shift = raw_components(self.model, windows, self.n_sensors, seen if seen.min() < self.window else None)
         c = self.calib
         e0, s0 = initial_state(self.n_sensors)
-        sm = smooth(
-            energy,
-            shift,
-            c.resid_scale,
-            c.alpha,
-            np.stack([e0 if st.energy is None else st.energy for st in states]),
-            np.stack([s0 if st.shift is None else st.shift for st in states]),
-            ns,
-        )
+        prev_e = [e0 if st.energy is None else st.energy for st in states]
+        prev_s = [s0 if st.shift is None else st.shift for st in states]
+        learned, seg_sizes, last = [0] * len(states), list(ns), list(range(len(states)))
+        if any(st.baseline.offset is not None or st.baseline.learning for st in states):
+            learned, seg_sizes, prev_e, prev_s, last = _accepted(states, ns, energy, shift, prev_e, prev_s)
+        saturate(energy, shift, c)
+        sm = smooth(energy, shift, c.resid_scale, c.alpha, np.stack(prev_e), np.stack(prev_s), seg_sizes)
         for i, st in enumerate(states):
-            st.history, st.energy, st.shift = tails[i], sm.last_energy[i], sm.last_shift[i]
+            st.history, st.energy, st.shift = tails[i], sm.last_energy[last[i]], sm.last_shift[last[i]]
         score, contrib = combine(sm, c.shift_scale, c.energy_norm, c.shift_norm)
         top, outside = self._attribute(contrib, self.training_distance(x, z))
         out: list[StreamResult | None] = [None] * len(items)
         start = 0
-        for k in active:
+        for i, k in enumerate(active):
             sl = slice(start, start + sizes[k])
-            r = self._decide(items[k][0], score[sl], contrib[sl], top[sl], items[k][2])
+            r = self._decide(items[k][0], score[sl], contrib[sl], top[sl], items[k][2], learned[i])
             if outside is not None and outside[sl].any():
                 r.outside = outside[sl]
             out[k] = r
@@ -278,9 +293,16 @@ class Detector:
         )
 
     def _decide(
-        self, state: StreamState, score: np.ndarray, contrib: np.ndarray, top: np.ndarray, ts: np.ndarray | None
+        self,
+        state: StreamState,
+        score: np.ndarray,
+        contrib: np.ndarray,
+        top: np.ndarray,
+        ts: np.ndarray | None,
+        learning: int = 0,
     ) -> StreamResult:
-        """Threshold and alarm logic, row by row: each row's threshold depends on the rows before."""
+        """Threshold and alarm logic, row by row: each row's threshold depends on the rows before.
+        The first ``learning`` rows are an accepted operating point being learned: no alarm, no learning."""
         n = len(score)
         times = ts if ts is not None else np.arange(state.rows, state.rows + n, dtype=np.float64)
         thresholds = np.empty(n)
@@ -297,6 +319,9 @@ class Detector:
         for i, s in enumerate(score.tolist()):
             t = th.value
             thresholds[i] = t
+            if i < learning:
+                state.quiet = 0
+                continue
             hot = s > t
             tr = al.step(float(times[i]), s, t, tuple(names[j] for j in top[i]) if hot and not al.active else None)
             if tr is not None:
@@ -331,3 +356,42 @@ def _array(state: Mapping[str, Any], key: str, shape: tuple[int, ...], dtype: ty
         got = "nothing" if a is None else f"shape {a.shape}"
         raise ValueError(f"stream state {key!r} must be finite numbers of shape {shape} for this model, got {got}")
     return a
+
+
+def _accepted(
+    states: Sequence[StreamState],
+    ns: Sequence[int],
+    energy: np.ndarray,
+    shift: np.ndarray,
+    prev_e: list[np.ndarray],
+    prev_s: list[np.ndarray],
+) -> tuple[list[int], list[int], list[np.ndarray], list[np.ndarray], list[int]]:
+    """Accepted operating points applied to each stream's rows (in place): per stream the rows learned,
+    and the smoothing segments (a stream whose accepted offset starts in this batch restarts its
+    smoothing there from the normal expectation, as a new stream would)."""
+    e0, s0 = initial_state(energy.shape[1])
+    learned: list[int] = []
+    sizes: list[int] = []
+    pe: list[np.ndarray] = []
+    ps: list[np.ndarray] = []
+    last: list[int] = []
+    start = 0
+    for i, st in enumerate(states):
+        sl = slice(start, start + ns[i])
+        k, restart = (
+            st.baseline.apply(energy[sl], shift[sl])
+            if st.baseline.offset is not None or st.baseline.learning
+            else (0, -1)
+        )
+        learned.append(k)
+        if restart >= 0:
+            sizes += [restart, ns[i] - restart]
+            pe += [prev_e[i], e0]
+            ps += [prev_s[i], s0]
+        else:
+            sizes.append(ns[i])
+            pe.append(prev_e[i])
+            ps.append(prev_s[i])
+        last.append(len(sizes) - 1)
+        start += ns[i]
+    return learned, sizes, pe, ps, last

@@ -17,6 +17,7 @@ are kept for attribution (which sensors drive an alarm).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -38,13 +39,16 @@ class Calibration:
     energy_norm: float  # normal high quantile of the smoothed energy
     shift_norm: float  # normal high quantile of the worst scaled shift
     alpha: float  # EWMA smoothing factor of the score
-    threshold: float  # calibrated threshold for target_rate
-    target_rate: float  # fraction of normal samples allowed above threshold
+    threshold: float  # calibrated threshold (see promise)
+    target_rate: float  # expected share of normal samples in alarm
     reference: float  # 0.9 quantile of normal scores (rolling quantile)
     spot_level: float  # 0.98 quantile of normal scores (SPOT peaks level)
     spot_peaks: list[float] = field(default_factory=list)
     oof_rows: int = 0
-    oof_exceed_rate: float = 0.0  # fraction of OOF scores above threshold (should ~ target)
+    oof_exceed_rate: float = 0.0  # fraction of OOF samples in alarm at the threshold
+    spot_risk: float = 0.0  # SPOT's risk reproducing the threshold on calibration data (0: target_rate)
+    spot_rate: float = 0.0  # share of calibration scores above spot_level (0: from spot_peaks)
+    promise: dict[str, Any] = field(default_factory=dict)  # what train promised (see promise.Promise)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -134,6 +138,38 @@ def smooth(
     se, le = ewma(e, alpha, prev_energy, sizes)
     ss, ls = ewma(s, alpha, prev_shift, sizes)
     return Smoothed(se, ss, le, ls)
+
+
+#: the score saturates at this multiple of the calibrated threshold (see :func:`saturate`)
+SATURATION = 100.0
+
+
+def saturate(energy: np.ndarray, shift: np.ndarray, calib: Calibration) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row residual components clipped (in place) so no row can push the score past
+    :data:`SATURATION` x the threshold.
+
+    An alarm must end once the process is back to normal, within a time that
+    does not depend on how large the fault was. The smoothed score forgets at
+    a rate of ``1 - alpha`` per sample, so a score of 1e12 (a sensor reading
+    1e6 standard deviations off) would keep the alarm for 200 samples after
+    the fault, one of 100 x the threshold for ``ln(100 / deadband) / -ln(1 - alpha)``
+    (37 at the default alpha). Scores that far above the threshold raise the
+    same alarm, so nothing is lost by the clip.
+    """
+    cap = SATURATION * calib.threshold
+    scale2 = calib.resid_scale * calib.resid_scale
+    np.minimum(energy, cap * calib.energy_norm * scale2, out=energy)
+    limit = cap * calib.shift_norm * calib.shift_scale * calib.resid_scale
+    np.clip(shift, -limit, limit, out=shift)
+    return energy, shift
+
+
+def clear_within(calib: Calibration, window: int, off_delay: int, deadband: float) -> int:
+    """Samples after the last abnormal row by which an alarm has cleared, if the rows after it are normal:
+    the window still holding abnormal rows, the smoothed score falling from saturation to the clear level,
+    then the off-delay. Normal rows are taken to score below half the threshold."""
+    decay = math.log(SATURATION / (deadband - 0.5)) / -math.log(1.0 - calib.alpha)
+    return int(window - 1 + math.ceil(decay) + off_delay)
 
 
 def initial_state(n_sensors: int) -> tuple[np.ndarray, np.ndarray]:

@@ -47,9 +47,9 @@ def _check_method(state: Mapping[str, Any], method: str) -> None:
 class Bounds:
     """How far and how fast a rolling threshold may move from its calibrated value."""
 
-    # The calibrated value comes from out-of-fold scores, which run higher than the
-    # deployed model's scores on the same plant: it is already the low end, so by
-    # default thresholds only rise (a plant noisier than its history), never sink.
+    # The calibrated value is what the promise is made for: by default a threshold
+    # only rises (a plant noisier than its history raises fewer alarms than
+    # promised, not more), never sinks below it.
     low: float = 1.0
     high: float = 1.5
     step: float = 0.002  # fraction of the reference per learned sample

@@ -10,11 +10,14 @@ import torch
 from .. import __version__, csvio, logs
 from ..errors import InputError
 from .alarms import AlarmSettings
-from .calibration import CalibrationOptions, calibrate_and_fit, min_rows
+from .calibration import CalibrationOptions, calibrate_and_fit, min_rows, planned_fits
+from .coverage import stretches
 from .detector import Detector, DetectorSettings
 from .fit import Budget, FitOptions, Progress, resolve_device
 from .model import DAEConfig, Scaler, single_thread
 from .model_folder import fingerprint, save
+from .promise import Target
+from .scoring import clear_within
 from .value_bounds import TrainingRange
 
 log = logs.get("train")
@@ -63,18 +66,24 @@ def detector_settings(ts: TrainSettings) -> DetectorSettings:
         raise InputError(str(exc)) from None
 
 
-def target_rate(ts: TrainSettings, period: float) -> float:
+def target(ts: TrainSettings, period: float) -> Target:
+    """The operator's target: alarm episodes per day (--false-alarms-per-day) or a share of samples in alarm."""
     if ts.false_alarm_rate is not None and ts.false_alarms_per_day is not None:
         raise InputError("give either --false-alarm-rate or --false-alarms-per-day, not both")
+    if not period > 0:
+        raise InputError(f"sample period {period:g} s must be > 0")
     if ts.false_alarms_per_day is not None:
-        if ts.false_alarms_per_day <= 0:
-            raise InputError("--false-alarms-per-day must be > 0")
-        rate = ts.false_alarms_per_day * period / 86400.0
-    else:
-        rate = 0.005 if ts.false_alarm_rate is None else ts.false_alarm_rate
+        per_day = ts.false_alarms_per_day
+        if not 0 < per_day < 0.1 * 86400.0 / period:
+            raise InputError(
+                f"--false-alarms-per-day must be > 0 and below {0.1 * 86400.0 / period:g} "
+                f"(one alarm every 10 samples at a {period:g} s sample period)"
+            )
+        return Target("episodes_per_day", float(per_day), float(period))
+    rate = 0.005 if ts.false_alarm_rate is None else ts.false_alarm_rate
     if not 0 < rate < 0.5:
         raise InputError(f"target false-alarm rate {rate:g} must be in (0, 0.5)")
-    return float(rate)
+    return Target("rate", float(rate), float(period))
 
 
 def _check(table: csvio.Table, ts: TrainSettings) -> None:
@@ -105,7 +114,7 @@ def train_table(table: csvio.Table, ts: TrainSettings, out: Path, force: bool = 
     check_out(out, force)
     _check(table, ts)
     period = ts.sample_period or csvio.sample_period(table.timestamps)
-    rate = target_rate(ts, period)
+    goal = target(ts, period)
     settings = detector_settings(ts)
     scaler = Scaler.fit(table.values)
     if scaler.constant.all():
@@ -114,10 +123,10 @@ def train_table(table: csvio.Table, ts: TrainSettings, out: Path, force: bool = 
         log.warning("constant_sensors_ignored", sensors=[s for s, c in zip(table.sensors, scaler.constant) if c])
     z = scaler.transform(table.values)
     cfg = architecture(len(table.sensors), ts.window)
-    budget = Budget(ts.max_seconds, fits=ts.folds + 1)  # the fold models and the deployed one share it
+    budget = Budget(ts.max_seconds, fits=planned_fits(len(z), ts.folds))  # the fold models share it
     device = resolve_device(ts.device)
     opts = FitOptions(max_epochs=ts.max_epochs, noise=ts.noise, mask=ts.mask, device=device.type, budget=budget)
-    copts = CalibrationOptions(folds=ts.folds, target_rate=rate)
+    copts = CalibrationOptions(folds=ts.folds, target=goal, alarm=settings.alarm)
     single_thread()
     log.info(
         "training_started",
@@ -126,7 +135,7 @@ def train_table(table: csvio.Table, ts: TrainSettings, out: Path, force: bool = 
         sensors=len(table.sensors),
         window=ts.window,
         folds=ts.folds,
-        target_rate=rate,
+        target=f"{goal.value:g} {'of samples' if goal.kind == 'rate' else 'episodes per day'}",
         device=device.type,
         max_seconds=ts.max_seconds,
     )
@@ -135,6 +144,14 @@ def train_table(table: csvio.Table, ts: TrainSettings, out: Path, force: bool = 
         model, calib, report = calibrate_and_fit(z, cfg, opts, ts.seed, copts, progress=progress, stage=progress.stage)
     finally:
         progress.close()
+    # how much of the process's slow wander the history spans: the promise holds only for states it has seen
+    spans = stretches(z)
+    al = settings.alarm
+    calib.promise.update(
+        stretches=round(spans, 1),
+        slow_samples=round(len(z) / spans, 1),
+        clears_within=clear_within(calib, ts.window, al.off_delay, al.deadband),
+    )
     # the training range goes into the manifest: the default plausible bounds of every sensor come from it
     detector = Detector(model, scaler, calib, table.sensors, settings, training_range=TrainingRange.of(table.values))
     extra = {
@@ -148,6 +165,8 @@ def train_table(table: csvio.Table, ts: TrainSettings, out: Path, force: bool = 
             "max_epochs": opts.max_epochs,
             "best_epochs": report.best_epochs,
             "final_epochs": report.final_epochs,
+            "fits": report.fits,
+            "deployed_model_rows": report.deployed_rows,
             "noise": opts.noise,
             "mask": opts.mask,
             "seconds": round(report.seconds, 2),
@@ -166,7 +185,10 @@ def train_table(table: csvio.Table, ts: TrainSettings, out: Path, force: bool = 
         path=str(out),
         seconds=round(report.seconds, 1),
         threshold=round(calib.threshold, 4),
-        oof_exceed_rate=round(calib.oof_exceed_rate, 4),
+        oof_alarm_rate=round(calib.oof_exceed_rate, 4),
+        promised_rate=round(calib.target_rate, 5),
+        promised_episodes_per_day=round(float(calib.promise["episodes_per_day"]), 3),
+        support=calib.promise["support"],
         epochs=report.final_epochs,
     )
     return detector

@@ -239,12 +239,13 @@ def test_train_names_its_sensors_warns_about_label_like_columns_and_exclude_leav
     proc = _run("train", "--data", str(data), "--out", str(tmp_path / "all"), *TRAIN)
     assert proc.returncode == 0, proc.stderr
     assert f"training on 9 sensor(s) of {data}: " in proc.stderr
+    assert "\npromise: expect about " in proc.stderr and "% of samples flagged on normal operation" in proc.stderr
     warned = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning: column")]
     assert [w.split("'")[1] for w in warned] == ["anomaly", "changepoint", "row_id"]
     assert "only 0 and 1" in warned[0] and "increasing whole numbers" in warned[2]
     proc = _run("train", "--data", str(data), "--out", str(tmp_path / "m"), "--exclude", "anomaly,changepoint",
                 "--exclude", "row_*", *TRAIN)  # fmt: skip
-    assert proc.returncode == 0 and "warning" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0 and "warning: column" not in proc.stderr, proc.stderr
     assert list(artefact.load(tmp_path / "m").sensors) == SENSORS
     scores = ["score", "--model", str(tmp_path / "m"), "--data", str(data), "--out", str(tmp_path / "s.csv")]
     _one_error_line(_run(*scores), "not in training anomaly, changepoint, row_id (--exclude them)")
@@ -328,6 +329,7 @@ def test_score_lists_the_alarm_episodes_and_plots_them(tiny_model: Path, tmp_pat
     assert n >= 2 and all("peak" in e and "top:" in e for e in episodes)
     assert any(e.split()[0] >= "2026-01-01T00:01:40Z" and "s2" in e for e in episodes)
     assert any(e.split()[0] >= "2026-01-01T00:04:10Z" and "s3" in e for e in episodes)
+    assert f"alarms against the promise: {n} episode(s) in 400 samples" in lines[head + 1 + n]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"plot written to {png}" in proc.stderr
 
 

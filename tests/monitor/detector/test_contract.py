@@ -100,7 +100,7 @@ def test_never_learns_from_a_flagged_sample(detector: Detector) -> None:
     x = history(900, seed=45)
     x[300:, 2] += 12.0  # a fault that persists to the end
     res = detector.score(detector.new_stream(), x)
-    alarm = np.flatnonzero(res.anomaly)
+    alarm = np.flatnonzero(res.anomaly[300:]) + 300  # a false alarm before the fault may come and go
     assert len(alarm) > 500
     during = res.threshold[alarm[0] :]
     assert np.ptp(during) == 0.0

@@ -1,0 +1,157 @@
+"""The false-alarm promise of training holds on new normal data (issue 12 item 1)."""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from monitor import csvio
+from monitor.detector import AlarmLogic, Detector, TrainSettings, read_manifest, train_table
+from monitor.detector.calibration import LONG_HISTORY, promise_of
+from monitor.detector.coverage import FEW_STRETCHES, stretches
+from monitor.detector.episodes import episodes
+from monitor.detector.promise import Target, choose, describe
+from monitor.detector.scoring import Calibration
+
+
+def _smoothed_noise(rng: np.random.Generator, n: int) -> np.ndarray:
+    """A score-like series: a moving average of squared Gaussian noise (autocorrelated, light tail)."""
+    e = (rng.normal(0, 1, (n + 7, 4)) ** 2).mean(axis=1)
+    return np.convolve(e, np.ones(8) / 8, "valid")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_episodes_are_the_alarm_logic_s(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    s = _smoothed_noise(rng, 3000)
+    on, off, band = int(rng.integers(1, 6)), int(rng.integers(1, 6)), float(rng.uniform(0.8, 1.0))
+    th = float(np.quantile(s, 0.95))
+    logic = AlarmLogic(on_delay=on, off_delay=off, deadband=band)
+    raised, active = [], 0
+    for i, v in enumerate(s.tolist()):
+        tr = logic.step(float(i), v, th, None)
+        if tr is not None and tr.kind == "raised":
+            raised.append(i)
+        active += logic.active
+    ep = episodes(s, th, on, off, band)
+    assert len(raised) > 5
+    assert ep.starts.tolist() == raised and ep.rows == active
+
+
+@pytest.mark.parametrize("target", [Target("rate", 0.005, 60.0), Target("episodes_per_day", 2.0, 60.0)])
+def test_a_threshold_chosen_on_a_long_history_keeps_its_promise_on_new_data(target: Target) -> None:
+    rng = np.random.default_rng(3)
+    p = choose(_smoothed_noise(rng, 20_000), target, on_delay=5, off_delay=3, deadband=0.95)
+    new = _smoothed_noise(rng, 200_000)
+    got = episodes(new, p.threshold, 5, 3, 0.95)
+    per_day = got.count / (len(new) * 60.0 / 86400.0)
+    assert p.support == "ok"
+    assert 0.5 <= (got.rows / len(new)) / p.row_rate <= 2.0
+    assert 0.5 <= per_day / p.episodes_per_day <= 2.0
+    promised = p.row_rate if target.kind == "rate" else p.episodes_per_day
+    assert promised == pytest.approx(target.value)
+
+
+def test_a_short_history_says_what_it_can_promise() -> None:
+    rng = np.random.default_rng(4)
+    p = choose(_smoothed_noise(rng, 600), Target("rate", 0.001, 60.0), on_delay=5, off_delay=3, deadband=0.95)
+    assert p.support == "short" and p.method == "tail"
+    assert p.upper_episodes_per_day > p.episodes_per_day
+    assert p.supported_episodes_per_day > p.episodes_per_day
+    lines = describe(p)
+    assert lines[0].startswith("promise: expect about ") and "% of samples flagged on normal operation" in lines[0]
+    assert lines[1].startswith("warning: the history is too short") and "--false-alarms-per-day" in lines[1]
+
+
+def _low_rank(rng: np.random.Generator, mix: np.ndarray, n: int) -> np.ndarray:
+    return rng.normal(0, 1, (n, mix.shape[1])) @ mix.T + 0.3 * rng.normal(0, 1, (n, mix.shape[0]))
+
+
+def _train(x: np.ndarray, ts: TrainSettings) -> Detector:
+    table = csvio.Table(Path("history.csv"), "time", None, [f"s{j}" for j in range(x.shape[1])], x)
+    with tempfile.TemporaryDirectory(prefix="pw-promise-") as tmp:
+        return train_table(table, ts, Path(tmp) / "model")
+
+
+def test_trained_promise_holds_on_new_data_of_a_stationary_process() -> None:
+    """Through the training pipeline: 4,000 rows of a stationary 6-sensor process with two latent factors,
+    then 20,000 new rows of it. On main before the promise this raised ~30x its target."""
+    rng = np.random.default_rng(0)
+    mix = rng.normal(0, 1, (6, 2))
+    x = _low_rank(rng, mix, 24_000)
+    det = _train(x[:4000], TrainSettings(seed=0, window=4, folds=3, max_epochs=10, false_alarm_rate=0.01))
+    p = promise_of(det.calib)
+    assert p is not None and p.support == "ok"
+    res = det.score(det.new_stream(), x[4000:])
+    raised = sum(1 for _, tr in res.transitions if tr.kind == "raised")
+    per_day = raised / (20_000 * p.target["sample_period"] / 86400.0)  # type: ignore[operator]
+    assert 0.5 <= float(res.anomaly.mean()) / p.row_rate <= 2.0, (res.anomaly.mean(), p)
+    assert 0.5 <= per_day / p.episodes_per_day <= 2.0, (raised, p)
+
+
+def test_a_short_history_is_recorded_with_its_honest_promise() -> None:
+    rng = np.random.default_rng(1)
+    x = _low_rank(rng, rng.normal(0, 1, (5, 2)), 400)
+    det = _train(x, TrainSettings(seed=0, window=4, folds=2, max_epochs=5, false_alarms_per_day=1.0, sample_period=60))
+    p = promise_of(det.calib)
+    assert p is not None and p.support == "short"
+    assert p.target == {"kind": "episodes_per_day", "value": 1.0, "sample_period": 60.0}
+    assert p.episodes_per_day == pytest.approx(1.0) and p.upper_episodes_per_day > 1.0
+
+
+def test_a_history_spanning_few_stretches_of_its_slow_variation_is_called_too_uniform() -> None:
+    rng = np.random.default_rng(5)
+    slow = np.zeros(1000)
+    for t in range(1, 1000):
+        slow[t] = 0.995 * slow[t - 1] + rng.normal()
+    x = np.outer(slow, [1.0, -0.5, 0.8]) + 0.1 * rng.normal(0, 1, (1000, 3))
+    assert stretches(x) < FEW_STRETCHES < stretches(rng.normal(0, 1, (1000, 3)))
+    p = choose(_smoothed_noise(rng, 20_000), Target("rate", 0.01, 1.0), on_delay=5, off_delay=3, deadband=0.95)
+    assert not any("too uniform" in line for line in describe(p))
+    narrow = dataclasses.replace(p, stretches=stretches(x), slow_samples=1000 / stretches(x))
+    assert any(line.startswith("warning: the history may be too uniform") for line in describe(narrow))
+
+
+def test_the_deployed_model_never_saw_its_calibration_data_and_long_histories_take_one_fit(tmp_path: Path) -> None:
+    """The last block's model is deployed (fitted on the rows before it); a history too short to back the
+    target deploys a model fitted on all its rows instead (one fit more); from LONG_HISTORY rows on only the
+    last block's model is fitted: one fit, not K folds plus a refit."""
+    rng = np.random.default_rng(6)
+    mix = rng.normal(0, 1, (4, 2))
+    cases = ((6000, 0.05, "ok", 3, 4000), (300, 0.001, "short", 4, 300), (LONG_HISTORY, 0.05, "ok", 1, 13333))
+    for rows, rate, support, fits, deployed_rows in cases:
+        x = _low_rank(rng, mix, rows)
+        table = csvio.Table(Path("h.csv"), "time", None, [f"s{j}" for j in range(4)], x)
+        ts = TrainSettings(seed=0, window=3, folds=3, max_epochs=2, false_alarm_rate=rate)
+        train_table(table, ts, tmp_path / f"m{rows}")
+        manifest = read_manifest(tmp_path / f"m{rows}")
+        promise = manifest["calibration"]["promise"]
+        assert promise["support"] == support
+        assert promise["deployed"] == ("all rows" if support == "short" else "last fold")
+        assert manifest["training"]["fits"] == fits
+        assert manifest["training"]["deployed_model_rows"] == deployed_rows
+
+
+def test_a_model_calibrated_before_promises_still_loads_with_none() -> None:
+    """Model folders of the current format written before promises: the calibration reads with defaults,
+    the spot threshold starts from the target rate as before, and there is no promise to print."""
+    old = {
+        "resid_scale": [1.0, 2.0],
+        "shift_scale": [0.5, 0.5],
+        "energy_norm": 2.0,
+        "shift_norm": 3.0,
+        "alpha": 0.12,
+        "threshold": 1.1,
+        "target_rate": 0.005,
+        "reference": 0.7,
+        "spot_level": 0.9,
+        "spot_peaks": [0.1, 0.2],
+        "oof_rows": 500,
+        "oof_exceed_rate": 0.005,
+    }
+    calib = Calibration.from_dict(old)
+    assert calib.spot_risk == 0.0 and calib.promise == {} and promise_of(calib) is None
