@@ -179,7 +179,7 @@ def test_tls_and_basic_auth_from_an_exporter_web_config(certs: Path) -> None:
 
 
 def test_the_monitor_serves_https_with_basic_auth_from_metrics_web_config_file(
-    certs: Path, mosquitto: Any, model_dir: Path
+    certs: Path, mosquitto: Any, model_dir: Path, tmp_path: Path
 ) -> None:
     doc = {"broker": {"url": mosquitto.url}, "models": {"default": str(model_dir)},
            "metrics": {"port": 0, "web_config_file": str(certs / "web.yml")}}  # fmt: skip
@@ -190,6 +190,19 @@ def test_the_monitor_serves_https_with_basic_auth_from_metrics_web_config_file(
         assert get(mon.metrics_port, "/metrics", context=ctx)[0] == 401
         code, body, _ = get(mon.metrics_port, "/metrics", context=ctx, headers=basic("prometheus", PASSWORD))
         assert code == 200 and b"plantwatch_build_info" in body
+        # a reload (SIGHUP) re-reads the file: a changed password applies without a restart
+        rotated = tmp_path / "web.yml"
+        hashed = bcrypt.hashpw(b"rotated", bcrypt.gensalt(4)).decode()
+        rotated.write_text((certs / "web.yml").read_text().split("basic_auth_users:")[0].replace(
+            "server.", f"{certs}/server.") + f"basic_auth_users:\n  prometheus: {hashed}\n")  # fmt: skip
+        assert mon.reload(config.parse({**doc, "metrics": {"port": 0, "web_config_file": str(rotated)}}))
+        assert get(mon.metrics_port, "/metrics", context=ctx, headers=basic("prometheus", PASSWORD))[0] == 401
+        assert get(mon.metrics_port, "/metrics", context=ctx, headers=basic("prometheus", "rotated"))[0] == 200
+        (tmp_path / "broken.yml").write_text("basic_auth_users: [nope]\n")
+        assert not mon.reload(
+            config.parse({**doc, "metrics": {"port": 0, "web_config_file": str(tmp_path / "broken.yml")}})
+        )
+        assert get(mon.metrics_port, "/metrics", context=ctx, headers=basic("prometheus", "rotated"))[0] == 200
     finally:
         mon.stop()
 
