@@ -121,14 +121,15 @@ def _train(p: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="R",
-        help="target fraction of normal samples flagged (default: 0.005)",
+        help="target share of normal samples in alarm (default: 0.005); train prints what it promises",
     )
     p.add_argument(
         "--false-alarms-per-day",
         type=float,
         default=None,
         metavar="N",
-        help="target false alarms per day instead of a rate (needs the sample period)",
+        help="target false alarm episodes per day on normal operation, counted after the on/off delays, "
+        "instead of a share of samples (at the history's sample period, or --sample-period)",
     )
     p.add_argument(
         "--sample-period",
