@@ -188,7 +188,7 @@ def choose(
     excess = max(th - u0, 0.0)
     # false alarms per unit of log threshold near th: how a level error turns into a rate error
     steep = th / max(sigma + xi * excess, 1e-12)
-    level = math.exp(steep * level_sd)
+    level = math.exp(min(steep * level_sd, 30.0))  # finite: the manifest is JSON
     upper = kk * _survival(excess, xi, sigma * (1 + hi_c)) * (1 + hi_c)
     upper = max(upper, expect * (1 + hi_c), expect) * level**1.64
     min_want = kk / (2.0 / (1 + lo_c)) ** ((1 + lo_c) / lo_c) if method == "tail" else 0.0

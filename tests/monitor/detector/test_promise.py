@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
 from pathlib import Path
 
@@ -155,3 +156,12 @@ def test_a_model_calibrated_before_promises_still_loads_with_none() -> None:
     }
     calib = Calibration.from_dict(old)
     assert calib.spot_risk == 0.0 and calib.promise == {} and promise_of(calib) is None
+
+
+@pytest.mark.parametrize("scores", [np.ones(100), np.r_[np.zeros(50), 5.0], np.r_[np.ones(500), 1 + 1e-13]])
+def test_a_degenerate_history_still_gives_a_finite_promise_the_manifest_can_hold(scores: np.ndarray) -> None:
+    """Constant or near-constant scores and a wildly uncertain level: the promise is finite JSON
+    (the manifest is written with allow_nan=False) and says short."""
+    p = choose(scores, Target("rate", 0.005, 1.0), on_delay=5, off_delay=3, deadband=0.95, level_sd=1000.0)
+    json.dumps(p.to_dict(), allow_nan=False)
+    assert p.support == "short" and np.isfinite(p.threshold)
