@@ -147,7 +147,7 @@ def calibrate_and_fit(
         ratio = float(np.exp(np.mean(optimism))) * float(energy.mean())
         pooled = float(np.concatenate([e for e, _ in blocks]).mean())
         spread = float(np.std(optimism, ddof=1)) if len(optimism) > 1 else 0.0
-        calib = calibrate(blocks, copts, level=ratio / pooled, level_sd=spread)
+        calib = calibrate(blocks, copts, level=max(ratio, 1e-12) / max(pooled, 1e-12), level_sd=spread)
         model, report.deployed_rows, report.train_loss, report.final_epochs = final.model, n, final.train_loss, epochs
         report.fits += 1
     report.fits += len(chosen)
@@ -202,7 +202,8 @@ def calibrate(
         # few percent of threshold is a factor of two in false alarms; its own block says where its level
         # lies, but from a fifth of the data. The two estimates are about equally uncertain, so its scores
         # are put halfway to the pooled scale (the pooled tail keeps the shape).
-        own = float(np.quantile(parts[-1], LEVEL_QUANTILE) / np.quantile(oof, LEVEL_QUANTILE)) ** LEVEL_WEIGHT
+        mine, pooled_q = float(np.quantile(parts[-1], LEVEL_QUANTILE)), float(np.quantile(oof, LEVEL_QUANTILE))
+        own = (max(mine, 1e-12) / max(pooled_q, 1e-12)) ** LEVEL_WEIGHT
         energy_norm, shift_norm = energy_norm * own, shift_norm * own
         level_sd = _level_spread(parts) * LEVEL_WEIGHT
     else:  # one model, calibrated on its own block: only that block's sampling noise
@@ -240,13 +241,13 @@ def calibrate(
 def _optimism(model: DenoisingAE, z: np.ndarray, a: int, b: int, window: int, held_out: np.ndarray) -> float:
     """log of a fold model's mean squared residual on its held-out block over that on its training rows."""
     inside = [stream_components(model, z, lo, hi, window)[0] for lo, hi in ((0, a), (b, len(z))) if hi > lo]
-    return math.log(float(held_out.mean()) / max(float(np.concatenate(inside).mean()), 1e-12))
+    return math.log(max(float(held_out.mean()), 1e-12) / max(float(np.concatenate(inside).mean()), 1e-12))
 
 
 def _level_spread(parts: list[np.ndarray]) -> float:
     """sd of the parts' log score levels (their 0.9 quantiles) around the pooled level."""
-    pooled = float(np.quantile(np.concatenate(parts), LEVEL_QUANTILE))
-    logs_ = [math.log(float(np.quantile(p, LEVEL_QUANTILE)) / pooled) for p in parts if len(p) > 10]
+    pooled = max(float(np.quantile(np.concatenate(parts), LEVEL_QUANTILE)), 1e-12)
+    logs_ = [math.log(max(float(np.quantile(p, LEVEL_QUANTILE)), 1e-12) / pooled) for p in parts if len(p) > 10]
     return float(np.std(logs_, ddof=1)) if len(logs_) > 1 else 0.0
 
 
