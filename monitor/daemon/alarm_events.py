@@ -44,17 +44,27 @@ def lifecycle_event(
 ) -> wire.AlarmEvent:
     """The retained state of a Sparkplug asset that died ("offline": not watched) or was born again ("online")."""
     (log.info if online else log.warning)("asset_" + ("online" if online else "offline"), asset=asset, reason=reason)
+    return status_event(asset, "online" if online else "offline", ts, score, threshold, reason)
+
+
+def status_event(
+    asset: str, state: str, ts: float, score: float, threshold: float, reason: str, until: float | None = None
+) -> wire.AlarmEvent:
+    """A retained state that is no episode's raise or clear (offline, online, suppressed, rearming ...).
+
+    A score or threshold that is not finite yet (no row scored) is sent as 0: JSON has no NaN."""
     ts = ts if math.isfinite(ts) else time.time()
     score, threshold = (v if math.isfinite(v) else 0.0 for v in (score, threshold))
     return wire.AlarmEvent(
         asset=asset,
-        state="online" if online else "offline",
+        state=state,
         ts=ts,
         started=ts,
         score=score,
         threshold=threshold,
         peak=score,
         reason=reason,
+        until=until,
     )
 
 

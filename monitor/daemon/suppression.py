@@ -33,7 +33,7 @@ from typing import Protocol
 from .. import logs, wire
 from ..detector import AlarmLogic, StreamState
 from ..maintenance import Schedule, Window
-from .alarm_events import reset_event
+from .alarm_events import reset_event, status_event
 from .feedback import Feedback
 from .metrics import AssetStats, State
 
@@ -271,19 +271,7 @@ class Gate:
         self._event(a, "cleared", time.time(), "rearmed")
 
     def _event(self, a: Suppressible, state: str, ts: float, reason: str, until: float | None = None) -> None:
-        st = a.stats
-        score, threshold = (v if math.isfinite(v) else 0.0 for v in (st.score, st.threshold))
-        ev = wire.AlarmEvent(
-            asset=a.name,
-            state=state,
-            ts=ts,
-            started=ts,
-            score=score,
-            threshold=threshold,
-            peak=score,
-            reason=reason,
-            until=until,
-        )
+        ev = status_event(a.name, state, ts, a.stats.score, a.stats.threshold, reason, until)
         self._publish(wire.alarm_topic(self.prefix, a.name), ev.encode())
 
     # ------------------------------------------------------------ operators' requests
