@@ -403,7 +403,7 @@ def decode_alarm(payload: bytes | str) -> AlarmEvent | Rejection:
 CONTROL_LEVEL = "control"
 REPLY_LEVEL = "reply"
 #: what an operator may ask of the monitors
-CONTROL_ACTIONS = ("suppress", "unsuppress", "feedback", "list")
+CONTROL_ACTIONS = ("suppress", "unsuppress", "feedback", "list", "accept")
 #: what an operator may say of an alarm episode
 FEEDBACK_LABELS = ("false_alarm", "confirmed")
 #: every reason a control request is refused for; closed so metrics can pre-create them
@@ -481,7 +481,7 @@ def decode_control(payload: bytes | str) -> ControlRequest | Rejection:
     >>> decode_control(b'{"id": "1", "action": "suppress", "asset": "b*", "until": 5, "reason": "r"}').until
     5.0
     >>> decode_control(b'{"id": "1", "action": "reboot", "asset": "b*"}')
-    Rejection(reason='bad_action', detail="action 'reboot' (known: suppress, unsuppress, feedback, list)")
+    Rejection(reason='bad_action', detail="action 'reboot' (known: suppress, unsuppress, feedback, list, accept)")
     """
     doc = decode_object(payload)
     if isinstance(doc, Rejection):
@@ -502,6 +502,8 @@ def decode_control(payload: bytes | str) -> ControlRequest | Rejection:
         return Rejection("bad_pattern", f"asset pattern {text['asset']!r}: 1-{MAX_NAME_LENGTH} characters"[:200])
     if text["action"] == "suppress" and (until is None or not text["reason"].strip()):
         return Rejection("malformed", "suppress needs until and a reason")
+    if text["action"] == "accept" and not text["reason"].strip():
+        return Rejection("malformed", "accept needs a reason (why this operating point is normal)")
     if text["action"] == "feedback":
         if text["label"] not in FEEDBACK_LABELS:
             return Rejection("bad_label", f"label {text['label']!r} (known: {', '.join(FEEDBACK_LABELS)})"[:200])

@@ -245,7 +245,9 @@ def _record(p: argparse.ArgumentParser) -> None:
     broker_login.add_arguments(p)
 
 
-def _control(p: argparse.ArgumentParser, suppress: bool, feedback: bool = False, listing: bool = False) -> None:
+def _control(
+    p: argparse.ArgumentParser, suppress: bool, feedback: bool = False, listing: bool = False, accept: bool = False
+) -> None:
     if listing:
         pass
     elif feedback:
@@ -263,7 +265,11 @@ def _control(p: argparse.ArgumentParser, suppress: bool, feedback: bool = False,
         when.add_argument("--until", metavar="TIME", help="until an ISO 8601 time, e.g. 2026-12-05T14:00+01:00")
     if not feedback and not listing:
         p.add_argument(
-            "--reason", required=suppress, default="", metavar="TEXT", help="why (logged, shown on the alarm topic)"
+            "--reason",
+            required=suppress or accept,
+            default="",
+            metavar="TEXT",
+            help="why (logged, shown on the alarm topic)",
         )
     p.add_argument("--by", metavar="NAME", help="who, when several people share the broker login (default: $USER)")
     p.add_argument("--broker", default="mqtt://127.0.0.1:1883", metavar="URL", help="mqtt://HOST:PORT")
@@ -287,6 +293,10 @@ def _suppressions(p: argparse.ArgumentParser) -> None:
         "--asset", default="*", metavar="PATTERN", help="only windows that may name these assets (default: all)"
     )
     _control(p, suppress=False, listing=True)
+
+
+def _accept(p: argparse.ArgumentParser) -> None:
+    _control(p, suppress=False, accept=True)
 
 
 def _feedback(p: argparse.ArgumentParser) -> None:
@@ -375,6 +385,17 @@ COMMANDS = (
         "List the maintenance windows in force and those scheduled for the next week, as each monitor has them.",
         "  plantwatch suppressions\n  plantwatch suppressions --asset 'boiler*'\n",
         arguments=_suppressions,
+    ),
+    Command(
+        "accept",
+        "monitor.commands.suppress:accept_command",
+        "Accept where assets run now as their new normal: running alarms clear, a new baseline is learned.",
+        "  plantwatch accept --asset boiler --reason 'new burner, runs 5 K hotter by design'\n"
+        "\nfor an operating point that is normal but unlike the training history (a setpoint change, new\n"
+        "equipment): the alarm clears at once, the next 200 samples are learned without alarms, then the score\n"
+        "measures departures from them. Retrain on history of the new point when there is enough of it.\n"
+        "Exit 0 applied, 2 refused (unknown pattern), 3 no monitor answered.\n",
+        arguments=_accept,
     ),
     Command(
         "feedback",

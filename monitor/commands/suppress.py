@@ -1,4 +1,4 @@
-"""``plantwatch suppress`` / ``unsuppress`` / ``feedback``: an operator's maintenance window or label, sent to the monitors.
+"""``plantwatch suppress`` / ``unsuppress`` / ``accept`` / ``feedback``: an operator's maintenance window or label, sent to the monitors.
 
 The request goes to ``<prefix>/_monitor/control/<user>`` (the broker login,
 which the shipped ACL lets write only its own topic, so the monitors know who
@@ -48,6 +48,12 @@ def unsuppress_command(args: argparse.Namespace) -> int:
 
 def list_command(args: argparse.Namespace) -> int:
     return _send(args, "list", None)
+
+
+def accept_command(args: argparse.Namespace) -> int:
+    if not args.reason.strip():
+        raise InputError("--reason: say why this operating point is normal (it is logged and shown on the alarm topic)")
+    return _send(args, "accept", None)
 
 
 def feedback_command(args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .. import logs, wire
-from ..detector import AlarmLogic, StreamState
+from ..detector import ACCEPT_ROWS, AlarmLogic, StreamState
 from ..maintenance import Schedule, Window
 from .alarm_events import reset_event, status_event
 from .feedback import Feedback
@@ -163,6 +163,8 @@ class Gate:
         )
         self._reply, self.instance = reply, instance
         self.feedback: Feedback | None = None  # operators' labels of alarm episodes, set by the worker
+        #: accepts the current operating point of the named assets (the worker's; returns the ones it took)
+        self.accept: Callable[[tuple[str, ...], str], list[str]] | None = None
         self.adhoc: list[Window] = store.load(now)
         self.schedules: list[Schedule] = []
         self.next_change = 0.0  # epoch seconds; 0: refresh at the next batch
@@ -318,6 +320,8 @@ class Gate:
             return self._add(req, user, known, now)
         if req.action == "list":
             return self._list(req.asset, now)
+        if req.action == "accept":
+            return self._accept(req, user, known)
         if req.action == "feedback":
             if self.feedback is None:
                 return Outcome("this monitor takes no feedback", "unknown_episode")
@@ -347,6 +351,20 @@ class Gate:
         self._save()
         self.next_change = 0.0
         return Outcome(f"suppressed {len(hit)} asset(s) until {iso(req.until)}: {', '.join(hit[:10])}", assets=hit)
+
+    def _accept(self, req: wire.ControlRequest, user: str, known: Sequence[str]) -> Outcome:
+        """The operator says where the assets run now is normal: running alarms clear, a new baseline is learned."""
+        hit = tuple(sorted(a for a in known if fnmatchcase(a, req.asset)))
+        if not hit or self.accept is None:
+            return Outcome(_unknown(req.asset, known), "unknown_asset")
+        who = f"{user} ({req.by})" if req.by and req.by != user else user
+        took = tuple(self.accept(hit, f"accepted by {who}: {req.reason}"))
+        return Outcome(
+            f"accepted the operating point of {len(took)} asset(s): {', '.join(took[:10])}; alarms cleared, "
+            f"the next {ACCEPT_ROWS} samples are learned as normal (no alarms), then scoring measures departures "
+            "from them",
+            assets=took,
+        )
 
     def _remove(self, req: wire.ControlRequest, known: Sequence[str]) -> Outcome:
         gone = [w for w in self.adhoc if req.asset in w.patterns]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -149,6 +150,7 @@ class Worker(threading.Thread):
         )
         self._listed = list(cfg.assets)
         self.feedback = self.gate.feedback = Feedback(cfg.state_folder(), cfg.instance, state)
+        self.gate.accept = self._accept
         self.feedback.clock = self._last_ts
         self._control: list[tuple[str, bytes]] = []  # (user, payload) of this batch's control messages
         self._control_head = wire.control_filter(cfg.prefix)[:-1]
@@ -773,6 +775,23 @@ class Worker(threading.Thread):
         self._dirty.discard(a)
         with self.state.lock:
             self.state.assets.pop(a.name, None)
+
+    def _accept(self, names: tuple[str, ...], reason: str) -> list[str]:
+        """An operator accepts where these assets run now as normal (``plantwatch accept``): a running alarm
+        clears at once, with why, and each stream learns its new baseline (:meth:`Detector.accept`)."""
+        took = []
+        for name in names:
+            a = self._assets.get(name)
+            if a is None:
+                continue
+            self._clear_alarm(a, reason)
+            last = a.stats.last_ts
+            a.model.detector.accept(a.stream, ts=last if math.isfinite(last) else None)
+            with self.state.lock:
+                a.stats.alarm = False
+            log.info("operating_point_accepted", asset=name, reason=reason)
+            took.append(name)
+        return took
 
     def _clear_alarm(self, a: _Asset, reason: str = "model_changed") -> None:
         """An alarm whose stream is reset would stay raised on the retained topic: clear it."""

@@ -15,6 +15,7 @@ false-alarm target and what train promises, counting :mod:`.episodes`),
 
 from . import folder_format
 from .alarms import AlarmLogic, AlarmSettings, Episode, Transition
+from .baseline import ACCEPT_ROWS
 from .calibration import promise_of
 from .detector import FAR_SIGMA, Detector, DetectorSettings, StreamResult, StreamState
 from .fit import Budget, resolve_device
@@ -28,6 +29,7 @@ from .train import TrainSettings, check_out, train_table
 from .value_bounds import TrainingRange, ValueBounds
 
 __all__ = [
+    "ACCEPT_ROWS",
     "FAR_SIGMA",
     "METHODS",
     "AlarmLogic",

@@ -271,3 +271,43 @@ def test_an_unreadable_suppression_file_is_set_aside_and_an_expired_window_dropp
     (tmp_path / "suppressions-x.json").write_text('{"schema": 1, "windows": [{"patterns": 5}]}')
     assert store.load(now=200.0) == []
     assert [p.name for p in tmp_path.iterdir()] == ["suppressions-x.json.unreadable-200"]
+
+
+def test_an_accepted_operating_point_ends_the_alarm_and_a_later_fault_still_raises(
+    tmp_path: Path,
+    mosquitto: Any,
+    model_dir: Path,
+    plant: Plant,
+    monitor_process: Callable[..., MonitorProcess],
+    capsys: pytest.CaptureFixture[str],
+    cli_logging: None,
+) -> None:
+    """The process settles at a new point the operator accepts: without 'plantwatch accept' the alarm never
+    ends (the threshold learns nothing while it is raised); with it, it clears at once and stays clear."""
+    mon = monitor_process(["--config", str(config(tmp_path, mosquitto, model_dir))])
+    mon.wait_ready()
+    broker = ("--broker", mosquitto.url)
+    for asset in ("boiler", "pump"):  # pump: the same rows, nobody accepts them
+        send(plant, asset, range(0, 30))
+        send(plant, asset, range(30, 80), shift=ANOMALY / 4)  # the new operating point
+        scored(mon, asset, 80)
+        assert metric(mon, "plantwatch_alarm", asset=asset) == 1
+
+    code, out = run(capsys, "accept", "--asset", "nothing*", "--reason", "x", *broker)
+    assert code == 2 and "unknown_asset" in out, out
+    assert metric(mon, "plantwatch_alarm", asset="boiler") == 1  # a refusal changed nothing
+    code, out = run(capsys, "accept", "--asset", "boil*", "--reason", "new burner", *broker)
+    assert code == 0 and "sup: ok: accepted the operating point of 1 asset(s): boiler" in out, out
+    assert metric(mon, "plantwatch_alarm", asset="boiler") == 0
+    ev = alarm_state(mosquitto.port, "boiler")
+    assert ev.state == "cleared" and "accepted by" in ev.reason and "new burner" in ev.reason, ev
+
+    for asset in ("boiler", "pump"):  # the baseline is learned, then it is normal
+        send(plant, asset, range(80, 330), shift=ANOMALY / 4)
+        scored(mon, asset, 330)
+    assert metric(mon, "plantwatch_alarm", asset="pump") == 1  # never ends without the accept
+    assert metric(mon, "plantwatch_alarms_total", asset="boiler") == 1  # only the one before the accept
+    assert metric(mon, "plantwatch_alarm", asset="boiler") == 0
+    send(plant, "boiler", range(330, 360), shift=ANOMALY / 4 + ANOMALY)  # a fault on top of the new point
+    scored(mon, "boiler", 360)
+    assert metric(mon, "plantwatch_alarms_total", asset="boiler") == 2
