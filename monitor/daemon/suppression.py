@@ -348,9 +348,11 @@ class Gate:
                 )
         who = f"{user} ({req.by})" if req.by and req.by != user else user
         self.adhoc.append(Window((req.asset,), now, req.until, req.reason, who, req.id))
-        self._save()
+        unsaved = self._save()
         self.next_change = 0.0
-        return Outcome(f"suppressed {len(hit)} asset(s) until {iso(req.until)}: {', '.join(hit[:10])}", assets=hit)
+        return Outcome(
+            f"suppressed {len(hit)} asset(s) until {iso(req.until)}: {', '.join(hit[:10])}{unsaved}", assets=hit
+        )
 
     def _accept(self, req: wire.ControlRequest, user: str, known: Sequence[str]) -> Outcome:
         """The operator says where the assets run now is normal: running alarms clear, a new baseline is learned."""
@@ -377,10 +379,11 @@ class Gate:
             return Outcome(f"no operator suppression for '{req.asset}' (active: {active}){scheduled}",
                            "no_such_suppression")  # fmt: skip
         self.adhoc = [w for w in self.adhoc if w not in gone]
-        self._save()
+        unsaved = self._save()
         self.next_change = 0.0
         hit = tuple(sorted(a for a in known if any(w.covers(a) for w in gone)))
-        return Outcome(f"ended {len(gone)} suppression(s): {', '.join(w.patterns[0] for w in gone)}", assets=hit)
+        ended = ", ".join(w.patterns[0] for w in gone)
+        return Outcome(f"ended {len(gone)} suppression(s): {ended}{unsaved}", assets=hit)
 
     def _list(self, pattern: str, now: float) -> Outcome:
         """The windows in force now and the scheduled ones of the next week whose patterns may name ``pattern``."""
@@ -395,11 +398,14 @@ class Gate:
             lines.append(f"{','.join(w.patterns)} {when} until {iso(w.end)}: {w.reason} ({who})")
         return Outcome("\n".join(lines) if lines else f"no maintenance window for '{pattern}' now or in the next week")
 
-    def _save(self) -> None:
+    def _save(self) -> str:
+        """Write the operators' windows; on failure, the words the operator's reply carries (else empty)."""
         try:
             self.store.save(self.adhoc)
         except OSError as exc:
             log.error("suppressions_not_saved", path=str(self.store.path), reason=str(exc))
+            return f" (NOT saved to {self.store.path}: {exc}; it holds until this monitor restarts)"
+        return ""
 
 
 def _unknown(pattern: str, known: Sequence[str]) -> str:

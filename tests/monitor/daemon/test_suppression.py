@@ -273,6 +273,27 @@ def test_an_unreadable_suppression_file_is_set_aside_and_an_expired_window_dropp
     assert [p.name for p in tmp_path.iterdir()] == ["suppressions-x.json.unreadable-200"]
 
 
+def test_a_suppression_that_cannot_be_saved_says_so_to_the_operator(tmp_path: Path) -> None:
+    """It still holds (the assets are in maintenance now), but the reply must not pretend it survives a restart."""
+    from monitor.daemon.metrics import State
+    from monitor.daemon.suppression import Gate, Store
+
+    folder = tmp_path / "state"
+    folder.write_text("a file where the state folder should be")  # every save fails
+    replies: list[bytes] = []
+    gate = Gate([], Store(folder / "suppressions-x.json"), 5, State(), lambda t, p: None,
+                lambda t, p: replies.append(p), "plant", "x", now=1000.0)  # fmt: skip
+    req = wire.ControlRequest("r1", "suppress", "boil*", "valve swap", until=5000.0, sent=1000.0)
+    assert gate.handle("plantwatch-operator", req.encode(), ["boiler"], now=1000.0)
+    reply = wire.decode_reply(replies[-1])
+    assert isinstance(reply, wire.ControlReply) and reply.ok, reply
+    assert "suppressed 1 asset(s)" in reply.message and "NOT saved" in reply.message, reply.message
+    end = wire.ControlRequest("r2", "unsuppress", "boil*", sent=1001.0)
+    assert gate.handle("plantwatch-operator", end.encode(), ["boiler"], now=1001.0)
+    reply = wire.decode_reply(replies[-1])
+    assert isinstance(reply, wire.ControlReply) and "ended 1" in reply.message and "NOT saved" in reply.message
+
+
 def test_an_accepted_operating_point_ends_the_alarm_and_a_later_fault_still_raises(
     tmp_path: Path,
     mosquitto: Any,
