@@ -45,8 +45,18 @@ def _train(p: argparse.ArgumentParser) -> None:
         metavar="CSV",
         help="normal operating history: header row, optional timestamp column, one numeric column per sensor",
     )
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", metavar="MODEL", help="model folder to create (safetensors weights + JSON manifest)")
+    where.add_argument(
+        "--store",
+        metavar="STORE",
+        help="model store (models/NAME) to add the model to as its next version vNNNN; the first version becomes "
+        "current, later ones wait for 'plantwatch models promote' (or --challenger)",
+    )
     p.add_argument(
-        "--out", required=True, metavar="MODEL", help="model folder to create (safetensors weights + JSON manifest)"
+        "--challenger",
+        action="store_true",
+        help="with --store: make the new version the store's challenger, scored in shadow by the running monitor",
     )
     add_columns(p)
     add_missing(p)
@@ -303,6 +313,39 @@ def _feedback(p: argparse.ArgumentParser) -> None:
     _control(p, suppress=False, feedback=True)
 
 
+def _models_list(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "root", nargs="?", default="models", metavar="DIR", help="a store, or the folder of stores (default: models)"
+    )
+
+
+def _models_show(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store", metavar="STORE", help="the model store, e.g. models/boiler")
+    p.add_argument("version", nargs="?", default=None, metavar="VERSION", help="default: the current one")
+
+
+def _who(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument("--reason", required=required, default="", metavar="TEXT", help="why (kept in history.jsonl)")
+    p.add_argument("--by", metavar="NAME", help="who (default: $USER)")
+
+
+def _models_promote(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store", metavar="STORE", help="the model store, e.g. models/boiler")
+    p.add_argument("version", metavar="VERSION", help="the version to make current, e.g. v0003")
+    _who(p, required=False)
+
+
+def _models_rollback(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store", metavar="STORE", help="the model store, e.g. models/boiler")
+    _who(p, required=False)
+
+
+def _models_shadow(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store", metavar="STORE", help="the model store, e.g. models/boiler")
+    p.add_argument("version", nargs="?", default=None, metavar="VERSION", help="the version to score in shadow")
+    p.add_argument("--stop", action="store_true", help="score no challenger any more")
+
+
 COMMANDS = (
     Command(
         "train",
@@ -407,5 +450,54 @@ COMMANDS = (
         "<state_dir>/feedback-<instance>.jsonl; 'plantwatch train --feedback FILE' keeps false-alarm ranges as normal\n"
         "data and leaves confirmed faults out. Exit 0 stored, 2 refused (unknown episode), 3 no monitor answered.\n",
         arguments=_feedback,
+    ),
+    Command(
+        "models",
+        "monitor.commands.models:usage_command",
+        "Model versions: list them, show one, promote, roll back, score a challenger in shadow, compare.",
+        "  plantwatch train --data history/boiler.csv --store models/boiler --challenger\n"
+        "  plantwatch models list models/\n"
+        "  plantwatch models compare models/boiler --state-dir /var/lib/plantwatch\n"
+        "  plantwatch models promote models/boiler v0002 --reason 'fewer false alarms in shadow'\n"
+        "  plantwatch models rollback models/boiler\n",
+        subcommands=(
+            Command(
+                "list",
+                "monitor.commands.models:list_command",
+                "List model stores (current and challenger versions) or one store's versions.",
+                "  plantwatch models list\n  plantwatch models list models/boiler\n",
+                arguments=_models_list,
+            ),
+            Command(
+                "show",
+                "monitor.commands.models:show_command",
+                "Show a version: sensors, training data, threshold, weights hash and its promotions.",
+                "  plantwatch models show models/boiler\n  plantwatch models show models/boiler v0002\n",
+                arguments=_models_show,
+            ),
+            Command(
+                "promote",
+                "monitor.commands.models:promote_command",
+                "Make a version current (checked to load first; the previous one stays for rollback).",
+                "  plantwatch models promote models/boiler v0003 --reason 'retrained after the revamp'\n"
+                "\na version that does not load is refused (exit 2) and nothing changes. A monitor whose config\n"
+                'names the store (models.default = "models/boiler") swaps between two batches within a second.\n',
+                arguments=_models_promote,
+            ),
+            Command(
+                "rollback",
+                "monitor.commands.models:rollback_command",
+                "Return to the version that was current before the last promotion.",
+                "  plantwatch models rollback models/boiler --reason 'alarms on the night shift'\n",
+                arguments=_models_rollback,
+            ),
+            Command(
+                "shadow",
+                "monitor.commands.models:shadow_command",
+                "Score a version as the challenger beside the current one (exported model=challenger, no alarms).",
+                "  plantwatch models shadow models/boiler v0003\n  plantwatch models shadow models/boiler --stop\n",
+                arguments=_models_shadow,
+            ),
+        ),
     ),
 )

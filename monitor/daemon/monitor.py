@@ -34,7 +34,7 @@ from ..errors import PlantwatchError
 from . import heap, metrics, sdnotify
 from .batch_queue import BatchQueue
 from .http_server import HttpServer
-from .model_registry import ModelSet, load_models
+from .model_registry import ModelSet, load_models, signature
 from .mqtt_session import Item, MqttSession
 from .state_store import StateStore
 from .web_config import WebConfig
@@ -45,6 +45,8 @@ log = logs.get("daemon")
 
 STOP_TIMEOUT_S = 8.0  # systemd's default TimeoutStopSec is 90 s; the issue asks for 10 s
 STUCK_WORKER_S = 30.0  # /healthz fails when the worker loop has not turned for this long
+#: how often the model stores' pointers are looked at: a promotion or rollback is picked up within this
+WATCH_EVERY_S = 1.0
 #: Settings that need a restart; everything else (models, detector, policies) is swapped on SIGHUP.
 RESTART_KEYS = (
     "instance",
@@ -111,6 +113,8 @@ class Monitor:
         self.models: ModelSet | None = None
         self._stop_signal: int | None = None
         self._force = self._reload_requested = self._stopping = False
+        self._pointers: tuple[str, ...] = ()  # where the model paths pointed when last loaded
+        self._refused: tuple[str, ...] = ()  # a pointer state that failed to load (not retried until it changes)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -124,6 +128,7 @@ class Monitor:
                 cfg.metrics.bind, cfg.metrics.port, self.registry, self.health_problems, self.readiness_problems, web
             )
             self.http.start()
+            self._pointers = signature(cfg)
             self.models = load_models(cfg)
             store = StateStore.open(cfg.state_folder(), cfg.instance)
             if store is None:
@@ -259,6 +264,7 @@ class Monitor:
         """Swap models and run-time settings atomically; a bad model keeps the old ones."""
         assert self.worker is not None, "reload before start"
         sdnotify.reloading()
+        pointers = signature(new)
         try:
             models = load_models(new)
             web = load_web_config(new.metrics.web_config_file) if new.metrics.web_config_file else WebConfig()
@@ -278,7 +284,7 @@ class Monitor:
             sequence=self.config.sequence,
             metrics=dataclasses.replace(new.metrics, bind=self.config.metrics.bind, port=self.config.metrics.port),
         )
-        self.models = models
+        self.models, self._pointers = models, pointers
         if self.http is not None:
             self.http.web = web  # new certificates and users from the next connection on
         self.worker.set_limits(new.max_assets, new.asset_idle_timeout)
@@ -335,9 +341,12 @@ class Monitor:
         """The main thread's work between signals: readiness, reloads, heap trims, worker checks (the MQTT
         session says itself, at once, why the broker cannot be reached)."""
         notified = False
-        trimmed = time.monotonic()
+        trimmed = watched = time.monotonic()
         while self._stop_signal is None:
             time.sleep(0.05)
+            if time.monotonic() - watched > WATCH_EVERY_S:
+                watched = time.monotonic()
+                self._watch_pointers()
             if time.monotonic() - trimmed > heap.TRIM_EVERY_S:
                 heap.trim()
                 trimmed = time.monotonic()
@@ -352,6 +361,16 @@ class Monitor:
                 log.error("worker_died")
                 return 1
         return 130 if self._force else 0
+
+    def _watch_pointers(self) -> None:
+        """A model store's ``current`` or ``challenger`` moved (``plantwatch models promote|rollback|shadow``):
+        reload the models as SIGHUP would; a version that fails to load is a counted failed reload, once."""
+        now = signature(self.config)
+        if now == self._pointers or now == self._refused:
+            return
+        log.info("model_pointer_changed", before=list(self._pointers), now=list(now))
+        if not self.reload(self.config):
+            self._refused = now
 
     def _reload_from_sources(self) -> None:
         if self.sources is None:

@@ -736,6 +736,7 @@ class Worker(threading.Thread):
                         m.name,
                         m.version,
                         m.detector.sensors,
+                        messages=a.stats.messages,  # a counter: a promotion does not reset it
                         last_seq=a.stats.last_seq,
                         first_seq=a.stats.first_seq,
                         missing_filled=a.stats.missing_filled,
