@@ -60,6 +60,10 @@ CALLBACKS = ("connect", "disconnect", "subscribe", "message")
 MISSING_ACTIONS = ("filled", "dropped")
 RELOAD_RESULTS = ("ok", "failed")
 EVICTION_REASONS = ("idle", "configured_asset")
+#: ``kind`` of plantwatch_jetstream_messages_total: of this instance's partitions, of another's, delivered again
+JETSTREAM_KINDS = ("own", "foreign", "redelivered")
+#: ``result`` of plantwatch_checkpoints_total (KV checkpoints of a JetStream source, per asset)
+CHECKPOINT_RESULTS = ("written", "write_failed", "restored", "refused_corrupt", "refused_format", "refused_model")
 
 
 class Histogram:
@@ -140,6 +144,8 @@ class State:
     evicted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EVICTION_REASONS, 0))
     #: operators' control requests by result: accepted, or the refusal reason
     control: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("accepted", *CONTROL_REFUSALS), 0))
+    jetstream: dict[str, int] = field(default_factory=lambda: dict.fromkeys(JETSTREAM_KINDS, 0))
+    checkpoints: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHECKPOINT_RESULTS, 0))
     windows_expired: int = 0  # one-off [[maintenance]] windows of the config that have ended (ignored)
     #: operators' labels of alarm episodes, by (asset, label), from the feedback file on
     feedback: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -349,6 +355,20 @@ class Collector:
             "reloads": _family(
                 CounterMetricFamily, "plantwatch_config_reloads", "SIGHUP reloads by result", ["result"]
             ),
+            "jetstream": _family(
+                CounterMetricFamily,
+                "plantwatch_jetstream_messages",
+                "JetStream messages received: of this instance's partitions (own), of another's (foreign, "
+                "should stay 0), delivered again after an unacknowledged delivery (redelivered)",
+                ["kind"],
+            ),
+            "checkpoints": _family(
+                CounterMetricFamily,
+                "plantwatch_checkpoints",
+                "Per-asset KV checkpoints: written, failed writes, restored, and refused at restore (the asset "
+                "warms up afresh) because corrupt, of another format or of another model",
+                ["result"],
+            ),
             "build": _family(
                 GaugeMetricFamily,
                 "plantwatch_build_info",
@@ -371,6 +391,10 @@ class Collector:
             f["reloads"].add_metric([result], float(n))
         for reason, n in s.evicted.items():
             f["evicted"].add_metric([reason], float(n))
+        for kind, n in s.jetstream.items():
+            f["jetstream"].add_metric([kind], float(n))
+        for result, n in s.checkpoints.items():
+            f["checkpoints"].add_metric([result], float(n))
         for result, n in s.control.items():
             f["control"].add_metric([result], float(n))
         f["windows_expired"].add_metric([], float(s.windows_expired))

@@ -34,6 +34,8 @@ from ..errors import PlantwatchError
 from . import heap, metrics, sdnotify
 from .batch_queue import BatchQueue
 from .http_server import HttpServer
+from .jetstream_checkpoints import KvCheckpoints
+from .jetstream_session import JetStreamSession
 from .model_registry import ModelSet, load_models, signature
 from .mqtt_session import Item, MqttSession
 from .state_store import StateStore
@@ -109,7 +111,7 @@ class Monitor:
         self._collector = metrics.Collector(self.state)
         self.http: HttpServer | None = None
         self.worker: Worker | None = None
-        self.session: MqttSession | None = None
+        self.session: MqttSession | JetStreamSession | None = None
         self.models: ModelSet | None = None
         self._stop_signal: int | None = None
         self._force = self._reload_requested = self._stopping = False
@@ -130,10 +132,18 @@ class Monitor:
             self.http.start()
             self._pointers = signature(cfg)
             self.models = load_models(cfg)
-            store = StateStore.open(cfg.state_folder(), cfg.instance)
-            if store is None:
-                log.info("state_not_kept", note="no state_dir: after a crash, redeliveries may be scored again")
-            self.session = session = MqttSession.for_monitor(cfg, self.queue, self.state)
+            store: StateStore | KvCheckpoints | None
+            session: MqttSession | JetStreamSession
+            if cfg.source.kind == "jetstream":  # connects now: a wrong stream or password fails the start
+                self.session = session = JetStreamSession(cfg, self.queue, self.state)
+                session.start()
+                interval = cfg.source.checkpoint_interval
+                store = KvCheckpoints(session, self.state, interval) if interval > 0 else None
+            else:
+                store = StateStore.open(cfg.state_folder(), cfg.instance)
+                if store is None:
+                    log.info("state_not_kept", note="no state_dir: after a crash, redeliveries may be scored again")
+                self.session = session = MqttSession.for_monitor(cfg, self.queue, self.state)
             self.state.broker_connected = session.connected.is_set
             self.worker = Worker(
                 cfg,
@@ -147,14 +157,17 @@ class Monitor:
                 store=store,
             )
             self.worker.start()
-            session.start()
+            if isinstance(session, MqttSession):
+                session.start()
         except BaseException:
+            if isinstance(self.session, JetStreamSession):
+                self.session.close(0.5)
             self._close_http()
             raise
         log.info(
             "monitor_started",
             instance=cfg.instance,
-            broker=cfg.broker.url,
+            broker=cfg.broker.url if cfg.source.kind == "mqtt" else cfg.source.servers,
             prefix=cfg.prefix,
             client_id=cfg.client_id,
             metrics=f"{cfg.metrics.bind}:{self.metrics_port}",

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,6 +38,9 @@ from .mqtt_session import Item
 from .sequence import Sequence
 from .sparkplug_intake import SparkplugIntake
 from .state_store import SEQ_EVERY_N, SEQ_EVERY_S, Record, StateStore
+
+if TYPE_CHECKING:
+    from .jetstream_checkpoints import KvCheckpoints
 from .suppression import Gate, Mute, store_for
 
 log = logs.get("worker")
@@ -104,7 +108,7 @@ class Worker(threading.Thread):
         publish: Callable[[str, bytes], None],
         tick: Callable[[], None] | None = None,
         publish_command: Callable[[str, bytes], None] | None = None,
-        store: StateStore | None = None,
+        store: StateStore | KvCheckpoints | None = None,
     ) -> None:
         super().__init__(name="plantwatch-worker", daemon=True)
         self.queue, self.state, self._ack, self._publish, self._tick = queue, state, ack, publish, tick
@@ -118,6 +122,8 @@ class Worker(threading.Thread):
         self.beat = time.monotonic()
         # the state directory: records of assets (restored ones until they come back), acks held until saved
         self._store, self.state_interval = store, cfg.state_interval
+        if store is not None and store.before_ack:  # KV checkpoints: on their own period
+            self.state_interval = cfg.source.checkpoint_interval
         self._records: dict[str, Record] = store.load() if store is not None else {}
         # topic -> digest of the retained message handled there (kept in the state directory)
         self._retained_seen: dict[str, str] = store.retained if store is not None else {}
@@ -529,6 +535,9 @@ class Worker(threading.Thread):
         if store is None:
             return
         now = time.monotonic()
+        if store.before_ack:
+            self._checkpoint(store, streams, now)
+            return
         if not streams and now - self._streams_saved >= self.state_interval:
             if self._scored_since:  # an idle monitor does not rewrite (and fsync) the same file
                 streams = True
@@ -554,6 +563,29 @@ class Worker(threading.Thread):
             self._ack(self._unacked)
             self._unacked = []
 
+    def _checkpoint(self, store: StateStore | KvCheckpoints, final: bool, now: float) -> None:
+        """Checkpoint the assets scored since the last one, then acknowledge what it covers (KV store).
+
+        Due every ``checkpoint_interval`` while messages wait for their acknowledgement, early when
+        half of the consumers' ``max_ack_pending`` waits, and at a clean stop. A failed write keeps
+        the acknowledgements back (the server stops delivering at ``max_ack_pending``: backpressure).
+        """
+        waiting = len(self._unacked)
+        if not (
+            final or (waiting and (now - self._streams_saved >= self.state_interval or waiting >= store.max_unacked))
+        ):
+            return
+        records = {a.name: self._record(a, stream=True) for a in self._dirty if a.name in self._assets}
+        if records and not store.write_streams(records):
+            self._streams_saved = now  # retried after another period
+            return
+        self._records.update(records)
+        self._dirty.clear()
+        self._streams_saved = self._seq_saved = now
+        if self._unacked:
+            self._ack(self._unacked)
+            self._unacked = []
+
     def _record(self, a: _Asset, stream: bool) -> Record:
         rec: Record = {"seq": a.seq.to_state(), "scored": a.scored_before + a.stats.messages}
         if stream:
@@ -574,14 +606,18 @@ class Worker(threading.Thread):
         a.scored_before = scored if isinstance(scored, int) and scored >= 0 else 0
         a.stats.last_seq = a.seq.last
         stream, why = rec.get("stream"), ""
+        result = "restored"
         if stream is not None and rec.get("model") == _model_id(a.model):
             try:
                 a.stream = a.model.detector.restore_stream(stream)
                 a.stats.warming_up = a.stream.rows < a.model.detector.window
             except (ValueError, TypeError) as exc:
-                why = str(exc)
+                why, result = str(exc), "refused_corrupt"
         elif stream is not None:
-            why = "saved with another model (weights or settings): the stream starts afresh"
+            why, result = "saved with another model (weights or settings): the stream starts afresh", "refused_model"
+        if stream is not None:
+            with self.state.lock:
+                self.state.checkpoints[result] += 1
         if why:
             log.warning("stream_not_restored", asset=a.name, reason=why, note="its seq bookkeeping is restored")
         log.info("asset_restored", asset=a.name, last_seq=a.seq.last, stream=not why and stream is not None)
