@@ -221,8 +221,6 @@ class JetStreamSession:
             except asyncio.CancelledError:
                 return
             except Exception as exc:  # a partition's task must never end while the instance runs
-                if not self._intake_open:
-                    return
                 log.warning("jetstream_fetch_failed", partition=p, reason=str(exc)[:200] or type(exc).__name__)
                 await asyncio.sleep(0.5)
                 continue
