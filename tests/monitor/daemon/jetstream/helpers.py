@@ -6,7 +6,12 @@ import asyncio
 import itertools
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import orjson
+
+from monitor import wire
 from monitor.daemon import jetstream_setup as setup
 from monitor.daemon import partitions
 from tests.monitor.conftest import MonitorProcess, Plant, sample
@@ -50,6 +55,36 @@ class Stream:
         return Plant(self.cluster.mqtt[node], prefix=self.prefix)
 
 
+def publish_native(stream: Stream, assets: list[str], seqs: range, ts0: float) -> None:
+    """Telemetry published natively (a gateway speaking NATS), until the stream holds all of it."""
+    from tests.monitor.conftest import history, values
+
+    rows = history(5000, seed=7)
+
+    async def run() -> None:
+        import nats
+
+        nc = await nats.connect(stream.cluster.servers)
+        try:
+            js = nc.jetstream()
+            before = (await js.stream_info(stream.name)).state.messages
+            for seq in seqs:
+                for a in assets:
+                    payload = wire.encode_telemetry(ts0 + seq, seq, values(rows[seq % len(rows)]))
+                    await nc.publish(partitions.subject_of(wire.telemetry_topic(stream.prefix, a)), payload)
+            await nc.flush()
+            want = before + len(seqs) * len(assets)
+            for _ in range(200):
+                if (await js.stream_info(stream.name)).state.messages >= want:
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError("the stream did not receive every message")
+        finally:
+            await nc.close()
+
+    asyncio.run(run())
+
+
 def start(
     monitor_process: Callable[..., MonitorProcess],
     stream: Stream,
@@ -67,3 +102,58 @@ def scored(mon: MonitorProcess, asset: str) -> float:
 
 def counter(mon: MonitorProcess, name: str, **labels: str) -> float:
     return sample(mon.port, name, labels) or 0.0
+
+
+def checkpoints(stream: Stream) -> dict[str, dict[str, Any]]:
+    """Every asset's checkpoint in the stream's bucket, decoded."""
+
+    async def read() -> dict[str, dict[str, Any]]:
+        import nats
+
+        nc = await nats.connect(stream.cluster.servers)
+        try:
+            kv = await nc.jetstream().key_value(stream.bucket)
+            out = {}
+            try:
+                keys = await kv.keys()
+            except nats.js.errors.NoKeysError:
+                return {}
+            for k in keys:
+                entry = await kv.get(k)
+                doc = orjson.loads(entry.value or b"null")
+                out[doc["asset"]] = doc
+            return out
+        finally:
+            await nc.close()
+
+    return asyncio.run(read())
+
+
+def uninterrupted(model: Path, rows: np.ndarray, ts: np.ndarray) -> tuple[dict[str, Any], float, int]:
+    """One stream scored in process over all rows: (its state, the last score, alarms raised)."""
+    from monitor.detector import model_folder
+
+    det = model_folder.load(model)
+    st = det.new_stream()
+    res = det.score_many([(st, rows, ts)])[0]
+    raised = sum(1 for _, tr in res.transitions if tr.kind == "raised")
+    state = orjson.loads(orjson.dumps(st.to_state(), option=orjson.OPT_SERIALIZE_NUMPY))
+    return state, float(res.score[-1]), raised
+
+
+def assert_close(a: Any, b: Any, path: str = "") -> None:
+    """Nested numbers, lists and dicts equal up to float tolerance."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), (path, sorted(a), sorted(b) if isinstance(b, dict) else b)
+        for k in a:
+            assert_close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)) and a and isinstance(a[0], (list, tuple, dict)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_close(x, y, f"{path}[{i}]")
+    elif isinstance(a, (list, tuple, float, int)) and not isinstance(a, bool):
+        assert np.allclose(
+            np.asarray(a, dtype=float), np.asarray(b, dtype=float), rtol=1e-9, atol=1e-9, equal_nan=True
+        ), path
+    else:
+        assert a == b, (path, a, b)
