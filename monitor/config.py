@@ -116,6 +116,13 @@ class ModelsConfig:
         lambda v: v in ("default", "reject"),
         "must be 'default' or 'reject'",
     )
+    shadow_interval: float = setting(
+        60.0,
+        "seconds between the lines a challenger's shadow scoring adds to <state_dir>/shadow-<instance>.jsonl "
+        "(what 'plantwatch models compare' reads)",
+        lambda v: 0.1 <= v <= 3600,
+        "must be 0.1-3600",
+    )
 
 
 @dataclass(frozen=True)

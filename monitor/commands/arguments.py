@@ -346,6 +346,26 @@ def _models_shadow(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop", action="store_true", help="score no challenger any more")
 
 
+def _models_compare(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store", metavar="STORE", help="the model store, e.g. models/boiler (its name picks the records)")
+    p.add_argument(
+        "--state-dir",
+        required=True,
+        metavar="DIR",
+        help="the monitor's state_dir, where it writes shadow-<instance>.jsonl while a challenger runs",
+    )
+    p.add_argument("--since", default="24h", metavar="DURATION", help="how far back from the newest row (default: 24h)")
+    p.add_argument("--challenger", metavar="VERSION", help="default: the store's challenger, else the newest recorded")
+    p.add_argument(
+        "--drill-report",
+        action="append",
+        metavar="REPORT",
+        help="a 'plantwatch drill --report' folder or report.json: its injections in the window count as detected "
+        "by a model that was in alarm on the drill copy during one (repeatable)",
+    )
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+
+
 COMMANDS = (
     Command(
         "train",
@@ -497,6 +517,17 @@ COMMANDS = (
                 "Score a version as the challenger beside the current one (exported model=challenger, no alarms).",
                 "  plantwatch models shadow models/boiler v0003\n  plantwatch models shadow models/boiler --stop\n",
                 arguments=_models_shadow,
+            ),
+            Command(
+                "compare",
+                "monitor.commands.model_compare:compare_command",
+                "Compare champion and challenger on the live rows the monitor scored with both (shadow).",
+                "  plantwatch models compare models/boiler --state-dir /var/lib/plantwatch\n"
+                "  plantwatch models compare models/boiler --state-dir /var/lib/plantwatch --since 7d \\\n"
+                "      --drill-report drill-report/ --json\n"
+                "\nper model: alarm episodes per day and alarm time on the real assets (drill copies left out),\n"
+                "rows only it flagged, and drill injections detected. Exit 2 when nothing was recorded.\n",
+                arguments=_models_compare,
             ),
         ),
     ),

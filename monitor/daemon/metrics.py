@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.samples import Sample
 
 from .. import __version__
 from ..wire import CONTROL_REFUSALS, FEEDBACK_LABELS, REJECTION_REASONS
@@ -130,6 +131,9 @@ class AssetStats:
     last_seq: int = -1
     top: tuple[int, ...] = ()  # sensor indices, largest contribution first
     contrib: np.ndarray | None = None  # (d,) contributions of the last scored row
+    challenger: str = ""  # version of the challenger scoring it in shadow ("" none)
+    ch_score: float = math.nan  # the challenger's score and threshold of the last row
+    ch_threshold: float = math.nan
 
 
 @dataclass
@@ -315,6 +319,12 @@ class Collector:
                 "Model scoring each asset (value 1)",
                 ["asset", "model", "version"],
             ),
+            "challenger": _family(
+                GaugeMetricFamily,
+                "plantwatch_challenger_info",
+                'Challenger scoring the asset in shadow (value 1; its score and threshold carry model="challenger")',
+                ["asset", "model", "version"],
+            ),
             "contrib": _family(
                 GaugeMetricFamily,
                 "plantwatch_top_sensor_contribution",
@@ -445,6 +455,11 @@ class Collector:
         f["threshold"].add_metric(lab, a.threshold)
         f["alarm"].add_metric(lab, 1.0 if a.alarm and a.online else 0.0)
         f["last_ts"].add_metric(lab, a.last_ts)
+        if a.challenger:
+            f["challenger"].add_metric([a.asset, a.model, a.challenger], 1.0)
+            if not math.isnan(a.ch_score):  # the champion's series keep their labels; the challenger's add one
+                for key, value in (("score", a.ch_score), ("threshold", a.ch_threshold)):
+                    f[key].samples.append(Sample(f[key].name, {"asset": a.asset, "model": "challenger"}, value))
         if a.contrib is None:
             return
         shown = range(len(a.sensors)) if self.state.contributions else (a.top if a.alarm else ())

@@ -302,6 +302,7 @@ class Monitor:
             self.http.web = web  # new certificates and users from the next connection on
         self.worker.set_limits(new.max_assets, new.asset_idle_timeout)
         self.worker.skew, self.worker.max_age = new.time.skew, new.time.max_age
+        self.worker.shadow_log.every = new.models.shadow_interval
         self.worker.gate.reschedule(new.schedules())
         self.worker.swap_models(models)
         with self.state.lock:

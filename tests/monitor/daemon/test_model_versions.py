@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -84,4 +86,84 @@ def test_a_promotion_and_a_rollback_are_picked_up_without_losing_a_message(
     assert metric(mon, "plantwatch_sequence_gaps_total", asset="boiler") == 0
     # promote, the broken pointer, rollback (moving back to the running v0002 is no change)
     assert sum(e.get("event") == "model_pointer_changed" for e in mon.events()) == 3
+    assert mon.stop()[0] == 0
+
+
+def send(plant: Plant, asset: str, seqs: range, shift: float = 0.0) -> None:
+    info = None
+    for seq in seqs:
+        row = plant.rows[seq % len(plant.rows)].copy()
+        row[2] += shift
+        info = plant.send(asset, seq, row=row)
+    assert info is not None
+    info.wait_for_publish(10)
+
+
+def test_a_challenger_scored_in_shadow_compared_promoted_and_rolled_back_with_no_message_lost(
+    tmp_path: Path,
+    mosquitto: Any,
+    model_dir: Path,
+    second_model_dir: Path,
+    plant: Plant,
+    monitor_process: Callable[..., MonitorProcess],
+    capsys: pytest.CaptureFixture[str],
+    cli_logging: None,
+) -> None:
+    store = make_store(tmp_path, model_dir, second_model_dir)
+    cfg = config(tmp_path, mosquitto, store)
+    cfg.write_text(cfg.read_text() + "shadow_interval = 0.5\n")
+    mon = monitor_process(["--config", str(cfg)])
+    mon.wait_ready()
+    code, out = run(capsys, "models", "shadow", str(store), "v0002")
+    assert code == 0, out
+    wait_until(lambda: any(e.get("event") == "config_reloaded" for e in mon.events()), 10, "the challenger loaded")
+
+    # the same rows to both models: a real asset in normal operation, a drill copy with a fault from row 60
+    send(plant, "boiler", range(0, 90))
+    send(plant, "boiler-drill", range(0, 60))
+    t_fault = time.time()
+    send(plant, "boiler-drill", range(60, 90), shift=40.0)
+    for asset in ("boiler", "boiler-drill"):
+        wait_until(lambda a=asset: metric(mon, "plantwatch_messages_total", asset=a) == 90, 10, f"90 of {asset}")
+        assert metric(mon, "plantwatch_challenger_info", asset=asset, model="boiler", version="v0002") == 1
+    ch = metric(mon, "plantwatch_anomaly_score", asset="boiler-drill", model="challenger")
+    champ = metric(mon, "plantwatch_anomaly_score", asset="boiler-drill")
+    assert ch > metric(mon, "plantwatch_threshold", asset="boiler-drill", model="challenger")  # it would alarm
+    assert ch != champ  # another model's score, not a copy
+    # only the champion's episode reached the alarm counter and topic: the challenger raises none
+    assert metric(mon, "plantwatch_alarms_total", asset="boiler-drill") == 1
+
+    report = tmp_path / "drill.json"
+    report.write_text(
+        json.dumps({"injections": [{"asset": "boiler-drill", "start_ts": t_fault, "start": 0.0, "end": 40.0}]})
+    )
+
+    def compared() -> dict[str, Any]:
+        args = ["models", "compare", str(store), "--state-dir", str(tmp_path / "state"), "--json"]
+        code, out = run(capsys, *args, "--drill-report", str(report))
+        return json.loads(out) if code == 0 else {}
+
+    c = wait_until(lambda: (r := compared()) and r["rows"] == 180 and r, 10, "180 rows in the shadow records")
+    assert (c["champion"]["version"], c["challenger"]["version"]) == ("v0001", "v0002")
+    assert c["drills"] == 1 and c["champion"]["drills_detected"] == 1 and c["challenger"]["drills_detected"] == 1
+    assert c["assets"] == ["boiler", "boiler-drill"]
+    code, out = run(capsys, "models", "compare", str(store), "--state-dir", str(tmp_path / "state"))
+    assert code == 0 and "champion v0001 vs challenger v0002 on the same 180 rows" in out, out
+
+    # promotion while messages flow; then a rollback: every message scored, once
+    code, out = run(capsys, "models", "promote", str(store), "v0002", "--reason", "shadow ok")
+    assert code == 0, out
+    send(plant, "boiler", range(90, 150))
+    wait_until(version(mon, "v0002"), 10, "v0002 picked up")
+    assert metric(mon, "plantwatch_challenger_info", asset="boiler", model="boiler", version="v0002") == 0
+    taken = [e for e in mon.events() if e.get("event") == "challenger_stream_taken_over"]
+    assert [e["asset"] for e in taken] == ["boiler"]  # warmed up in shadow; the drill copy's was in alarm
+    code, out = run(capsys, "models", "rollback", str(store), "--reason", "test")
+    assert code == 0 and "v0002 -> v0001" in out, out
+    send(plant, "boiler", range(150, 200))
+    wait_until(version(mon, "v0001"), 10, "rolled back")
+    wait_until(lambda: metric(mon, "plantwatch_messages_total", asset="boiler") == 200, 10, "200 scored")
+    assert metric(mon, "plantwatch_sequence_gaps_total", asset="boiler") == 0
+    rejected = [e for e in mon.events() if e.get("event") == "message_rejected"]
+    assert rejected == []
     assert mon.stop()[0] == 0
