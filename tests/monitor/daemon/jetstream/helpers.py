@@ -55,8 +55,9 @@ class Stream:
         return Plant(self.cluster.mqtt[node], prefix=self.prefix)
 
 
-def publish_native(stream: Stream, assets: list[str], seqs: range, ts0: float) -> None:
-    """Telemetry published natively (a gateway speaking NATS), until the stream holds all of it."""
+def publish_native(stream: Stream, assets: list[str], seqs: range, ts0: float, avoid: int | None = None) -> None:
+    """Telemetry published natively (a gateway speaking NATS), until the stream holds all of it;
+    ``avoid``: a node that is down."""
     from tests.monitor.conftest import history, values
 
     rows = history(5000, seed=7)
@@ -64,18 +65,33 @@ def publish_native(stream: Stream, assets: list[str], seqs: range, ts0: float) -
     async def run() -> None:
         import nats
 
-        nc = await nats.connect(stream.cluster.servers)
+        servers = [u for i, u in enumerate(stream.cluster.servers) if i != avoid]
+        nc = await nats.connect(servers)
+        js = nc.jetstream()
+
+        async def last_seq() -> int | None:
+            try:
+                return int((await js.stream_info(stream.name)).state.last_seq)
+            except nats.errors.Error:  # no leader for a moment after a node's loss
+                return None
+
         try:
-            js = nc.jetstream()
-            before = (await js.stream_info(stream.name)).state.messages
+            before = None
+            for _ in range(300):
+                before = await last_seq()
+                if before is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert before is not None, "the stream has no leader"
             for seq in seqs:
                 for a in assets:
                     payload = wire.encode_telemetry(ts0 + seq, seq, values(rows[seq % len(rows)]))
                     await nc.publish(partitions.subject_of(wire.telemetry_topic(stream.prefix, a)), payload)
             await nc.flush()
             want = before + len(seqs) * len(assets)
-            for _ in range(200):
-                if (await js.stream_info(stream.name)).state.messages >= want:
+            for _ in range(300):
+                got = await last_seq()
+                if got is not None and got >= want:
                     return
                 await asyncio.sleep(0.05)
             raise AssertionError("the stream did not receive every message")
