@@ -55,6 +55,21 @@ class Stream:
         return Plant(self.cluster.mqtt[node], prefix=self.prefix)
 
 
+def stored(stream: Stream) -> int:
+    """How many messages the stream has ever stored (its last sequence number; a work queue deletes acked ones)."""
+
+    async def ask() -> int:
+        import nats
+
+        nc = await nats.connect(stream.cluster.servers)
+        try:
+            return int((await nc.jetstream().stream_info(stream.name)).state.last_seq)
+        finally:
+            await nc.close()
+
+    return asyncio.run(ask())
+
+
 def publish_native(stream: Stream, assets: list[str], seqs: range, ts0: float, avoid: int | None = None) -> None:
     """Telemetry published natively (a gateway speaking NATS), until the stream holds all of it;
     ``avoid``: a node that is down."""
