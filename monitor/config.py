@@ -203,6 +203,10 @@ class SourceConfig:
     )
     stream: str = setting("PLANTWATCH", "jetstream: the telemetry stream (with its partitioning subject transform)")
     bucket: str = setting("plantwatch-state", "jetstream: the KV bucket holding each asset's checkpointed state")
+    leases: str = setting(
+        "plantwatch-leases",
+        "jetstream: the KV bucket (with a TTL) of the partition leases: one instance pulls a partition at a time",
+    )
     partitions: int = setting(
         12,
         "jetstream: partitions of the stream (its transform's partition(N, ...)); a mismatch is refused at start",

@@ -1,7 +1,8 @@
 """Each asset's stream state in a JetStream KV bucket, so that it moves with its partition.
 
-One key per asset, ``p<partition>.<asset>`` (:func:`.partitions.key_of`): an instance that starts, or
-takes partitions over after a change of ``instances``, reads only the keys of the partitions it owns.
+One key per asset, ``p<partition>.<asset>`` (:func:`.partitions.key_of`), read when the asset's first
+message reaches an instance (after it leased the partition), so a partition taken over during a rolling
+restart continues from the checkpoint its previous owner wrote when it stopped.
 The value is JSON (numbers, lists, strings: nothing unpickled) with a format version and the id of the
 model the stream state belongs to, next to the sequence state, the scored count and the stream's
 detector state (window tail, smoothing, rolling threshold, alarm and open episode).
@@ -53,48 +54,39 @@ class KvCheckpoints:
     # ------------------------------------------------------------ reading
 
     def load(self) -> dict[str, Record]:
-        """The records of every asset in this instance's partitions (refused ones counted and left out)."""
-        raw: dict[str, bytes] = self.session.call(self._read_all(), _TIMEOUT_S * 3)
-        records: dict[str, Record] = {}
-        for key, value in raw.items():
-            try:
-                asset = partitions.asset_of_key(key)
-                doc = orjson.loads(value)
-                if not isinstance(doc, dict):
-                    raise ValueError("not a JSON object")
-            except (ValueError, IndexError) as exc:  # orjson.JSONDecodeError, a bad hex name
-                self._refused("refused_corrupt", key, str(exc))
-                continue
-            if doc.get("format") != FORMAT:
-                self._refused("refused_format", key, f"format {doc.get('format')!r}, this monitor reads {FORMAT}")
-                continue
-            if doc.get("asset") != asset:
-                self._refused("refused_corrupt", key, f"holds asset {doc.get('asset')!r}")
-                continue
-            records[asset] = {k: doc.get(k) for k in ("seq", "scored", "model", "stream")}
-        if records:
-            log.info("checkpoints_loaded", bucket=self.session.src.bucket, assets=len(records),
-                     partitions=list(self.session.owned))  # fmt: skip
-        return records
+        """Nothing up front: a partition may still be leased by another instance when this one starts, so
+        each asset's checkpoint is read when its first message arrives (:meth:`fetch`), after the lease."""
+        return {}
+
+    def fetch(self, asset: str) -> Record | None:
+        """The asset's checkpoint (None: none, or refused: counted, logged, the asset warms up afresh)."""
+        key = partitions.key_of(asset, self.partitions)
+        value: bytes | None = self.session.call(self._get(key), _TIMEOUT_S)
+        if value is None:
+            return None
+        try:
+            doc = orjson.loads(value)
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:  # orjson.JSONDecodeError is one
+            self._refused("refused_corrupt", key, str(exc))
+            return None
+        if doc.get("format") != FORMAT:
+            self._refused("refused_format", key, f"format {doc.get('format')!r}, this monitor reads {FORMAT}")
+            return None
+        if doc.get("asset") != asset:
+            self._refused("refused_corrupt", key, f"holds asset {doc.get('asset')!r}")
+            return None
+        return {k: doc.get(k) for k in ("seq", "scored", "model", "stream")}
 
     def _refused(self, result: str, key: str, why: str) -> None:
         with self.state.lock:
             self.state.checkpoints[result] += 1
         log.warning("checkpoint_refused", key=key, reason=why[:200], note="this asset warms up afresh")
 
-    async def _read_all(self) -> dict[str, bytes]:
-        kv, out = self.session.kv, {}
-        for p in self.session.owned:
-            watcher = await kv.watch(f"p{p}.>", ignore_deletes=True)
-            try:
-                async for entry in watcher:
-                    if entry is None:  # the end of the current values
-                        break
-                    if entry.value is not None and entry.operation not in ("DEL", "PURGE"):
-                        out[entry.key] = entry.value
-            finally:
-                await watcher.stop()
-        return out
+    async def _get(self, key: str) -> bytes | None:
+        found = await self.session.last_value(self.session.src.bucket, key)  # the leader's: never stale
+        return None if found is None else found[0]
 
     # ------------------------------------------------------------ writing
 

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import nats
 import nats.errors
 import nats.js.errors
+import orjson
 from nats.js import api
 
 from .. import logs, wire
@@ -58,6 +59,10 @@ class JetStreamSession:
         self.nc: Any = None
         self.js: Any = None
         self.kv: Any = None
+        self.leases: Any = None
+        self.lease_ttl = 10.0
+        self._held: dict[int, int] = {}  # partition -> revision of its lease
+        self.fatal: str | None = None  # why this instance must end (a lease lost)
         self._status = partitions.subject_of(wire.status_topic(cfg.prefix, cfg.instance))
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="plantwatch-jetstream", daemon=True)
@@ -116,21 +121,121 @@ class JetStreamSession:
                     f"source.bucket: no KV bucket {s.bucket!r} (create it as deploy/nats/README.md says, "
                     "or set source.checkpoint_interval = 0 to run without checkpoints)"
                 ) from None
+        try:
+            self.leases = await self.js.key_value(s.leases)
+        except nats.js.errors.BucketNotFoundError:
+            raise ConfigError(
+                f"source.leases: no KV bucket {s.leases!r} for the partition leases "
+                "(create it with a TTL as deploy/nats/README.md says)"
+            ) from None
+        ttl = (await self.leases.status()).ttl
+        self.lease_ttl = float(ttl) if ttl else 10.0
         for p in self.owned:
-            name = f"plantwatch-p{p}"
-            subject = f"{self.head}.{p}.>"
-            config = api.ConsumerConfig(
-                durable_name=name,
-                filter_subject=subject,
-                ack_policy=api.AckPolicy.EXPLICIT,
-                deliver_policy=api.DeliverPolicy.ALL,
-                max_ack_pending=s.max_ack_pending,
-                ack_wait=s.ack_wait,
-            )
-            sub = await self.js.pull_subscribe(subject, durable=name, stream=s.stream, config=config)
-            self._tasks.append(asyncio.ensure_future(self._pull(p, sub)))
+            self._tasks.append(asyncio.ensure_future(self._own(p)))
         await self.nc.publish(self._status, wire.STATUS_ONLINE)
         self.subscribed.set()
+
+    # ------------------------------------------------------------ partition leases
+
+    def _holder(self) -> bytes:
+        src = self.src
+        return orjson.dumps({"instance": self.cfg.instance, "index": src.instance_index, "instances": src.instances})
+
+    async def _own(self, p: int) -> None:
+        """Hold partition ``p``'s lease, then pull it; renew the lease every third of its TTL.
+
+        The lease (key ``<stream>.p<p>`` of the TTL'd lease bucket) is created only if absent, renewed by revision
+        (compare-and-set) and deleted at a clean stop. A partition still leased by another instance (an
+        instance of the old count during a rolling restart with a new one) waits until that one stops or
+        its lease expires; the same instance restarted (same name, index and count) takes its own back at
+        once. A lease lost to another instance ends this one (exit 1: its supervisor restarts it).
+        """
+        key, me = f"{self.src.stream}.p{p}", self._holder()
+        rev, waiting = None, False
+        while rev is None:
+            try:
+                rev = await self.leases.create(key, me)
+            except nats.js.errors.KeyWrongLastSequenceError:
+                try:
+                    held = await self.last_value(self.src.leases, key)
+                    if held is not None and held[0] == me:  # this instance, restarted: its own lease
+                        rev = await self.leases.update(key, me, last=held[1])
+                        break
+                except nats.js.errors.KeyWrongLastSequenceError:
+                    continue  # renewed, released or expired meanwhile: look again
+                if held is None:
+                    continue
+                if not waiting:
+                    waiting = True
+                    self._count_partition("waiting", +1)
+                    log.info("partition_waiting", partition=p, held_by=held[0].decode(errors="replace"),
+                             note="until that instance stops or its lease expires")  # fmt: skip
+                await asyncio.sleep(0.5)
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning("partition_lease_failed", partition=p, reason=str(exc)[:200] or type(exc).__name__)
+                await asyncio.sleep(1.0)
+        if waiting:
+            self._count_partition("waiting", -1)
+        self._held[p] = rev
+        self._count_partition("held", +1)
+        sub = await self._bind(p)
+        log.info("partition_taken", partition=p, waited=waiting)
+        pull = asyncio.ensure_future(self._pull(p, sub))
+        self._tasks.append(pull)
+        while not pull.done():
+            await asyncio.sleep(self.lease_ttl / 3)
+            try:
+                self._held[p] = await self.leases.update(key, me, last=self._held[p])
+            except nats.js.errors.KeyWrongLastSequenceError:
+                self.fatal = f"lost the lease of partition {p} to another instance"
+                log.error("partition_lease_lost", partition=p, note="exiting: the supervisor restarts this instance")
+                pull.cancel()
+                self._held.pop(p, None)
+                return
+            except (nats.errors.Error, TimeoutError) as exc:  # retried; another may take it after the TTL
+                log.warning("partition_lease_not_renewed", partition=p, reason=str(exc)[:200] or type(exc).__name__)
+
+    async def last_value(self, bucket: str, key: str) -> tuple[bytes, int] | None:
+        """A KV key's value and revision as the bucket's leader has it (None: absent or deleted).
+
+        Not ``kv.get``: on a replicated bucket a direct get may be answered by a follower that has not
+        applied the newest write yet, and a checkpoint or lease read stale would restore an older state.
+        """
+        try:
+            msg = await self.js.get_last_msg(f"KV_{bucket}", f"$KV.{bucket}.{key}")
+        except nats.js.errors.NotFoundError:
+            return None
+        if msg.headers and msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
+            return None
+        return bytes(msg.data or b""), int(msg.seq or 0)
+
+    def _count_partition(self, state: str, step: int) -> None:
+        with self.state.lock:
+            self.state.partitions[state] += step
+
+    async def _bind(self, p: int) -> Any:
+        s = self.src
+        name = f"plantwatch-p{p}"
+        subject = f"{self.head}.{p}.>"
+        config = api.ConsumerConfig(
+            durable_name=name,
+            filter_subject=subject,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            deliver_policy=api.DeliverPolicy.ALL,
+            max_ack_pending=s.max_ack_pending,
+            ack_wait=s.ack_wait,
+        )
+        return await self.js.pull_subscribe(subject, durable=name, stream=s.stream, config=config)
+
+    async def _release(self) -> None:
+        """Delete the leases this instance holds (a clean stop: its checkpoints and acks are out)."""
+        for p, rev in list(self._held.items()):
+            try:
+                await self.leases.delete(f"{self.src.stream}.p{p}", last=rev)
+            except nats.errors.Error as exc:
+                log.warning("partition_lease_not_released", partition=p, reason=str(exc)[:200] or type(exc).__name__,
+                            note="it expires after its TTL")  # fmt: skip
+        self._held.clear()
 
     async def _check_stream(self) -> str:
         s = self.src
@@ -307,6 +412,9 @@ class JetStreamSession:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, *self._acking, return_exceptions=True)
+        if self.nc is not None and self.nc.is_connected:
+            await self.nc.flush(2)  # the acknowledgements are at the server before the leases go
+            await self._release()
         if self.nc is not None and self.nc.is_connected:
             await self.nc.publish(self._status, wire.STATUS_OFFLINE)
             await self.nc.flush(2)

@@ -36,8 +36,20 @@ def bucket_config(name: str, replicas: int = 3) -> api.KeyValueConfig:
     return api.KeyValueConfig(bucket=name, history=1, replicas=replicas, storage=api.StorageType.FILE)
 
 
+def leases_config(name: str, replicas: int = 3, ttl: float = 10.0) -> api.KeyValueConfig:
+    """One lease per partition, gone ``ttl`` seconds after its holder last renewed it."""
+    return api.KeyValueConfig(bucket=name, history=1, replicas=replicas, ttl=ttl, storage=api.StorageType.FILE)
+
+
 async def create(
-    servers: list[str], stream: str, prefix: str, parts: int, bucket: str | None, replicas: int = 3, **auth: Any
+    servers: list[str],
+    stream: str,
+    prefix: str,
+    parts: int,
+    bucket: str | None,
+    replicas: int = 3,
+    leases: str = "plantwatch-leases",
+    **auth: Any,
 ) -> None:
     import nats
 
@@ -47,5 +59,6 @@ async def create(
         await js.add_stream(stream_config(stream, prefix, parts, replicas))
         if bucket:
             await js.create_key_value(bucket_config(bucket, replicas))
+        await js.create_key_value(leases_config(leases, replicas))
     finally:
         await nc.close()

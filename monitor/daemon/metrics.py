@@ -150,6 +150,7 @@ class State:
     control: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("accepted", *CONTROL_REFUSALS), 0))
     jetstream: dict[str, int] = field(default_factory=lambda: dict.fromkeys(JETSTREAM_KINDS, 0))
     checkpoints: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHECKPOINT_RESULTS, 0))
+    partitions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("held", "waiting"), 0))
     windows_expired: int = 0  # one-off [[maintenance]] windows of the config that have ended (ignored)
     #: operators' labels of alarm episodes, by (asset, label), from the feedback file on
     feedback: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -372,6 +373,13 @@ class Collector:
                 "should stay 0), delivered again after an unacknowledged delivery (redelivered)",
                 ["kind"],
             ),
+            "partitions": _family(
+                GaugeMetricFamily,
+                "plantwatch_jetstream_partitions",
+                "JetStream partitions of this instance: leased and pulled (held), or leased by another instance "
+                "still (waiting: during a rolling restart with a new instance count)",
+                ["state"],
+            ),
             "checkpoints": _family(
                 CounterMetricFamily,
                 "plantwatch_checkpoints",
@@ -403,6 +411,8 @@ class Collector:
             f["evicted"].add_metric([reason], float(n))
         for kind, n in s.jetstream.items():
             f["jetstream"].add_metric([kind], float(n))
+        for state, n in s.partitions.items():
+            f["partitions"].add_metric([state], float(n))
         for result, n in s.checkpoints.items():
             f["checkpoints"].add_metric([result], float(n))
         for result, n in s.control.items():

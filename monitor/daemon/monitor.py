@@ -371,6 +371,9 @@ class Monitor:
             if self._reload_requested:
                 self._reload_requested = False
                 self._reload_from_sources()
+            if isinstance(self.session, JetStreamSession) and self.session.fatal:
+                log.error("jetstream_fatal", reason=self.session.fatal)
+                return 1
             if self.worker is not None and not self.worker.is_alive():
                 log.error("worker_died")
                 return 1

@@ -79,9 +79,3 @@ def key_of(asset: str, partitions: int) -> str:
     """
     name = asset if _PLAIN_KEY.fullmatch(asset) else "=" + asset.encode().hex()
     return f"p{partition_of(asset, partitions)}.{name}"
-
-
-def asset_of_key(key: str) -> str:
-    """The asset name in a checkpoint key (the inverse of :func:`key_of`)."""
-    name = key.split(".", 1)[1]
-    return bytes.fromhex(name[1:]).decode() if name.startswith("=") else name

@@ -130,6 +130,10 @@ class StateStore:
             return None
         return doc
 
+    def fetch(self, asset: str) -> Record | None:
+        """Nothing beyond :meth:`load`: the files are read whole at start."""
+        return None
+
     # ------------------------------------------------------------ writing
 
     def write_seq(self, records: dict[str, Record]) -> bool:

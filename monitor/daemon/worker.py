@@ -636,6 +636,8 @@ class Worker(threading.Thread):
     def _restore(self, a: _Asset) -> None:
         """Continue a new asset from its saved record: its sequence always, its stream if of the same model."""
         rec = self._records.get(a.name)
+        if rec is None and self._store is not None:
+            rec = self._store.fetch(a.name)
         if rec is None:
             return
         try:

@@ -26,10 +26,9 @@ class Stream:
     def __init__(self, cluster: NatsCluster, parts: int = 6, replicas: int = 3, bucket: bool = True) -> None:
         n = next(_names)
         self.cluster, self.parts = cluster, parts
-        self.prefix, self.name, self.bucket = f"js{n}", f"JS{n}", f"js{n}-state"
-        asyncio.run(
-            setup.create(cluster.servers, self.name, self.prefix, parts, self.bucket if bucket else None, replicas)
-        )
+        self.prefix, self.name, self.bucket, self.leases = f"js{n}", f"JS{n}", f"js{n}-state", f"js{n}-leases"
+        kv = self.bucket if bucket else None
+        asyncio.run(setup.create(cluster.servers, self.name, self.prefix, parts, kv, replicas, self.leases))
 
     def env(self, index: int, instances: int, **more: str) -> dict[str, str]:
         return {
@@ -37,6 +36,7 @@ class Stream:
             "PLANTWATCH_SOURCE_SERVERS": ",".join(self.cluster.servers),
             "PLANTWATCH_SOURCE_STREAM": self.name,
             "PLANTWATCH_SOURCE_BUCKET": self.bucket,
+            "PLANTWATCH_SOURCE_LEASES": self.leases,
             "PLANTWATCH_SOURCE_PARTITIONS": str(self.parts),
             "PLANTWATCH_SOURCE_INSTANCES": str(instances),
             "PLANTWATCH_SOURCE_INSTANCE_INDEX": str(index),
