@@ -26,13 +26,15 @@ def _start(model: Path, env: dict[str, str]) -> str:
     return text
 
 
-def test_missing_stream_bucket_and_a_partition_count_mismatch_are_refused_at_start(
+def test_missing_stream_buckets_and_a_partition_count_mismatch_are_refused_at_start(
     nats_cluster: NatsCluster, model_dir: Path
 ) -> None:
     stream = Stream(nats_cluster, parts=4, replicas=1, bucket=False)
     env = stream.env(0, 1)
     assert "no stream 'NOPE'" in _start(model_dir, {**env, "PLANTWATCH_SOURCE_STREAM": "NOPE"})
     assert f"no KV bucket '{stream.bucket}'" in _start(model_dir, env)
+    no_leases = {**env, "PLANTWATCH_SOURCE_CHECKPOINT_INTERVAL": "0", "PLANTWATCH_SOURCE_LEASES": "nope"}
+    assert "source.leases: no KV bucket 'nope'" in _start(model_dir, no_leases)
     text = _start(model_dir, {**env, "PLANTWATCH_SOURCE_PARTITIONS": "6"})
     assert (
         text
