@@ -80,6 +80,12 @@ def _train(p: argparse.ArgumentParser) -> None:
         help="with --feedback: also write the history with a 'fault' column (1 in confirmed episodes) to this "
         "file, which 'plantwatch gan train --data' reads",
     )
+    _training_knobs(p)
+    p.add_argument("--force", action="store_true", help="overwrite MODEL if it exists")
+
+
+def _training_knobs(p: argparse.ArgumentParser) -> None:
+    """How a model is trained and calibrated (train, and retrain for its challengers)."""
     p.add_argument(
         "--epochs",
         type=int,
@@ -176,7 +182,6 @@ def _train(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="samples below the clear level before it clears (default: 3)",
     )
-    p.add_argument("--force", action="store_true", help="overwrite MODEL if it exists")
 
 
 def _score(p: argparse.ArgumentParser) -> None:
@@ -366,6 +371,67 @@ def _models_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
+def _retrain(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", required=True, metavar="STORE", help="the model store whose challenger this runs")
+    p.add_argument(
+        "--data",
+        required=True,
+        metavar="CSV",
+        help="recorded history of the asset (plantwatch record), with timestamps",
+    )
+    p.add_argument(
+        "--state-dir",
+        required=True,
+        metavar="DIR",
+        help="the monitor's state_dir: feedback labels, operators' maintenance windows, shadow results",
+    )
+    p.add_argument("--asset", metavar="ASSET", help="whose labels and windows apply (default: the --data file's name)")
+    p.add_argument(
+        "--config", metavar="TOML", help="the monitor's config: its [[maintenance]] windows are left out of training"
+    )
+    p.add_argument(
+        "--shadow", default="24h", metavar="DURATION", help="how long the challenger runs in shadow (default: 24h)"
+    )
+    p.add_argument("--report", metavar="DIR", help="where the decision reports go (default: STORE/reports)")
+    p.add_argument(
+        "--drill-report",
+        action="append",
+        metavar="REPORT",
+        help="'plantwatch drill --report' folders or report.json of drills run during the shadow (repeatable)",
+    )
+    rule = p.add_argument_group("the promotion rule (written into every report)")
+    rule.add_argument(
+        "--max-false-alarm-ratio",
+        type=float,
+        default=1.0,
+        metavar="R",
+        help="challenger alarm episodes/day on real assets <= R x the champion's + slack (default: 1)",
+    )
+    rule.add_argument(
+        "--false-alarm-slack",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="episodes/day added to that bound (default: 0)",
+    )
+    rule.add_argument(
+        "--drill-slack",
+        type=int,
+        default=0,
+        metavar="N",
+        help="drill injections the challenger may miss that the champion detected (default: 0)",
+    )
+    rule.add_argument(
+        "--min-drills", type=int, default=0, metavar="N", help="drill injections the window must hold (default: 0)"
+    )
+    rule.add_argument(
+        "--min-shadow-rows", type=int, default=1000, metavar="N", help="shadow rows needed to judge (default: 1000)"
+    )
+    add_columns(p)
+    add_missing(p)
+    _training_knobs(p)
+
+
 COMMANDS = (
     Command(
         "train",
@@ -530,5 +596,18 @@ COMMANDS = (
                 arguments=_models_compare,
             ),
         ),
+    ),
+    Command(
+        "retrain",
+        "monitor.commands.retrain:retrain_command",
+        "One step of the retraining loop: train a challenger, let it shadow, then promote it or drop it by a rule.",
+        "  plantwatch retrain --store /var/lib/plantwatch/models/boiler --data /var/lib/plantwatch/history/boiler.csv \\\n"
+        "      --state-dir /var/lib/plantwatch --config /etc/plantwatch/plantwatch.toml --shadow 24h\n"
+        "\nrun it on a schedule (deploy/systemd/plantwatch-retrain.timer). With no challenger it trains one on the\n"
+        "history minus maintenance windows and confirmed faults (false alarms kept as normal) and makes it the\n"
+        "store's challenger; while it shadows it says how long is left; after --shadow it compares both on the\n"
+        "rows the monitor scored (plantwatch models compare) and promotes it only if the rule holds. Every\n"
+        "decision writes STORE/reports/retrain-*.json and .md with the data, the figures and the rule.\n",
+        arguments=_retrain,
     ),
 )
