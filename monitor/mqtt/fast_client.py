@@ -138,16 +138,23 @@ class Client(paho.Client):
         super().message_callback_add(sub, callback)
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        """paho reads one packet per call; go on while whole packets may sit in the buffer (PUBLISH
-        packets straight to ``on_message`` when :meth:`_publishes` may take them, the rest through paho)."""
-        rc = super().loop_read(max_packets)
+        """paho reads one packet per call (and as many as it has messages in flight, each through its whole
+        path); go on while whole packets may sit in the buffer: PUBLISH packets straight to ``on_message``
+        when :meth:`_publishes` may take them, any other one through paho's own read of one packet."""
+        current = self._sock
+        if not isinstance(current, BufferedSocket):
+            return super().loop_read(max_packets)
+        sock: BufferedSocket = current
         for _ in range(DRAIN_PACKETS):
-            sock = self._sock
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or not isinstance(sock, BufferedSocket) or not sock.buffered():
+            if not (sock.buffered() and self._publishes(sock)):
+                rc = self._packet_read()  # what paho's loop_read does per packet, with its handling of errors
+                if rc > 0:
+                    return self._loop_rc_handle(rc)
+                if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                    break
+            if self._sock is not sock or not sock.buffered():
                 break
-            if not self._publishes(sock):
-                rc = super().loop_read(max_packets)
-        return rc
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _publishes(self, sock: BufferedSocket) -> int:
         """Hand the whole PUBLISH packets at the head of the buffer to ``on_message``; how many it handed.
