@@ -479,12 +479,12 @@ COMMANDS = (
         "Record live telemetry into per-asset CSV files that 'plantwatch train' reads.",
         "  plantwatch record --broker mqtt://127.0.0.1:1883 --out history/ --duration 3600\n"
         "  plantwatch record --broker mqtt://127.0.0.1:1883 --assets boiler,pump --out history/\n"
-        "\nthe retraining loop:\n"
+        '\nthe retraining loop (a model store the monitor\'s config names: models.default = "models/boiler"):\n'
         "  1. plantwatch record --broker URL --assets boiler --out history/ --duration 86400\n"
-        "  2. plantwatch train --data history/boiler.csv --out models/boiler-v2\n"
-        "  3. point the monitor at models/boiler-v2 (models.default or [models.assets] in its config)\n"
-        "  4. kill -HUP <monitor pid>   (or systemctl reload plantwatch): the new model is checked, then\n"
-        "     swapped in; only assets whose model changed restart their stream state\n"
+        "  2. plantwatch train --data history/boiler.csv --store models/boiler --challenger\n"
+        "  3. the monitor scores it in shadow; plantwatch models compare models/boiler --state-dir DIR\n"
+        "  4. plantwatch models promote models/boiler v0002: checked, then swapped in between two batches\n"
+        "     (plantwatch retrain and deploy/systemd/plantwatch-retrain.timer run 2-4 on a schedule)\n"
         "\nrows are acknowledged to the broker only once written and flushed; stopping (Ctrl-C, SIGTERM)\n"
         "writes what was received and leaves the rest queued at the broker for the next run.\n",
         arguments=_record,
