@@ -111,5 +111,7 @@ def test_train_into_a_store_then_as_challenger(
     assert code == 0 and "v0002 is the challenger" in out, out
     assert model_store.versions(store) == ["v0001", "v0002"]
     assert (model_store.pointer(store), model_store.pointer(store, "challenger")) == ("v0001", "v0002")
+    code, out = run(capsys, "score", "--model", str(store), "--data", str(csv), "--out", str(tmp_path / "s.csv"))
+    assert code == 0 and len((tmp_path / "s.csv").read_text().splitlines()) == 301, out  # the current version
     code, out = run(capsys, "train", "--data", str(csv), "--out", str(tmp_path / "m"), "--challenger", *small)
     assert code == 2 and "--challenger needs --store" in out

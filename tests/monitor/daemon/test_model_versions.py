@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -167,3 +168,51 @@ def test_a_challenger_scored_in_shadow_compared_promoted_and_rolled_back_with_no
     rejected = [e for e in mon.events() if e.get("event") == "message_rejected"]
     assert rejected == []
     assert mon.stop()[0] == 0
+
+
+def test_the_champion_scores_learns_and_alarms_exactly_as_it_would_without_a_challenger(
+    tmp_path: Path, mosquitto: Any, model_dir: Path, second_model_dir: Path, plant: Plant
+) -> None:
+    """Two monitors on the same rows, the champion's folder the same: one also shadows a challenger. The
+    champion's exported values and its whole stream state (threshold learning, alarm state) are equal."""
+    from monitor import config as configuration
+    from monitor.daemon import Monitor
+
+    store = make_store(tmp_path, model_dir, second_model_dir)
+    model_store.set_pointer(store, "challenger", "v0002")
+    mons = []
+    for name, model in (("with", str(store)), ("without", str(model_dir))):
+        doc = {
+            "instance": name,
+            "broker": {"url": mosquitto.url, "client_id": f"t-{name}"},
+            "metrics": {"port": 0},
+            "models": {"default": model},
+        }
+        mon = Monitor(configuration.parse(doc))
+        mon.start()
+        mons.append(mon)
+    try:
+        for mon in mons:
+            assert mon.wait_ready(10)
+        send(plant, "boiler", range(0, 60))
+        send(plant, "boiler", range(60, 100), shift=40.0)  # raises an alarm: threshold and alarm state at work
+        send(plant, "boiler", range(100, 160))
+
+        def value(mon: Monitor, name: str, **labels: str) -> float:
+            v = mon.registry.get_sample_value(name, {"asset": "boiler", **labels})
+            return math.nan if v is None else v
+
+        for mon in mons:
+            wait_until(lambda m=mon: value(m, "plantwatch_messages_total") == 160, 10, "160 scored")
+        with_, without = mons
+        assert value(with_, "plantwatch_anomaly_score", model="challenger") > 0  # it did shadow
+        assert math.isnan(value(without, "plantwatch_anomaly_score", model="challenger"))
+        for metric_name in ("plantwatch_anomaly_score", "plantwatch_threshold", "plantwatch_alarms_total"):
+            assert value(with_, metric_name) == value(without, metric_name), metric_name
+        assert value(with_, "plantwatch_alarms_total") >= 1
+        states = [m.worker._assets["boiler"].stream.to_state() for m in mons if m.worker is not None]
+        text = [json.dumps(st, sort_keys=True, default=lambda a: a.tolist()) for st in states]
+        assert len(text) == 2 and text[0] == text[1]
+    finally:
+        for mon in mons:
+            mon.stop()
