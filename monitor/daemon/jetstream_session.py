@@ -5,7 +5,9 @@ queue has room for (the rest stays in the stream: backpressure, with ``max_ack_p
 the server hands out) and puts ``(topic, payload, received_at, id, 1, 0, False)`` items on the queue,
 the same items the MQTT session makes, so the worker is the same. Nothing is acknowledged here: the
 worker calls :meth:`JetStreamSession.ack` once a message is scored (and, with checkpoints, once a
-checkpoint in the KV bucket covers it), so a crash leaves it to redelivery after ``ack_wait``.
+checkpoint in the KV bucket covers it), so a crash leaves it to redelivery after ``ack_wait``. The
+consumers' ack policy is ``all``: one acknowledgement of a partition's newest handled message covers
+the earlier ones, so acknowledging costs one message per partition and checkpoint, not one per message.
 
 Every message names its partition (the subject's second token); one that is not this instance's is
 counted (``plantwatch_jetstream_messages_total{kind="foreign"}``), so "only own partitions reach an
@@ -66,7 +68,7 @@ class JetStreamSession:
         self._status = partitions.subject_of(wire.status_topic(cfg.prefix, cfg.instance))
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="plantwatch-jetstream", daemon=True)
-        self._inflight: dict[int, Any] = {}
+        self._inflight: dict[int, tuple[int, Any]] = {}  # id -> (partition, message) until acknowledged
         self._ids = itertools.count(1)
         self._tasks: list[asyncio.Task[None]] = []
         self._intake_open = True
@@ -142,6 +144,16 @@ class JetStreamSession:
         return orjson.dumps({"instance": self.cfg.instance, "index": src.instance_index, "instances": src.instances})
 
     async def _own(self, p: int) -> None:
+        """:meth:`_hold`; an error it cannot retry ends the instance (logged), never one partition silently."""
+        try:
+            await self._hold(p)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.fatal = f"partition {p}: {str(exc)[:200] or type(exc).__name__}"
+            log.exception("partition_failed", partition=p, note="exiting: the supervisor restarts this instance")
+
+    async def _hold(self, p: int) -> None:
         """Hold partition ``p``'s lease, then pull it; renew the lease every third of its TTL.
 
         The lease (key ``<stream>.p<p>`` of the TTL'd lease bucket) is created only if absent, renewed by revision
@@ -220,12 +232,20 @@ class JetStreamSession:
         config = api.ConsumerConfig(
             durable_name=name,
             filter_subject=subject,
-            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_policy=api.AckPolicy.ALL,
             deliver_policy=api.DeliverPolicy.ALL,
             max_ack_pending=s.max_ack_pending,
             ack_wait=s.ack_wait,
         )
-        return await self.js.pull_subscribe(subject, durable=name, stream=s.stream, config=config)
+        sub = await self.js.pull_subscribe(subject, durable=name, stream=s.stream, config=config)
+        policy = (await sub.consumer_info()).config.ack_policy
+        if policy != api.AckPolicy.ALL:
+            self.fatal = (
+                f"consumer {name} of stream {s.stream} has ack policy {policy}, not all: "
+                f"delete it (nats consumer rm {s.stream} {name}) and plantwatch re-creates it"
+            )
+            log.error("consumer_mismatch", consumer=name, ack_policy=str(policy))
+        return sub
 
     async def _release(self) -> None:
         """Delete the leases this instance holds (a clean stop: its checkpoints and acks are out)."""
@@ -329,9 +349,9 @@ class JetStreamSession:
                 log.warning("jetstream_fetch_failed", partition=p, reason=str(exc)[:200] or type(exc).__name__)
                 await asyncio.sleep(0.5)
                 continue
-            await self._take(msgs, owned, head)
+            await self._take(p, msgs, owned, head)
 
-    async def _take(self, msgs: list[Any], owned: set[int], head: int) -> None:
+    async def _take(self, p: int, msgs: list[Any], owned: set[int], head: int) -> None:
         now = time.time()
         own = foreign = redelivered = 0
         for m in msgs:
@@ -343,7 +363,7 @@ class JetStreamSession:
             if m.metadata.num_delivered > 1:
                 redelivered += 1
             mid = next(self._ids)
-            self._inflight[mid] = m
+            self._inflight[mid] = (p, m)
             item: Item = (partitions.topic_of(rest), m.data, now, mid, 1, 0, False)
             while not self.queue.put(item, 0):
                 if not self._intake_open:
@@ -364,7 +384,17 @@ class JetStreamSession:
         self._loop.call_soon_threadsafe(self._ack_now, mids)
 
     def _ack_now(self, mids: list[int]) -> None:
-        replies = [m.reply for m in (self._inflight.pop(i, None) for i in mids) if m is not None]
+        """One acknowledgement per partition: its newest handled message (the consumers' ack policy is
+        ``all``, so it covers every earlier one; what the worker handled is a prefix of what it was given)."""
+        newest: dict[int, tuple[int, Any]] = {}
+        inflight = self._inflight
+        for i in mids:
+            entry = inflight.pop(i, None)
+            if entry is not None:
+                p, m = entry
+                if p not in newest or newest[p][0] < i:
+                    newest[p] = (i, m)
+        replies = [m.reply for _, m in newest.values()]
         if replies and self.nc is not None:
             task = asyncio.ensure_future(self._publish_all(replies))
             self._acking.add(task)

@@ -50,7 +50,7 @@ def test_the_stream_definition_is_the_partitioning_the_monitor_checks() -> None:
     assert t["src"] == partitions.telemetry_source(wire.DEFAULT_PREFIX)
     assert t["dest"] == partitions.transform_dest(wire.DEFAULT_PREFIX, 12, setup.HEAD)
     assert partitions.partitions_of_dest(t["dest"]) == config.SourceConfig().partitions == 12
-    assert stream["num_replicas"] == 3 and stream["retention"] == "workqueue"
+    assert stream["num_replicas"] == 3 and stream["retention"] == "limits"  # consumers ack-all; a work queue forbids it
     bucket = json.loads((NATS / "bucket.json").read_text())
     assert bucket["bucket"] == config.SourceConfig().bucket and bucket["replicas"] == 3
     leases = json.loads((NATS / "leases.json").read_text())

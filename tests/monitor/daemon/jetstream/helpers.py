@@ -56,7 +56,7 @@ class Stream:
 
 
 def stored(stream: Stream) -> int:
-    """How many messages the stream has ever stored (its last sequence number; a work queue deletes acked ones)."""
+    """How many messages the stream has ever stored (its last sequence number)."""
 
     async def ask() -> int:
         import nats
