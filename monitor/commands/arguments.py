@@ -352,7 +352,9 @@ def _models_shadow(p: argparse.ArgumentParser) -> None:
 
 
 def _models_compare(p: argparse.ArgumentParser) -> None:
-    p.add_argument("store", metavar="STORE", help="the model store, e.g. models/boiler (its name picks the records)")
+    p.add_argument(
+        "store", metavar="STORE", help="the model store (models/boiler) or just its name (boiler): picks the records"
+    )
     p.add_argument(
         "--state-dir",
         required=True,

@@ -15,7 +15,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..detector import load_model, model_store, read_manifest
+from ..detector import Detector, load_model, model_store, read_manifest
 from ..errors import InputError, PlantwatchError
 
 
@@ -127,7 +127,15 @@ def shadow_command(args: argparse.Namespace) -> int:
             raise InputError("name the VERSION to score in shadow (or --stop)")
         if args.version == model_store.pointer(store, model_store.CURRENT):
             raise InputError(f"{store}: {args.version} is the current version; a challenger is another one")
-        _check_loads(store, args.version)
+        challenger = _check_loads(store, args.version)
+        current = model_store.pointer(store, model_store.CURRENT)
+        if current is not None and (store / current).is_dir():
+            champion = read_manifest(store / current)["sensors"]
+            if list(challenger.sensors) != list(champion):
+                raise InputError(
+                    f"{store}: {args.version} reads other sensors than {current} "
+                    f"({len(challenger.sensors)} vs {len(champion)}); a challenger scores the same rows"
+                )
         model_store.set_pointer(store, model_store.CHALLENGER, args.version)
     print(f"{store}: {args.version} is the challenger; a monitor using {store} scores it in shadow within a second")
     return 0
@@ -142,13 +150,13 @@ def _store(path: str) -> Path:
     return p
 
 
-def _check_loads(store: Path, version: str) -> None:
-    """One line and exit 2 (nothing changed) when ``version`` is missing or does not load."""
+def _check_loads(store: Path, version: str) -> Detector:
+    """The version's detector; one line and exit 2 (nothing changed) when it is missing or does not load."""
     folder = store / version
     if not folder.is_dir():
         raise InputError(f"{store}: no version {version} (have: {', '.join(model_store.versions(store)) or 'none'})")
     try:
-        load_model(folder)
+        return load_model(folder)
     except PlantwatchError as exc:
         raise InputError(f"{store}: {version} does not load, nothing changed: {exc}") from None
 

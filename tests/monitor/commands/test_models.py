@@ -113,5 +113,10 @@ def test_train_into_a_store_then_as_challenger(
     assert (model_store.pointer(store), model_store.pointer(store, "challenger")) == ("v0001", "v0002")
     code, out = run(capsys, "score", "--model", str(store), "--data", str(csv), "--out", str(tmp_path / "s.csv"))
     assert code == 0 and len((tmp_path / "s.csv").read_text().splitlines()) == 301, out  # the current version
+    code, out = run(capsys, "train", "--data", str(csv), "--store", str(store), "--exclude", "L1", *small)
+    assert code == 0 and "v0003 added" in out, out
+    code, out = run(capsys, "models", "shadow", str(store), "v0003")
+    assert code == 2 and "reads other sensors than v0001 (5 vs 6)" in out, out
+    assert model_store.pointer(store, "challenger") == "v0002"
     code, out = run(capsys, "train", "--data", str(csv), "--out", str(tmp_path / "m"), "--challenger", *small)
     assert code == 2 and "--challenger needs --store" in out

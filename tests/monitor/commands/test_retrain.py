@@ -98,14 +98,22 @@ def test_train_shadow_promote_then_train_and_drop(
         {"asset": "boiler", "episode": "e-2", "label": "false_alarm", "start": t0 + 200, "end": t0 + 209},
     ]
     (state / "feedback-mon.jsonl").write_text("".join(json.dumps(x) + "\n" for x in labels))
+    # the monitor's config: a scheduled window over rows 250-259, written in the plant's time zone (UTC+5:30)
+    monitor_cfg = tmp_path / "plantwatch.toml"
+    monitor_cfg.write_text(
+        'timezone = "Asia/Kolkata"\n[broker]\nurl = "mqtt://127.0.0.1:1"\n[models]\ndefault = "m"\n'
+        '[[maintenance]]\nassets = ["boiler"]\nreason = "turnaround"\n'
+        "start = 2023-11-15T03:47:30\nend = 2023-11-15T03:47:40\n"  # = 1.7e9 + 250 .. + 260 UTC
+    )
     common = ["retrain", "--store", str(store), "--data", str(csv), "--state-dir", str(state), "--shadow", "1s"]
+    common += ["--config", str(monitor_cfg)]
     small = ["--window", "4", "--folds", "2", "--epochs", "2", "--min-shadow-rows", "100"]
 
     code, out = run(capsys, *common, *small)
     assert code == 0, out
-    assert "maintenance: 50 row(s) in 1 window(s) left out" in out
+    assert "maintenance: 60 row(s) in 2 window(s) left out" in out
     assert "confirmed fault e-1: 20 row(s) left out" in out and "false alarm e-2: 10 row(s) kept" in out
-    assert "trained v0002 on 330 row(s)" in out, out
+    assert "trained v0002 on 320 row(s)" in out, out
     assert model_store.pointer(store, "challenger") == "v0002" and model_store.pointer(store) == "v0001"
     code, out = run(capsys, *common, *small)
     assert code == 0 and "challenger v0002 in shadow for" in out, out
