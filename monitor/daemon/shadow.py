@@ -97,11 +97,13 @@ class ShadowLog:
             if acc is not None:
                 self._write([(asset, acc)])  # the pair changed (a promotion): its rows go in a line of their own
             acc = self._acc[asset] = _Acc(name, *versions)
-        c, ch = champion.astype(bool), challenger.astype(bool)
         if acc.rows == 0:
-            acc.first = float(ts[0])
-        acc.last = float(ts[-1])
+            acc.first = ts.item(0)
+        acc.last = ts.item(-1)
         acc.rows += len(ts)
+        if acc.open[0] is None and acc.open[1] is None and not (champion.any() or challenger.any()):
+            return  # the common case: neither in alarm, nothing to add up
+        c, ch = champion.astype(bool), challenger.astype(bool)
         for k, f in enumerate((c, ch)):
             acc.flagged[k] += int(f.sum())
             closed, acc.open[k] = spans_of(f, ts, acc.open[k])
