@@ -22,7 +22,8 @@ def _train(p: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="training epochs (default: 600, the first 40%% moment matching alone; TEP: about 9-10 minutes on 2 cores)",
+        help="training epochs at most (default: 600, the first 40%% moment matching alone; TEP: about 9 minutes on "
+        "2 idle cores, so --max-minutes shortens them unless it is 0)",
     )
     p.add_argument(
         "--window",
@@ -30,6 +31,15 @@ def _train(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="W",
         help="training window in samples, a multiple of 8 (default: 64); episodes shorter are skipped",
+    )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        metavar="M",
+        help="time budget for the whole command (default: 3): when the epochs would take longer, the schedule "
+        "is shortened to end in time (warm-up, adversarial phase and learning-rate decay alike), the run says so "
+        "and the manifest records it; 0 = no budget (every epoch, reproducible for a seed)",
     )
     p.add_argument("--classes", default=None, metavar="A,B", help="train on these fault classes only (default: all)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")

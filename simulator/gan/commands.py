@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -20,6 +21,9 @@ from .data import load
 from .train import Progress, TrainOptions, checkpoint_dir, prune_checkpoints, train, training_record
 
 log = logs.get("gan")
+
+DEFAULT_MAX_MINUTES = 3.0
+SAVE_RESERVE_S = 5.0  # kept back from the budget for writing the folder
 
 
 def threads(cpus: int, load: float) -> int:
@@ -51,7 +55,11 @@ def _classes(text: str | None) -> tuple[str, ...] | None:
 
 
 def train_command(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
     out = outputs.check_folder(args.out, "--out", exists_ok=False, force=args.force)
+    minutes = DEFAULT_MAX_MINUTES if args.max_minutes is None else args.max_minutes
+    if minutes < 0:
+        raise InputError(f"--max-minutes must be >= 0 (0 = no budget), got {args.max_minutes}")
     base = TrainOptions()
     opts = TrainOptions(
         epochs=base.epochs if args.epochs is None else args.epochs,
@@ -61,6 +69,9 @@ def train_command(args: argparse.Namespace) -> int:
         classes=_classes(args.classes),
     )
     data = load(args.data, "train")
+    if minutes:  # the budget is for the whole command: loading is spent, writing the folder is kept back
+        spent = time.perf_counter() - started
+        opts = dataclasses.replace(opts, max_seconds=max(1.0, 60 * minutes - spent - SAVE_RESERVE_S))
     _threads()
     ckpt = checkpoint_dir(out)
     extra = {"training": {"data": data.source, "partial": True}, "data_files": _file_hashes(data.source)}
@@ -73,7 +84,6 @@ def train_command(args: argparse.Namespace) -> int:
         log.info("gan_checkpoint", path=str(ckpt / f"epoch-{epoch:05d}"), epoch=epoch)
 
     progress = Progress(opts.epochs)
-    started = time.perf_counter()
     try:
         result = train(data, opts, progress=progress, checkpoint=checkpoint)
     finally:
@@ -85,8 +95,9 @@ def train_command(args: argparse.Namespace) -> int:
     log.info("gan_written", path=str(out), seconds=round(result.seconds, 1), steps=result.steps)
     print(
         f"GAN written to {out}: {len(result.gan.classes)} classes ({', '.join(result.gan.classes)}), "
-        f"{len(result.gan.sensors)} sensors, window {opts.window}, {opts.epochs} epochs ({result.steps} steps) "
-        f"in {time.perf_counter() - started:.0f}s",
+        f"{len(result.gan.sensors)} sensors, window {opts.window}, {result.epochs} epochs ({result.steps} steps) "
+        f"in {time.perf_counter() - started:.0f}s"
+        + (f" (shortened from {opts.epochs} to fit --max-minutes {minutes:g})" if result.epochs < opts.epochs else ""),
         file=sys.stderr,
     )
     return 0

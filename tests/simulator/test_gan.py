@@ -325,3 +325,58 @@ def test_gan_training_uses_one_thread_when_the_cores_are_already_busy() -> None:
     from simulator.gan.commands import threads
 
     assert threads(2, 0.2) == 2 and threads(2, 1.0) == 1 and threads(2, 3.5) == 1 and threads(1, 0.0) == 1
+
+
+def test_a_plan_over_its_time_budget_is_shortened_with_its_warm_up_share_kept() -> None:
+    """Measured step costs say 1000 steps would take ~17 s against a 10 s budget: the plan shrinks to fit,
+    in whole epochs, still 40 % warm-up then adversarial; a plan that fits is left alone."""
+    from simulator.gan.train import Plan
+
+    plan = Plan(1000, 10, 0.4, budget=10.0)
+    for _ in range(50):
+        plan.record(True, 0.01)
+    assert plan.step_cost(False) == pytest.approx(0.022)  # assumed from the warm-up until one is timed
+    assert plan.fit(50, 0.5) and plan.steps < 1000 and plan.steps % 10 == 0
+    assert plan.cost(plan.steps, 50) <= 9.5 < plan.cost(plan.steps + 10, 50)
+    assert plan.warmup == pytest.approx(0.4 * plan.steps, abs=10)
+    shortened = plan.steps
+    assert not plan.fit(60, 0.6) and plan.steps == shortened  # said once; it fits now
+    roomy = Plan(1000, 10, 0.4, budget=100.0)
+    roomy.record(True, 0.01)
+    assert not roomy.fit(10, 0.1) and roomy.steps == 1000 and roomy.warmup == 400
+    for _ in range(50):  # a burst of load elsewhere: the plan shrinks, and grows back when it is over
+        plan.record(False, 0.2)
+    assert plan.fit(400, 4.0) is False and plan.steps < shortened
+    for _ in range(50):
+        plan.record(False, 0.01)
+    assert not plan.fit(410, 4.1) and plan.steps == 1000
+    late = Plan(1000, 10, 0.4, budget=1.0)
+    late.record(True, 0.01)
+    assert late.fit(20, 5.0) and late.steps == 20  # already over budget: stop at this epoch
+
+
+def test_training_over_its_time_budget_stops_in_time_with_a_gan_that_loads_without_unpickling(
+    tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--max-minutes bounds the whole command: 100,000 epochs asked, the schedule is shortened, the folder says
+    so and loads with pickle and torch.load unavailable."""
+    import pickle
+
+    import torch
+
+    out = tmp_path / "budget"
+    args = ["gan", "train", "--data", str(tiny_data), "--out", str(out), "--window", str(WINDOW)]
+    assert main([*args, "--epochs", "100000", "--max-minutes", "0.02"]) == 0
+    assert "shortened from 100000" in capsys.readouterr().err
+    training = json.loads((out / "manifest.json").read_text())["training"]
+    assert training["shortened_by_time_budget"] and 1 <= training["epochs"] < 100000
+    assert training["options"]["max_seconds"] == 1.0  # the 1.2 s budget minus loading and the save reserve
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise AssertionError("a GAN folder must load without unpickling")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    assert artefact.load(out).classes == ["1", "2"]
+    assert main([*args, "--out", str(tmp_path / "x"), "--max-minutes", "-1"]) == 2
