@@ -116,6 +116,13 @@ class ModelsConfig:
         lambda v: v in ("default", "reject"),
         "must be 'default' or 'reject'",
     )
+    shadow_interval: float = setting(
+        60.0,
+        "seconds between the lines a challenger's shadow scoring adds to <state_dir>/shadow-<instance>.jsonl "
+        "(what 'plantwatch models compare' reads)",
+        lambda v: 0.1 <= v <= 3600,
+        "must be 0.1-3600",
+    )
 
 
 @dataclass(frozen=True)
@@ -184,6 +191,64 @@ def _template_ok(v: str) -> bool:
 
 @dataclass(frozen=True)
 class SourceConfig:
+    kind: str = setting(
+        "mqtt",
+        "where telemetry comes from: 'mqtt' (the [broker], every asset) or 'jetstream' (a NATS JetStream "
+        "stream partitioned by asset: this instance scores only the partitions p = instance_index mod instances)",
+        lambda v: v in ("mqtt", "jetstream"),
+        "must be 'mqtt' or 'jetstream'",
+    )
+    servers: list[str] = setting(
+        ["nats://127.0.0.1:4222"], "jetstream: NATS server URLs (nats:// or tls://), any of the cluster's nodes"
+    )
+    stream: str = setting("PLANTWATCH", "jetstream: the telemetry stream (with its partitioning subject transform)")
+    bucket: str = setting("plantwatch-state", "jetstream: the KV bucket holding each asset's checkpointed state")
+    leases: str = setting(
+        "plantwatch-leases",
+        "jetstream: the KV bucket (with a TTL) of the partition leases: one instance pulls a partition at a time",
+    )
+    partitions: int = setting(
+        12,
+        "jetstream: partitions of the stream (its transform's partition(N, ...)); a mismatch is refused at start",
+        lambda v: 1 <= v <= 4096,
+        "must be 1-4096",
+    )
+    instances: int = setting(1, "jetstream: monitor instances sharing the partitions (N)", lambda v: 1 <= v <= 4096,
+                             "must be 1-4096")  # fmt: skip
+    instance_index: int = setting(
+        0,
+        "jetstream: this instance's index k (0..instances-1), e.g. from PLANTWATCH_SOURCE_INSTANCE_INDEX set by "
+        "a systemd instance (%i) or a StatefulSet's pod index",
+        lambda v: v >= 0,
+        "must be >= 0",
+    )
+    user: str | None = setting(None, "jetstream: user name; the password from password_env or password_file")
+    password_env: str | None = setting(None, "jetstream: environment variable holding the password")
+    password_file: str | None = setting(None, "jetstream: file holding the password")
+    creds_file: str | None = setting(None, "jetstream: NATS credentials file (JWT + nkey seed), instead of a user")
+    ca_file: str | None = setting(None, "jetstream: CA certificate for tls:// servers (default: the system CAs)")
+    cert_file: str | None = setting(None, "jetstream: client certificate (mutual TLS)")
+    key_file: str | None = setting(None, "jetstream: client private key")
+    max_ack_pending: int = setting(
+        20000,
+        "jetstream: messages a partition's consumer hands out before their acknowledgement (backpressure)",
+        lambda v: 1 <= v <= 10**7,
+        "must be 1-10000000",
+    )
+    ack_wait: float = setting(
+        30.0,
+        "jetstream: seconds before an unacknowledged message is delivered again",
+        lambda v: 1 <= v <= 86400,
+        "must be 1-86400 seconds",
+    )
+    checkpoint_interval: float = setting(
+        1.0,
+        "jetstream: seconds between checkpoints of the scored assets' state to the KV bucket; messages are "
+        "acknowledged once a checkpoint covers them, so a restarted instance continues exactly. 0 = no "
+        "checkpoints: acknowledged after scoring, a moved or restarted asset warms up again",
+        lambda v: v == 0 or 0.05 <= v <= 3600,
+        "must be 0 or 0.05-3600 seconds",
+    )
     format: str = setting(
         "json",
         "telemetry format: 'json' (<prefix>/<asset>/telemetry, plantwatch's contract) or 'sparkplug' "
@@ -637,6 +702,7 @@ def read_sensor_bounds(path: str | Path) -> dict[str, tuple[float | None, float 
 def _cross_check(cfg: MonitorConfig) -> list[str]:
     m = cfg.models
     problems = _sensor_problems(cfg.sensors) + broker_problems(cfg.broker)
+    problems += jetstream_problems(cfg)
     if cfg.source.format == "sparkplug" and not cfg.source.group_ids:
         problems.append("source.group_ids: format 'sparkplug' needs the group ids to subscribe to")
     if cfg.source.format == "sparkplug" and cfg.assets:
@@ -648,6 +714,40 @@ def _cross_check(cfg: MonitorConfig) -> list[str]:
         problems.append(
             "models.unknown_asset: 'default' needs models.default; set it to 'reject' or give a default model"
         )
+    return problems
+
+
+def jetstream_problems(cfg: MonitorConfig) -> list[str]:
+    """Rules of ``[source] kind = "jetstream"``: who this instance is, and what it needs."""
+    s = cfg.source
+    if s.kind != "jetstream":
+        return []
+    problems = []
+    if s.instance_index >= s.instances:
+        problems.append(
+            f"source.instance_index: {s.instance_index} is out of range for instances = {s.instances} "
+            f"(0-{s.instances - 1})"
+        )
+    if s.instances > s.partitions:
+        problems.append(f"source.instances: {s.instances} instances for {s.partitions} partitions leaves some idle")
+    if s.format != "json":
+        problems.append("source.format: kind 'jetstream' takes the JSON telemetry contract only")
+    if cfg.assets:
+        problems.append("assets: not used with source.kind 'jetstream' (the partitions choose the assets)")
+    if not s.servers or not all(u.startswith(("nats://", "tls://")) for u in s.servers):
+        problems.append("source.servers: give nats:// or tls:// URLs")
+    if s.password_env and s.password_file:
+        problems.append("source.password_file: give password_env or password_file, not both")
+    elif (s.password_env or s.password_file) and not s.user:
+        problems.append("source.user: a password is configured but no user")
+    if s.creds_file and s.user:
+        problems.append("source.creds_file: give a credentials file or a user, not both")
+    if s.password_env and s.password_env not in os.environ:
+        problems.append(f"source.password_env: the environment variable {s.password_env} is not set")
+    for name in ("password_file", "creds_file", "ca_file", "cert_file", "key_file"):
+        value = getattr(s, name)
+        if value and not Path(value).is_file():
+            problems.append(f"source.{name}: no such file {value}")
     return problems
 
 
@@ -731,6 +831,11 @@ def read_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     base = path.resolve().parent
     models, broker, metrics = data.get("models"), data.get("broker"), data.get("metrics")
+    source = data.get("source")
+    if isinstance(source, dict):
+        for k in ("password_file", "creds_file", "ca_file", "cert_file", "key_file"):
+            if k in source:
+                source[k] = _relative(base, source[k])
     if isinstance(metrics, dict) and "web_config_file" in metrics:
         metrics["web_config_file"] = _relative(base, metrics["web_config_file"])
     if isinstance(models, dict):

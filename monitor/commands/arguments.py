@@ -45,8 +45,18 @@ def _train(p: argparse.ArgumentParser) -> None:
         metavar="CSV",
         help="normal operating history: header row, optional timestamp column, one numeric column per sensor",
     )
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", metavar="MODEL", help="model folder to create (safetensors weights + JSON manifest)")
+    where.add_argument(
+        "--store",
+        metavar="STORE",
+        help="model store (models/NAME) to add the model to as its next version vNNNN; the first version becomes "
+        "current, later ones wait for 'plantwatch models promote' (or --challenger)",
+    )
     p.add_argument(
-        "--out", required=True, metavar="MODEL", help="model folder to create (safetensors weights + JSON manifest)"
+        "--challenger",
+        action="store_true",
+        help="with --store: make the new version the store's challenger, scored in shadow by the running monitor",
     )
     add_columns(p)
     add_missing(p)
@@ -70,6 +80,12 @@ def _train(p: argparse.ArgumentParser) -> None:
         help="with --feedback: also write the history with a 'fault' column (1 in confirmed episodes) to this "
         "file, which 'plantwatch gan train --data' reads",
     )
+    _training_knobs(p)
+    p.add_argument("--force", action="store_true", help="overwrite MODEL if it exists")
+
+
+def _training_knobs(p: argparse.ArgumentParser) -> None:
+    """How a model is trained and calibrated (train, and retrain for its challengers)."""
     p.add_argument(
         "--epochs",
         type=int,
@@ -166,7 +182,6 @@ def _train(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="samples below the clear level before it clears (default: 3)",
     )
-    p.add_argument("--force", action="store_true", help="overwrite MODEL if it exists")
 
 
 def _score(p: argparse.ArgumentParser) -> None:
@@ -303,6 +318,122 @@ def _feedback(p: argparse.ArgumentParser) -> None:
     _control(p, suppress=False, feedback=True)
 
 
+def _models_list(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "root", nargs="?", default="models", metavar="DIR", help="a store, or the folder of stores (default: models)"
+    )
+
+
+def _models_show(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store", metavar="STORE", help="the model store, e.g. models/boiler")
+    p.add_argument("version", nargs="?", default=None, metavar="VERSION", help="default: the current one")
+
+
+def _who(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument("--reason", required=required, default="", metavar="TEXT", help="why (kept in history.jsonl)")
+    p.add_argument("--by", metavar="NAME", help="who (default: $USER)")
+
+
+def _models_promote(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store", metavar="STORE", help="the model store, e.g. models/boiler")
+    p.add_argument("version", metavar="VERSION", help="the version to make current, e.g. v0003")
+    _who(p, required=False)
+
+
+def _models_rollback(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store", metavar="STORE", help="the model store, e.g. models/boiler")
+    _who(p, required=False)
+
+
+def _models_shadow(p: argparse.ArgumentParser) -> None:
+    p.add_argument("store", metavar="STORE", help="the model store, e.g. models/boiler")
+    p.add_argument("version", nargs="?", default=None, metavar="VERSION", help="the version to score in shadow")
+    p.add_argument("--stop", action="store_true", help="score no challenger any more")
+
+
+def _models_compare(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "store", metavar="STORE", help="the model store (models/boiler) or just its name (boiler): picks the records"
+    )
+    p.add_argument(
+        "--state-dir",
+        required=True,
+        metavar="DIR",
+        help="the monitor's state_dir, where it writes shadow-<instance>.jsonl while a challenger runs",
+    )
+    p.add_argument("--since", default="24h", metavar="DURATION", help="how far back from the newest row (default: 24h)")
+    p.add_argument("--challenger", metavar="VERSION", help="default: the store's challenger, else the newest recorded")
+    p.add_argument(
+        "--drill-report",
+        action="append",
+        metavar="REPORT",
+        help="a 'plantwatch drill --report' folder or report.json: its injections in the window count as detected "
+        "by a model that was in alarm on the drill copy during one (repeatable)",
+    )
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+
+
+def _retrain(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", required=True, metavar="STORE", help="the model store whose challenger this runs")
+    p.add_argument(
+        "--data",
+        required=True,
+        metavar="CSV",
+        help="recorded history of the asset (plantwatch record), with timestamps",
+    )
+    p.add_argument(
+        "--state-dir",
+        required=True,
+        metavar="DIR",
+        help="the monitor's state_dir: feedback labels, operators' maintenance windows, shadow results",
+    )
+    p.add_argument("--asset", metavar="ASSET", help="whose labels and windows apply (default: the --data file's name)")
+    p.add_argument(
+        "--config", metavar="TOML", help="the monitor's config: its [[maintenance]] windows are left out of training"
+    )
+    p.add_argument(
+        "--shadow", default="24h", metavar="DURATION", help="how long the challenger runs in shadow (default: 24h)"
+    )
+    p.add_argument("--report", metavar="DIR", help="where the decision reports go (default: STORE/reports)")
+    p.add_argument(
+        "--drill-report",
+        action="append",
+        metavar="REPORT",
+        help="'plantwatch drill --report' folders or report.json of drills run during the shadow (repeatable)",
+    )
+    rule = p.add_argument_group("the promotion rule (written into every report)")
+    rule.add_argument(
+        "--max-false-alarm-ratio",
+        type=float,
+        default=1.0,
+        metavar="R",
+        help="challenger alarm episodes/day on real assets <= R x the champion's + slack (default: 1)",
+    )
+    rule.add_argument(
+        "--false-alarm-slack",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="episodes/day added to that bound (default: 0)",
+    )
+    rule.add_argument(
+        "--drill-slack",
+        type=int,
+        default=0,
+        metavar="N",
+        help="drill injections the challenger may miss that the champion detected (default: 0)",
+    )
+    rule.add_argument(
+        "--min-drills", type=int, default=0, metavar="N", help="drill injections the window must hold (default: 0)"
+    )
+    rule.add_argument(
+        "--min-shadow-rows", type=int, default=1000, metavar="N", help="shadow rows needed to judge (default: 1000)"
+    )
+    add_columns(p)
+    add_missing(p)
+    _training_knobs(p)
+
+
 COMMANDS = (
     Command(
         "train",
@@ -350,12 +481,12 @@ COMMANDS = (
         "Record live telemetry into per-asset CSV files that 'plantwatch train' reads.",
         "  plantwatch record --broker mqtt://127.0.0.1:1883 --out history/ --duration 3600\n"
         "  plantwatch record --broker mqtt://127.0.0.1:1883 --assets boiler,pump --out history/\n"
-        "\nthe retraining loop:\n"
+        '\nthe retraining loop (a model store the monitor\'s config names: models.default = "models/boiler"):\n'
         "  1. plantwatch record --broker URL --assets boiler --out history/ --duration 86400\n"
-        "  2. plantwatch train --data history/boiler.csv --out models/boiler-v2\n"
-        "  3. point the monitor at models/boiler-v2 (models.default or [models.assets] in its config)\n"
-        "  4. kill -HUP <monitor pid>   (or systemctl reload plantwatch): the new model is checked, then\n"
-        "     swapped in; only assets whose model changed restart their stream state\n"
+        "  2. plantwatch train --data history/boiler.csv --store models/boiler --challenger\n"
+        "  3. the monitor scores it in shadow; plantwatch models compare models/boiler --state-dir DIR\n"
+        "  4. plantwatch models promote models/boiler v0002: checked, then swapped in between two batches\n"
+        "     (plantwatch retrain and deploy/systemd/plantwatch-retrain.timer run 2-4 on a schedule)\n"
         "\nrows are acknowledged to the broker only once written and flushed; stopping (Ctrl-C, SIGTERM)\n"
         "writes what was received and leaves the rest queued at the broker for the next run.\n",
         arguments=_record,
@@ -407,5 +538,78 @@ COMMANDS = (
         "<state_dir>/feedback-<instance>.jsonl; 'plantwatch train --feedback FILE' keeps false-alarm ranges as normal\n"
         "data and leaves confirmed faults out. Exit 0 stored, 2 refused (unknown episode), 3 no monitor answered.\n",
         arguments=_feedback,
+    ),
+    Command(
+        "models",
+        "monitor.commands.models:usage_command",
+        "Model versions: list them, show one, promote, roll back, score a challenger in shadow, compare.",
+        "  plantwatch train --data history/boiler.csv --store models/boiler --challenger\n"
+        "  plantwatch models list models/\n"
+        "  plantwatch models compare models/boiler --state-dir /var/lib/plantwatch\n"
+        "  plantwatch models promote models/boiler v0002 --reason 'fewer false alarms in shadow'\n"
+        "  plantwatch models rollback models/boiler\n",
+        subcommands=(
+            Command(
+                "list",
+                "monitor.commands.models:list_command",
+                "List model stores (current and challenger versions) or one store's versions.",
+                "  plantwatch models list\n  plantwatch models list models/boiler\n",
+                arguments=_models_list,
+            ),
+            Command(
+                "show",
+                "monitor.commands.models:show_command",
+                "Show a version: sensors, training data, threshold, weights hash and its promotions.",
+                "  plantwatch models show models/boiler\n  plantwatch models show models/boiler v0002\n",
+                arguments=_models_show,
+            ),
+            Command(
+                "promote",
+                "monitor.commands.models:promote_command",
+                "Make a version current (checked to load first; the previous one stays for rollback).",
+                "  plantwatch models promote models/boiler v0003 --reason 'retrained after the revamp'\n"
+                "\na version that does not load is refused (exit 2) and nothing changes. A monitor whose config\n"
+                'names the store (models.default = "models/boiler") swaps between two batches within a second.\n',
+                arguments=_models_promote,
+            ),
+            Command(
+                "rollback",
+                "monitor.commands.models:rollback_command",
+                "Return to the version that was current before the last promotion.",
+                "  plantwatch models rollback models/boiler --reason 'alarms on the night shift'\n",
+                arguments=_models_rollback,
+            ),
+            Command(
+                "shadow",
+                "monitor.commands.models:shadow_command",
+                "Score a version as the challenger beside the current one (exported model=challenger, no alarms).",
+                "  plantwatch models shadow models/boiler v0003\n  plantwatch models shadow models/boiler --stop\n",
+                arguments=_models_shadow,
+            ),
+            Command(
+                "compare",
+                "monitor.commands.model_compare:compare_command",
+                "Compare champion and challenger on the live rows the monitor scored with both (shadow).",
+                "  plantwatch models compare models/boiler --state-dir /var/lib/plantwatch\n"
+                "  plantwatch models compare models/boiler --state-dir /var/lib/plantwatch --since 7d \\\n"
+                "      --drill-report drill-report/ --json\n"
+                "\nper model: alarm episodes per day and alarm time on the real assets (drill copies left out),\n"
+                "rows only it flagged, and drill injections detected. Exit 2 when nothing was recorded.\n",
+                arguments=_models_compare,
+            ),
+        ),
+    ),
+    Command(
+        "retrain",
+        "monitor.commands.retrain:retrain_command",
+        "One step of the retraining loop: train a challenger, let it shadow, then promote it or drop it by a rule.",
+        "  plantwatch retrain --store /var/lib/plantwatch/models/boiler --data /var/lib/plantwatch/history/boiler.csv \\\n"
+        "      --state-dir /var/lib/plantwatch --config /etc/plantwatch/plantwatch.toml --shadow 24h\n"
+        "\nrun it on a schedule (deploy/systemd/plantwatch-retrain.timer). With no challenger it trains one on the\n"
+        "history minus maintenance windows and confirmed faults (false alarms kept as normal) and makes it the\n"
+        "store's challenger; while it shadows it says how long is left; after --shadow it compares both on the\n"
+        "rows the monitor scored (plantwatch models compare) and promotes it only if the rule holds. Every\n"
+        "decision writes STORE/reports/retrain-*.json and .md with the data, the figures and the rule.\n",
+        arguments=_retrain,
     ),
 )

@@ -12,7 +12,7 @@ from typing import TextIO
 import numpy as np
 
 from .. import config, csvio, history_options, logs, outputs
-from ..detector import Detector, DetectorSettings, StreamResult, ValueBounds, load_model, single_thread
+from ..detector import Detector, DetectorSettings, StreamResult, ValueBounds, load_model, model_store, single_thread
 from ..errors import InputError
 from .score_report import EpisodeLog, OutsideLog, PlotData, check_plot, promise_line
 
@@ -42,7 +42,7 @@ def score_command(args: argparse.Namespace) -> int:
     out = outputs.check_file(args.out, "--out")  # before any work: a bad path is one line, not a traceback
     plot = outputs.check_file(args.plot, "--plot") if args.plot else None
     check_plot(args.plot)
-    detector = load_model(args.model)
+    detector = load_model(model_store.resolve(args.model))  # a store: its current version
     detector.settings = DetectorSettings(
         detector.settings.threshold_method, detector.settings.bounds, detector.settings.alarm, args.top
     )

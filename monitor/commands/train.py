@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 import time
 from pathlib import Path
 
 from .. import columns, history_options, labels, outputs
-from ..detector import Budget, TrainSettings, describe, promise_of, read_manifest, resolve_device, train_table
+from ..detector import (
+    Budget,
+    TrainSettings,
+    describe,
+    model_store,
+    promise_of,
+    read_manifest,
+    resolve_device,
+    train_table,
+)
 from ..errors import InputError
 
 
@@ -35,7 +45,43 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
 
 def train_command(args: argparse.Namespace) -> int:
     # every output problem before reading the history, not after minutes of training
-    out = outputs.check_folder(args.out, "--out", exists_ok=False, force=args.force)
+    if args.store is not None:
+        return _into_store(args)
+    if args.challenger:
+        raise InputError("--challenger needs --store (a challenger is a version of a model store)")
+    return _train(args, outputs.check_folder(args.out, "--out", exists_ok=False, force=args.force))
+
+
+def _into_store(args: argparse.Namespace) -> int:
+    """Train into the store's next version; the first becomes current, a later one optionally the challenger."""
+    store = Path(args.store)
+    if (store / "manifest.json").exists():
+        raise InputError(f"--store {store}: is a model folder, not a store; give the folder that holds versions")
+    outputs.check_folder(store, "--store")
+    with model_store.locked(store):  # two trainers never take the same version
+        version = model_store.next_version(store)
+        out = store / version
+        code = _train(args, out)
+        first = model_store.pointer(store, model_store.CURRENT) is None
+        if first:
+            model_store.switch(store, version, "initial", _who(), "first version of the store")
+            print(f"{store}: {version} is the current version (the store's first)", file=sys.stderr)
+        elif args.challenger:
+            model_store.set_pointer(store, model_store.CHALLENGER, version)
+            print(f"{store}: {version} is the challenger; a running monitor scores it in shadow", file=sys.stderr)
+        else:
+            print(f"{store}: {version} added; 'plantwatch models promote {store} {version}' makes it current")
+    return code
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+def _train(args: argparse.Namespace, out: Path) -> int:
     if args.fault_library is not None:
         if not args.feedback:
             raise InputError("--fault-library needs --feedback (the labels that say which rows are faults)")

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.samples import Sample
 
 from .. import __version__
 from ..wire import CONTROL_REFUSALS, FEEDBACK_LABELS, REJECTION_REASONS
@@ -60,6 +61,10 @@ CALLBACKS = ("connect", "disconnect", "subscribe", "message")
 MISSING_ACTIONS = ("filled", "dropped")
 RELOAD_RESULTS = ("ok", "failed")
 EVICTION_REASONS = ("idle", "configured_asset")
+#: ``kind`` of plantwatch_jetstream_messages_total: of this instance's partitions, of another's, delivered again
+JETSTREAM_KINDS = ("own", "foreign", "redelivered")
+#: ``result`` of plantwatch_checkpoints_total (KV checkpoints of a JetStream source, per asset)
+CHECKPOINT_RESULTS = ("written", "write_failed", "restored", "refused_corrupt", "refused_format", "refused_model")
 
 
 class Histogram:
@@ -126,6 +131,9 @@ class AssetStats:
     last_seq: int = -1
     top: tuple[int, ...] = ()  # sensor indices, largest contribution first
     contrib: np.ndarray | None = None  # (d,) contributions of the last scored row
+    challenger: str = ""  # version of the challenger scoring it in shadow ("" none)
+    ch_score: float = math.nan  # the challenger's score and threshold of the last row
+    ch_threshold: float = math.nan
 
 
 @dataclass
@@ -140,6 +148,9 @@ class State:
     evicted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EVICTION_REASONS, 0))
     #: operators' control requests by result: accepted, or the refusal reason
     control: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("accepted", *CONTROL_REFUSALS), 0))
+    jetstream: dict[str, int] = field(default_factory=lambda: dict.fromkeys(JETSTREAM_KINDS, 0))
+    checkpoints: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHECKPOINT_RESULTS, 0))
+    partitions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("held", "waiting"), 0))
     windows_expired: int = 0  # one-off [[maintenance]] windows of the config that have ended (ignored)
     #: operators' labels of alarm episodes, by (asset, label), from the feedback file on
     feedback: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -309,6 +320,12 @@ class Collector:
                 "Model scoring each asset (value 1)",
                 ["asset", "model", "version"],
             ),
+            "challenger": _family(
+                GaugeMetricFamily,
+                "plantwatch_challenger_info",
+                'Challenger scoring the asset in shadow (value 1; its score and threshold carry model="challenger")',
+                ["asset", "model", "version"],
+            ),
             "contrib": _family(
                 GaugeMetricFamily,
                 "plantwatch_top_sensor_contribution",
@@ -349,6 +366,27 @@ class Collector:
             "reloads": _family(
                 CounterMetricFamily, "plantwatch_config_reloads", "SIGHUP reloads by result", ["result"]
             ),
+            "jetstream": _family(
+                CounterMetricFamily,
+                "plantwatch_jetstream_messages",
+                "JetStream messages received: of this instance's partitions (own), of another's (foreign, "
+                "should stay 0), delivered again after an unacknowledged delivery (redelivered)",
+                ["kind"],
+            ),
+            "partitions": _family(
+                GaugeMetricFamily,
+                "plantwatch_jetstream_partitions",
+                "JetStream partitions of this instance: leased and pulled (held), or leased by another instance "
+                "still (waiting: during a rolling restart with a new instance count)",
+                ["state"],
+            ),
+            "checkpoints": _family(
+                CounterMetricFamily,
+                "plantwatch_checkpoints",
+                "Per-asset KV checkpoints: written, failed writes, restored, and refused at restore (the asset "
+                "warms up afresh) because corrupt, of another format or of another model",
+                ["result"],
+            ),
             "build": _family(
                 GaugeMetricFamily,
                 "plantwatch_build_info",
@@ -371,6 +409,12 @@ class Collector:
             f["reloads"].add_metric([result], float(n))
         for reason, n in s.evicted.items():
             f["evicted"].add_metric([reason], float(n))
+        for kind, n in s.jetstream.items():
+            f["jetstream"].add_metric([kind], float(n))
+        for state, n in s.partitions.items():
+            f["partitions"].add_metric([state], float(n))
+        for result, n in s.checkpoints.items():
+            f["checkpoints"].add_metric([result], float(n))
         for result, n in s.control.items():
             f["control"].add_metric([result], float(n))
         f["windows_expired"].add_metric([], float(s.windows_expired))
@@ -421,6 +465,11 @@ class Collector:
         f["threshold"].add_metric(lab, a.threshold)
         f["alarm"].add_metric(lab, 1.0 if a.alarm and a.online else 0.0)
         f["last_ts"].add_metric(lab, a.last_ts)
+        if a.challenger:
+            f["challenger"].add_metric([a.asset, a.model, a.challenger], 1.0)
+            if not math.isnan(a.ch_score):  # the champion's series keep their labels; the challenger's add one
+                for key, value in (("score", a.ch_score), ("threshold", a.ch_threshold)):
+                    f[key].samples.append(Sample(f[key].name, {"asset": a.asset, "model": "challenger"}, value))
         if a.contrib is None:
             return
         shown = range(len(a.sensors)) if self.state.contributions else (a.top if a.alarm else ())

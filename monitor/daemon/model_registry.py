@@ -10,10 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import missing
+from .. import logs, missing
 from ..config import DetectorConfig, MonitorConfig
-from ..detector import AlarmSettings, Detector, DetectorSettings, ValueBounds, load_model
+from ..detector import AlarmSettings, Detector, DetectorSettings, ValueBounds, load_model, model_store
 from ..errors import ConfigError, PlantwatchError
+
+log = logs.get("models")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class LoadedModel:
     missing: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
     #: plausible values per sensor: the model's (from its training range), [sensors.NAME] min/max replacing them
     bounds: ValueBounds | None = None
+    #: a store's challenger version, scored beside this model in shadow (no alarms, nothing the champion uses)
+    challenger: LoadedModel | None = None
 
     @property
     def optional(self) -> tuple[str, ...]:
@@ -74,14 +78,52 @@ def _overrides(base: DetectorSettings, d: DetectorConfig, path: str) -> Detector
         raise ConfigError(f"detector: {exc} (with the settings of model {path})") from None
 
 
-def _load(cfg: MonitorConfig, path: str) -> LoadedModel:
-    det = load_model(path)
+def _load(cfg: MonitorConfig, path: str, shadow: bool = True) -> LoadedModel:
+    """The model a configured path names: a plain folder, or a store's current version (and its challenger)."""
+    folder = model_store.resolve(path)
+    det = load_model(folder)
     det.settings = _overrides(det.settings, cfg.detector, path)
     sha = str(det.manifest.get("weights", {}).get("sha256", ""))
-    ident = (os.path.realpath(path), sha, repr(det.settings.to_dict()))
+    ident = (os.path.realpath(folder), sha, repr(det.settings.to_dict()))
     policy = missing.limits(det.sensors, cfg.missing.policy, cfg.missing.sensors)
     bounds = det.bounds.with_overrides(det.sensors, cfg.sensor_bounds())
-    return LoadedModel(Path(path).name or path, sha[:12], det, ident, policy, bounds)
+    stored = model_store.name_and_version(path)
+    name, version = (stored[0], stored[1]) if stored is not None else (Path(path).name or path, sha[:12])
+    other = model_store.challenger(path) if shadow else None
+    challenger = _challenger(cfg, str(other), det) if other is not None else None
+    return LoadedModel(name, version, det, ident, policy, bounds, challenger)
+
+
+def _challenger(cfg: MonitorConfig, path: str, champion: Detector) -> LoadedModel | None:
+    """The challenger, if it loads and reads the same sensors; else logged and left out (the champion runs)."""
+    try:
+        m = _load(cfg, path, shadow=False)
+    except PlantwatchError as exc:
+        log.error("challenger_not_loaded", path=path, reason=str(exc), note="the champion runs alone")
+        return None
+    if list(m.detector.sensors) != list(champion.sensors):
+        log.error(
+            "challenger_not_loaded",
+            path=path,
+            reason=f"reads other sensors than the champion ({len(m.detector.sensors)} vs {len(champion.sensors)})",
+            note="the champion runs alone",
+        )
+        return None
+    return m
+
+
+def signature(cfg: MonitorConfig) -> tuple[str, ...]:
+    """Where every configured model path and its challenger point now: a change means a promotion to pick up."""
+    out = []
+    for path in cfg.model_paths():
+        try:
+            folder = model_store.resolve(path)
+        except PlantwatchError:
+            out.append(f"{path}: unresolved")
+            continue
+        other = model_store.challenger(path)
+        out.append(os.path.realpath(folder) + "|" + (os.path.realpath(other) if other is not None else ""))
+    return tuple(out)
 
 
 def load_models(cfg: MonitorConfig) -> ModelSet:

@@ -34,7 +34,9 @@ from ..errors import PlantwatchError
 from . import heap, metrics, sdnotify
 from .batch_queue import BatchQueue
 from .http_server import HttpServer
-from .model_registry import ModelSet, load_models
+from .jetstream_checkpoints import KvCheckpoints
+from .jetstream_session import JetStreamSession
+from .model_registry import ModelSet, load_models, signature
 from .mqtt_session import Item, MqttSession
 from .state_store import StateStore
 from .web_config import WebConfig
@@ -45,6 +47,8 @@ log = logs.get("daemon")
 
 STOP_TIMEOUT_S = 8.0  # systemd's default TimeoutStopSec is 90 s; the issue asks for 10 s
 STUCK_WORKER_S = 30.0  # /healthz fails when the worker loop has not turned for this long
+#: how often the model stores' pointers are looked at: a promotion or rollback is picked up within this
+WATCH_EVERY_S = 1.0
 #: Settings that need a restart; everything else (models, detector, policies) is swapped on SIGHUP.
 RESTART_KEYS = (
     "instance",
@@ -107,10 +111,12 @@ class Monitor:
         self._collector = metrics.Collector(self.state)
         self.http: HttpServer | None = None
         self.worker: Worker | None = None
-        self.session: MqttSession | None = None
+        self.session: MqttSession | JetStreamSession | None = None
         self.models: ModelSet | None = None
         self._stop_signal: int | None = None
         self._force = self._reload_requested = self._stopping = False
+        self._pointers: tuple[str, ...] = ()  # where the model paths pointed when last loaded
+        self._refused: tuple[str, ...] = ()  # a pointer state that failed to load (not retried until it changes)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -124,11 +130,20 @@ class Monitor:
                 cfg.metrics.bind, cfg.metrics.port, self.registry, self.health_problems, self.readiness_problems, web
             )
             self.http.start()
+            self._pointers = signature(cfg)
             self.models = load_models(cfg)
-            store = StateStore.open(cfg.state_folder(), cfg.instance)
-            if store is None:
-                log.info("state_not_kept", note="no state_dir: after a crash, redeliveries may be scored again")
-            self.session = session = MqttSession.for_monitor(cfg, self.queue, self.state)
+            store: StateStore | KvCheckpoints | None
+            session: MqttSession | JetStreamSession
+            if cfg.source.kind == "jetstream":  # connects now: a wrong stream or password fails the start
+                self.session = session = JetStreamSession(cfg, self.queue, self.state)
+                session.start()
+                interval = cfg.source.checkpoint_interval
+                store = KvCheckpoints(session, self.state, interval) if interval > 0 else None
+            else:
+                store = StateStore.open(cfg.state_folder(), cfg.instance)
+                if store is None:
+                    log.info("state_not_kept", note="no state_dir: after a crash, redeliveries may be scored again")
+                self.session = session = MqttSession.for_monitor(cfg, self.queue, self.state)
             self.state.broker_connected = session.connected.is_set
             self.worker = Worker(
                 cfg,
@@ -142,14 +157,17 @@ class Monitor:
                 store=store,
             )
             self.worker.start()
-            session.start()
+            if isinstance(session, MqttSession):
+                session.start()
         except BaseException:
+            if isinstance(self.session, JetStreamSession):
+                self.session.close(0.5)
             self._close_http()
             raise
         log.info(
             "monitor_started",
             instance=cfg.instance,
-            broker=cfg.broker.url,
+            broker=cfg.broker.url if cfg.source.kind == "mqtt" else cfg.source.servers,
             prefix=cfg.prefix,
             client_id=cfg.client_id,
             metrics=f"{cfg.metrics.bind}:{self.metrics_port}",
@@ -259,6 +277,7 @@ class Monitor:
         """Swap models and run-time settings atomically; a bad model keeps the old ones."""
         assert self.worker is not None, "reload before start"
         sdnotify.reloading()
+        pointers = signature(new)
         try:
             models = load_models(new)
             web = load_web_config(new.metrics.web_config_file) if new.metrics.web_config_file else WebConfig()
@@ -278,11 +297,12 @@ class Monitor:
             sequence=self.config.sequence,
             metrics=dataclasses.replace(new.metrics, bind=self.config.metrics.bind, port=self.config.metrics.port),
         )
-        self.models = models
+        self.models, self._pointers = models, pointers
         if self.http is not None:
             self.http.web = web  # new certificates and users from the next connection on
         self.worker.set_limits(new.max_assets, new.asset_idle_timeout)
         self.worker.skew, self.worker.max_age = new.time.skew, new.time.max_age
+        self.worker.shadow_log.every = new.models.shadow_interval
         self.worker.gate.reschedule(new.schedules())
         self.worker.swap_models(models)
         with self.state.lock:
@@ -335,9 +355,12 @@ class Monitor:
         """The main thread's work between signals: readiness, reloads, heap trims, worker checks (the MQTT
         session says itself, at once, why the broker cannot be reached)."""
         notified = False
-        trimmed = time.monotonic()
+        trimmed = watched = time.monotonic()
         while self._stop_signal is None:
             time.sleep(0.05)
+            if time.monotonic() - watched > WATCH_EVERY_S:
+                watched = time.monotonic()
+                self._watch_pointers()
             if time.monotonic() - trimmed > heap.TRIM_EVERY_S:
                 heap.trim()
                 trimmed = time.monotonic()
@@ -348,10 +371,23 @@ class Monitor:
             if self._reload_requested:
                 self._reload_requested = False
                 self._reload_from_sources()
+            if isinstance(self.session, JetStreamSession) and self.session.fatal:
+                log.error("jetstream_fatal", reason=self.session.fatal)
+                return 1
             if self.worker is not None and not self.worker.is_alive():
                 log.error("worker_died")
                 return 1
         return 130 if self._force else 0
+
+    def _watch_pointers(self) -> None:
+        """A model store's ``current`` or ``challenger`` moved (``plantwatch models promote|rollback|shadow``):
+        reload the models as SIGHUP would; a version that fails to load is a counted failed reload, once."""
+        now = signature(self.config)
+        if now == self._pointers or now == self._refused:
+            return
+        log.info("model_pointer_changed", before=list(self._pointers), now=list(now))
+        if not self.reload(self.config):
+            self._refused = now
 
     def _reload_from_sources(self) -> None:
         if self.sources is None:

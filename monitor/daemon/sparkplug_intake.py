@@ -97,6 +97,7 @@ class SparkplugIntake:
         for slot in w._slots.values():
             slot.fill = 0
         assets = w._assets
+        take, t0, capacity = self.host.take, w.batch_t0, self.capacity
         i = start
         while i < len(batch):
             topic, payload, received, *_ = batch[i]
@@ -104,6 +105,25 @@ class SparkplugIntake:
                 out = self._carry[1]
                 self._carry = None
             else:
+                got = take(topic, payload) if len(rows) < capacity else None
+                if got is not None:  # the common DATA message: its row straight into the buffer
+                    asset, values, ts, seq = got
+                    a = assets.get(asset)
+                    if a is None:
+                        a = self._new_asset(asset, rejects)
+                        if a is None:
+                            i += 1
+                            continue
+                    a.seen = t0
+                    slot = a.slot
+                    pos = slot.fill
+                    slot.buf[pos] = values
+                    slot.fill = pos + 1
+                    rows.append((a.id, ts, received, pos))
+                    seqs.append(seq)
+                    pending.add(asset)
+                    i += 1
+                    continue
                 out = self.host.handle(topic, payload)
             if out.events or out.restart:
                 touched = {e[0] for e in out.events} | ({out.asset} if out.restart else set())

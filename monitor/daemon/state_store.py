@@ -49,6 +49,10 @@ Record = dict[str, Any]  # one asset: {"seq": ..., "scored": int, "model": str |
 class StateStore:
     """The two state files of one monitor instance in ``folder``."""
 
+    #: messages are acknowledged once the sequence file covers them, not the stream file (see the worker)
+    before_ack = False
+    max_unacked = SEQ_EVERY_N
+
     def __init__(self, folder: Path, instance: str) -> None:
         self.folder, self.instance = folder, instance
         self.seq_path = folder / f"seq-{instance}.json"
@@ -125,6 +129,10 @@ class StateStore:
                       note="starting without it: redeliveries of what it covered may be scored again")  # fmt: skip
             return None
         return doc
+
+    def fetch(self, asset: str) -> Record | None:
+        """Nothing beyond :meth:`load`: the files are read whole at start."""
+        return None
 
     # ------------------------------------------------------------ writing
 

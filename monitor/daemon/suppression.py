@@ -80,11 +80,16 @@ class Outcome:
     assets: tuple[str, ...] = ()
 
 
+#: next to ``suppressions-<instance>.json``: every operator window ever applied, one JSON object a line
+HISTORY_SUFFIX = ".history.jsonl"
+
+
 class Store:
     """The operators' windows, kept in a JSON file replaced atomically (None: in memory only)."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
+        self._logged: set[tuple[str, float]] = set()  # windows already appended to the history
 
     def load(self, now: float) -> list[Window]:
         if self.path is None or not self.path.exists():
@@ -136,6 +141,22 @@ class Store:
             os.fsync(dirfd)
         finally:
             os.close(dirfd)
+        self._log_history(windows)
+
+    def _log_history(self, windows: Sequence[Window]) -> None:
+        """Append windows not yet appended to ``<file>.history.jsonl``: the file above forgets a window once it
+        ends, but 'plantwatch retrain' leaves the rows of every past window out of the next training set."""
+        assert self.path is not None
+        new = [w for w in windows if (w.id, w.end) not in self._logged]
+        if not new:
+            return
+        try:
+            with open(self.path.with_name(self.path.stem + HISTORY_SUFFIX), "a", encoding="utf-8") as f:
+                f.write("".join(json.dumps(w.to_dict(), sort_keys=True) + "\n" for w in new))
+        except OSError as exc:
+            log.error("suppression_history_not_written", path=str(self.path), reason=str(exc))
+            return
+        self._logged.update((w.id, w.end) for w in new)
 
 
 class Gate:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,8 +36,12 @@ from .metrics import AssetStats, State
 from .model_registry import LoadedModel, ModelSet
 from .mqtt_session import Item
 from .sequence import Sequence
+from .shadow import ShadowLog
 from .sparkplug_intake import SparkplugIntake
 from .state_store import SEQ_EVERY_N, SEQ_EVERY_S, Record, StateStore
+
+if TYPE_CHECKING:
+    from .jetstream_checkpoints import KvCheckpoints
 from .suppression import Gate, Mute, store_for
 
 log = logs.get("worker")
@@ -76,6 +81,8 @@ class _Asset:
     seq: Sequence = field(default_factory=Sequence)  # which seq comes next: redeliveries, gaps, late rows, restarts
     mute: Mute = field(default_factory=Mute)  # its maintenance window (monitor/daemon/suppression.py)
     drift: Drift | None = None  # its recent inputs against the training data (monitor/daemon/drift.py)
+    shadow: StreamState | None = None  # its stream as the challenger scores it (its own: nothing shared)
+    shadow_of: tuple[str, str, str] = ("", "", "")  # the challenger that stream belongs to
 
     scored_before: int = 0  # messages its stream scored before this run (state directory)
 
@@ -104,7 +111,7 @@ class Worker(threading.Thread):
         publish: Callable[[str, bytes], None],
         tick: Callable[[], None] | None = None,
         publish_command: Callable[[str, bytes], None] | None = None,
-        store: StateStore | None = None,
+        store: StateStore | KvCheckpoints | None = None,
     ) -> None:
         super().__init__(name="plantwatch-worker", daemon=True)
         self.queue, self.state, self._ack, self._publish, self._tick = queue, state, ack, publish, tick
@@ -118,6 +125,8 @@ class Worker(threading.Thread):
         self.beat = time.monotonic()
         # the state directory: records of assets (restored ones until they come back), acks held until saved
         self._store, self.state_interval = store, cfg.state_interval
+        if store is not None and store.before_ack:  # KV checkpoints: on their own period
+            self.state_interval = cfg.source.checkpoint_interval
         self._records: dict[str, Record] = store.load() if store is not None else {}
         # topic -> digest of the retained message handled there (kept in the state directory)
         self._retained_seen: dict[str, str] = store.retained if store is not None else {}
@@ -158,6 +167,7 @@ class Worker(threading.Thread):
         self._refs: dict[int, Reference] = {}  # id(detector) -> what its training saw
         self._sums: dict[int, Sums] = {}  # sensor count -> the drift sums of every asset with that many
         self._drift_next = 0.0
+        self.shadow_log = ShadowLog(cfg.state_folder(), cfg.instance, cfg.models.shadow_interval)
 
     # ------------------------------------------------------------ loop
 
@@ -185,7 +195,10 @@ class Worker(threading.Thread):
                         log.exception("batch_failed", messages=len(batch))
             elif self._halt.is_set() and self.queue.empty():
                 self._save(streams=True)
+                self.shadow_log.flush()
                 return
+            if self.shadow_log.due():
+                self.shadow_log.flush()
             if self._store is not None:
                 self._save()
 
@@ -453,29 +466,63 @@ class Worker(threading.Thread):
         self, scored: dict[int, list[_Scored]], rejects: list[tuple[str, str, str]], n: int
     ) -> list[tuple[str, bytes]]:
         results: list[tuple[_Scored, StreamResult]] = []
+        shadows: list[tuple[_Scored, StreamResult]] = []
         for group in scored.values():
             det = group[0][0].model.detector
             blocks = [a.slot.buf[rows] for a, rows, _, _ in group]
             outs = det.score_many([(a.stream, b, ts) for (a, _, ts, _), b in zip(group, blocks)])
             results.extend(zip(group, outs))
             accumulate(self._ref(det), blocks, [None if a.stream.muted else a.drift for a, _, _, _ in group])
+            if group[0][0].model.challenger is not None:
+                shadows.extend(self._shadow(group, blocks))
         done = time.time()
         events: list[tuple[str, bytes]] = []
         s = self.state
         with s.lock:
             for (a, _rows, ts, _received), res in results:
                 self._update(a, ts, res, events)
+            for (a, _rows, _ts, _received), res in shadows:
+                a.stats.ch_score, a.stats.ch_threshold = res.score.item(-1), res.threshold.item(-1)
             if results:
                 s.lag["receive"].observe_many(done - np.concatenate([g[3] for g, _ in results]))
                 s.lag["source"].observe_many(done - np.concatenate([g[2] for g, _ in results]))
             for reason, _, _ in rejects:
                 s.rejected[reason] += 1
             s.batch.observe_many(np.array([float(n)]))
+        if shadows:
+            champion = {id(g[0]): r for g, r in results}
+            for (a, _rows, ts, _received), res in shadows:
+                ch = a.model.challenger
+                assert ch is not None
+                versions = (a.model.version, ch.version)
+                self.shadow_log.add(a.name, a.model.name, versions, ts, champion[id(a)].anomaly, res.anomaly)
         for reason, detail, where in rejects:
             suppressed = self._sampler.take(reason)
             if suppressed is not None:
                 log.warning("message_rejected", reason=reason, source=where[:200], detail=detail, suppressed=suppressed)
         return events
+
+    def _shadow(self, group: list[_Scored], blocks: list[np.ndarray]) -> list[tuple[_Scored, StreamResult]]:
+        """The same rows scored by each asset's challenger, on a stream of its own: its threshold learns from
+        them, it keeps its own alarm state, and nothing it computes reaches the champion, the alarm topic or
+        the drift sums. A maintenance window mutes it as it mutes the champion."""
+        by: dict[tuple[str, str, str], list[int]] = {}
+        for i, (a, *_) in enumerate(group):
+            ch = a.model.challenger
+            if ch is None:
+                continue
+            if a.shadow is None or a.shadow_of != ch.identity:
+                a.shadow, a.shadow_of = ch.detector.new_stream(), ch.identity
+                a.stats.challenger = ch.version
+            a.shadow.muted = a.stream.muted
+            by.setdefault(ch.identity, []).append(i)
+        out: list[tuple[_Scored, StreamResult]] = []
+        for idx in by.values():
+            ch = group[idx[0]][0].model.challenger
+            assert ch is not None
+            res = ch.detector.score_many([(group[i][0].shadow, blocks[i], group[i][2]) for i in idx])  # type: ignore[misc]
+            out.extend((group[i], r) for i, r in zip(idx, res))
+        return out
 
     def _update(self, a: _Asset, ts: np.ndarray, res: StreamResult, events: list[tuple[str, bytes]]) -> None:
         st, det = a.stats, a.model.detector
@@ -529,6 +576,9 @@ class Worker(threading.Thread):
         if store is None:
             return
         now = time.monotonic()
+        if store.before_ack:
+            self._checkpoint(store, streams, now)
+            return
         if not streams and now - self._streams_saved >= self.state_interval:
             if self._scored_since:  # an idle monitor does not rewrite (and fsync) the same file
                 streams = True
@@ -554,6 +604,29 @@ class Worker(threading.Thread):
             self._ack(self._unacked)
             self._unacked = []
 
+    def _checkpoint(self, store: StateStore | KvCheckpoints, final: bool, now: float) -> None:
+        """Checkpoint the assets scored since the last one, then acknowledge what it covers (KV store).
+
+        Due every ``checkpoint_interval`` while messages wait for their acknowledgement, early when
+        half of the consumers' ``max_ack_pending`` waits, and at a clean stop. A failed write keeps
+        the acknowledgements back (the server stops delivering at ``max_ack_pending``: backpressure).
+        """
+        waiting = len(self._unacked)
+        if not (
+            final or (waiting and (now - self._streams_saved >= self.state_interval or waiting >= store.max_unacked))
+        ):
+            return
+        records = {a.name: self._record(a, stream=True) for a in self._dirty if a.name in self._assets}
+        if records and not store.write_streams(records):
+            self._streams_saved = now  # retried after another period
+            return
+        self._records.update(records)
+        self._dirty.clear()
+        self._streams_saved = self._seq_saved = now
+        if self._unacked:
+            self._ack(self._unacked)
+            self._unacked = []
+
     def _record(self, a: _Asset, stream: bool) -> Record:
         rec: Record = {"seq": a.seq.to_state(), "scored": a.scored_before + a.stats.messages}
         if stream:
@@ -563,6 +636,8 @@ class Worker(threading.Thread):
     def _restore(self, a: _Asset) -> None:
         """Continue a new asset from its saved record: its sequence always, its stream if of the same model."""
         rec = self._records.get(a.name)
+        if rec is None and self._store is not None:
+            rec = self._store.fetch(a.name)
         if rec is None:
             return
         try:
@@ -574,14 +649,18 @@ class Worker(threading.Thread):
         a.scored_before = scored if isinstance(scored, int) and scored >= 0 else 0
         a.stats.last_seq = a.seq.last
         stream, why = rec.get("stream"), ""
+        result = "restored"
         if stream is not None and rec.get("model") == _model_id(a.model):
             try:
                 a.stream = a.model.detector.restore_stream(stream)
                 a.stats.warming_up = a.stream.rows < a.model.detector.window
             except (ValueError, TypeError) as exc:
-                why = str(exc)
+                why, result = str(exc), "refused_corrupt"
         elif stream is not None:
-            why = "saved with another model (weights or settings): the stream starts afresh"
+            why, result = "saved with another model (weights or settings): the stream starts afresh", "refused_model"
+        if stream is not None:
+            with self.state.lock:
+                self.state.checkpoints[result] += 1
         if why:
             log.warning("stream_not_restored", asset=a.name, reason=why, note="its seq bookkeeping is restored")
         log.info("asset_restored", asset=a.name, last_seq=a.seq.last, stream=not why and stream is not None)
@@ -726,7 +805,7 @@ class Worker(threading.Thread):
             elif m.identity != a.model.identity:
                 changed.append(a.name)
                 self._clear_alarm(a)
-                a.model, a.stream, a.slot = m, m.detector.new_stream(), self._slot(m)
+                a.model, a.stream, a.slot = m, self._promoted(a, m), self._slot(m)
                 if a.drift is not None:
                     a.drift.release()
                 a.drift = self._drift(m)
@@ -736,6 +815,7 @@ class Worker(threading.Thread):
                         m.name,
                         m.version,
                         m.detector.sensors,
+                        messages=a.stats.messages,  # a counter: a promotion does not reset it
                         last_seq=a.stats.last_seq,
                         first_seq=a.stats.first_seq,
                         missing_filled=a.stats.missing_filled,
@@ -748,6 +828,10 @@ class Worker(threading.Thread):
                 if m.slot_key != a.model.slot_key:
                     a.use_policy(m)
                 a.model, a.slot = m, self._slot(m)
+                if m.challenger is None and a.shadow is not None:
+                    a.shadow = None
+                    with self.state.lock:
+                        a.stats.challenger = ""
         live = {m.slot_key for m in new.loaded}
         self._slots = {k: v for k, v in self._slots.items() if k in live}
         self._by_topic.clear()
@@ -764,6 +848,21 @@ class Worker(threading.Thread):
             dropped=dropped[:50],
             models=[m.name for m in new.loaded],
         )
+
+    def _promoted(self, a: _Asset, m: LoadedModel) -> StreamState:
+        """The stream ``a`` goes on with under ``m``: the challenger's, when ``m`` is the challenger it scored
+        in shadow and that stream is not in alarm (its threshold has learned this asset: no warm-up), else
+        a fresh one. An alarm it holds was never raised on the alarm topic, so it starts afresh then."""
+        shadow, a.shadow = a.shadow, None
+        if shadow is None or a.shadow_of != m.identity or shadow.alarm.episode is not None:
+            return m.detector.new_stream()
+        try:
+            stream = m.detector.restore_stream(shadow.to_state())
+        except (ValueError, TypeError):
+            return m.detector.new_stream()
+        stream.muted = a.stream.muted
+        log.info("challenger_stream_taken_over", asset=a.name, version=m.version, rows=stream.rows)
+        return stream
 
     def _retire(self, a: _Asset) -> None:
         self._clear_alarm(a)

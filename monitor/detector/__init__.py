@@ -13,7 +13,7 @@ false-alarm target and what train promises, counting :mod:`.episodes`),
 :mod:`.folder_format`. Plausible sensor values: :mod:`.value_bounds`. Nothing here knows about MQTT, the daemon or the CLI.
 """
 
-from . import folder_format
+from . import folder_format, model_store
 from .alarms import AlarmLogic, AlarmSettings, Episode, Transition
 from .baseline import ACCEPT_ROWS
 from .calibration import promise_of
@@ -51,6 +51,7 @@ __all__ = [
     "fingerprint",
     "folder_format",
     "load_model",
+    "model_store",
     "promise_of",
     "read_manifest",
     "resolve_device",

@@ -17,6 +17,15 @@ whole batch as one write. Both are plain MQTT on the wire: a PUBACK of four
 bytes is valid in 3.1.1 and in 5 (remaining length 2 = reason Success, no
 properties). Everything else is paho's; if a future paho stops calling the
 hooks used here the client is merely as fast as paho again (a test notices).
+
+A third cost is paho's handling of each PUBLISH in Python: three or four reads through the socket
+hook, a dictionary of read state, a message object with its own lock and condition, a topic
+matcher and two locks, about 12 us per message on the monitor's host, as much as everything else
+the monitor does with a Sparkplug message. So when whole PUBLISH packets (QoS 0, or QoS 1 with
+``manual_ack``; MQTT 3.1.1, which has no properties) sit in the buffer and paho is between packets,
+:meth:`Client.loop_read` hands them to ``on_message`` itself, framed by the MQTT fixed header and
+the topic's length prefix exactly as paho's ``decode_publish`` frames them; anything else (other
+packets, QoS 2, MQTT 5, a packet not yet whole, per-topic callbacks) goes through paho unchanged.
 """
 
 from __future__ import annotations
@@ -28,11 +37,29 @@ from collections.abc import Iterable
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.client import MQTTMessage, MQTTMessageInfo
+from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
 
 READ_SIZE = 65536
 DRAIN_PACKETS = 1000  # packets handled from the buffer per loop turn before paho's own checks
 _PUBACK = 0x40
+_PUBLISH = 0x30
+
+
+class Received(MQTTMessage):
+    """A PUBLISH as paho hands it to ``on_message``, made without the lock objects paho gives each one
+    (``info``, meaningless for a received message, is made when asked for)."""
+
+    __slots__ = ()
+
+    def __init__(self, topic: bytes, payload: bytes, header: int, mid: int, now: float) -> None:
+        self._topic, self.payload, self.mid, self.timestamp = topic, payload, mid, now
+        self.qos, self.retain, self.dup = (header >> 1) & 3, bool(header & 1), bool(header & 8)
+        self.state, self.properties = paho.mqtt_ms_invalid, None
+
+    @property
+    def info(self) -> MQTTMessageInfo:  # type: ignore[override]
+        return MQTTMessageInfo(self.mid)
 
 
 class BufferedSocket:
@@ -104,15 +131,87 @@ class Client(paho.Client):
             raise
         return ssl_sock
 
+    _filtered = False  # message_callback_add was used: paho's matcher decides who gets a message
+
+    def message_callback_add(self, sub: str, callback: Any) -> None:
+        self._filtered = True
+        super().message_callback_add(sub, callback)
+
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        """paho reads one packet per call; go on while whole packets may sit in the buffer."""
-        rc = super().loop_read(max_packets)
+        """paho reads one packet per call (and as many as it has messages in flight, each through its whole
+        path); go on while whole packets may sit in the buffer: PUBLISH packets straight to ``on_message``
+        when :meth:`_publishes` may take them, any other one through paho's own read of one packet."""
+        current = self._sock
+        if not isinstance(current, BufferedSocket):
+            return super().loop_read(max_packets)
+        sock: BufferedSocket = current
         for _ in range(DRAIN_PACKETS):
-            sock = self._sock
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or not isinstance(sock, BufferedSocket) or not sock.buffered():
+            if not (sock.buffered() and self._publishes(sock)):
+                rc = self._packet_read()  # what paho's loop_read does per packet, with its handling of errors
+                if rc > 0:
+                    return self._loop_rc_handle(rc)
+                if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                    break
+            if self._sock is not sock or not sock.buffered():
                 break
-            rc = super().loop_read(max_packets)
-        return rc
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _publishes(self, sock: BufferedSocket) -> int:
+        """Hand the whole PUBLISH packets at the head of the buffer to ``on_message``; how many it handed.
+
+        Only between packets of paho's (its read state empty), on MQTT 3.1/3.1.1, without per-topic
+        callbacks; QoS 0, or QoS 1 with ``manual_ack`` (nothing to send back). It stops at the first
+        packet it does not take (another kind, QoS 2, not yet whole, an empty topic: paho's own checks
+        and errors apply to it) and returns 0 when it took none, so paho reads the next packet.
+        """
+        if self._in_packet["command"] or self._protocol == MQTTProtocolVersion.MQTTv5 or self._filtered:
+            return 0
+        with self._callback_mutex:
+            on_message = self.on_message
+        if on_message is None:
+            return 0
+        buf, pos = sock._buf, sock._pos
+        end, manual, handed = len(buf), self._manual_ack, 0
+        now = paho.time_func()
+        while handed < DRAIN_PACKETS and pos + 4 <= end:
+            header = buf[pos]
+            qos = (header >> 1) & 3
+            if header & 0xF0 != _PUBLISH or qos > 1 or (qos and not manual):
+                break
+            length, shift, at = 0, 0, pos + 1
+            while at < end and shift < 28:  # the remaining length: at most 4 bytes of 7 bits
+                byte = buf[at]
+                at += 1
+                length |= (byte & 127) << shift
+                shift += 7
+                if not byte & 128:
+                    break
+            else:
+                break  # not all of it here yet (or malformed): paho's reads
+            stop = at + length
+            if stop > end or length < 2:
+                break
+            topic_end = at + 2 + ((buf[at] << 8) | buf[at + 1])
+            body = topic_end + 2 if qos else topic_end
+            if topic_end == at + 2 or body > stop:
+                break  # an empty topic or a packet too short for its fields: paho says why
+            mid = (buf[topic_end] << 8) | buf[topic_end + 1] if qos else 0
+            msg = Received(buf[at + 2 : topic_end], buf[body:stop], header, mid, now)
+            pos = sock._pos = stop  # consumed before the callback runs: an exception must not repeat it
+            handed += 1
+            with self._in_callback_mutex:
+                try:
+                    on_message(self, self._userdata, msg)
+                except Exception as err:
+                    self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                    if not self.suppress_exceptions:
+                        raise
+            if self._sock is not sock:  # the callback disconnected
+                break
+        if handed:
+            with self._msgtime_mutex:
+                self._last_bytes_received = now
+        return handed
 
     def ack_many(self, acks: Iterable[tuple[int, int]]) -> None:
         """Acknowledge ``(mid, qos)`` pairs: all QoS 1 ones in one write (only with ``manual_ack``)."""

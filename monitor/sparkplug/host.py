@@ -135,6 +135,35 @@ class Host:
             return self._node_death(t, node, payload)
         return Outcome(stream.asset, rejection=Rejection("bad_topic", f"{kind} is written by hosts, not read"))
 
+    def take(self, topic: str, payload: bytes) -> tuple[str, tuple[float, ...], float, int] | None:
+        """The common DATA message, applied with the fewest steps: (asset, row, ts in s, the row's seq).
+
+        Common: DATA on a known topic of a device whose BIRTH is current and wanted, with exactly the
+        expected ``seq``, a payload timestamp, columns the fast path reads, and rows that are the held
+        values alone (no sample period, no staleness limit in play, no rejection possible). It means what
+        :meth:`handle` would make of it. None, with nothing changed: anything else, for :meth:`handle`.
+        """
+        known = self.topics.get(topic)
+        if known is None or self.period_ms:
+            return None
+        t, node, s = known
+        table = s.table
+        if (t.kind != "DDATA" and t.kind != "NDATA") or table is None or not s.wanted or not table.timeless:
+            return None
+        try:
+            view = DataView.FromString(payload)
+        except DecodeError:
+            return None
+        seq, ts_ms = view.seq, view.timestamp
+        if seq != node.next_seq or not view.HasField("seq") or not view.HasField("timestamp"):
+            return None
+        if not table.apply_columns(view.metrics, len(MetricCount.FromString(payload).metrics), ts_ms):
+            return None
+        node.next_seq = (seq + 1) % 256
+        n = s.rows
+        s.rows = n + 1
+        return s.asset, table.values(), ts_ms / 1000.0, n
+
     def rebind(self) -> None:
         """Ask ``bind`` again for every asset (the models changed); held values are kept."""
         for node in self.nodes.values():

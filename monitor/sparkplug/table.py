@@ -135,6 +135,15 @@ class MetricTable:
             and NEVER not in self.stamps[: self.sink]
         )
 
+    @property
+    def timeless(self) -> bool:
+        """Rows are the held values alone (no staleness limit, every bound metric has a value): :meth:`values`."""
+        return self._timeless
+
+    def values(self) -> tuple[float, ...]:
+        """The bound sensors' held values: the row, when the table is :attr:`timeless`."""
+        return self._values(self.held)
+
     def row(self, ts_ms: float) -> tuple[float, ...] | Rejection:
         """The bound sensors' held values at ``ts_ms``, or why they are not a complete row."""
         if self._timeless:

@@ -327,3 +327,48 @@ def test_the_commented_detector_overrides_in_the_shipped_config_show_the_models_
     assert {k for k, _ in shown} == {"threshold_method", "on_delay", "off_delay", "deadband"}
     for key, value in shown:
         assert tomllib.loads(f"v = {value}")["v"] == defaults[key], key
+
+
+RETRAIN = DEPLOY / "systemd" / "plantwatch-retrain.service"
+RETRAIN_TIMER = DEPLOY / "systemd" / "plantwatch-retrain.timer"
+
+
+def test_retrain_units_verify_and_are_locked_down(analyze: None, tmp_path: Path) -> None:
+    """The retrain service and its timer verify with no warning; the service rates at most MAX_EXPOSURE."""
+    text = RETRAIN.read_text()
+    assert text.count(SHIPPED_BIN) == 1
+    (tmp_path / RETRAIN.name).write_text(text.replace(SHIPPED_BIN, plantwatch_script()))
+    shutil.copy(RETRAIN_TIMER, tmp_path / RETRAIN_TIMER.name)
+    code, out = verify([tmp_path / RETRAIN.name, tmp_path / RETRAIN_TIMER.name])
+    assert code == 0 and out == "", out
+    proc = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", RETRAIN.name],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    m = re.search(r"Overall exposure level for \S+: ([\d.]+)", proc.stdout + proc.stderr)
+    if m is not None:
+        assert float(m.group(1)) <= MAX_EXPOSURE, proc.stdout[-3000:]
+
+
+def test_retrain_unit_runs_the_retrain_command_as_the_monitor_user() -> None:
+    """Structure (checked without systemd too): a oneshot whose ExecStart the real CLI parser accepts as
+    'plantwatch retrain', with the monitor's user and state directory; the timer starts it and makes up
+    missed runs."""
+    from monitor import cli
+
+    unit, timer, monitor = parse_unit(RETRAIN), parse_unit(RETRAIN_TIMER), parse_unit(UNIT)
+    assert values(unit, "Type") == ["oneshot"]
+    (start,) = values(unit, "ExecStart")
+    argv = start.split()
+    assert argv[0] == SHIPPED_BIN
+    args = cli.build_parser().parse_args(argv[1:])
+    assert args.handler == "monitor.commands.retrain:retrain_command"
+    assert args.state_dir == "/var/lib/plantwatch" and args.store.startswith("/var/lib/plantwatch/models/")
+    for key in ("User", "Group", "StateDirectory", "DynamicUser"):
+        assert values(unit, key) == values(monitor, key), key
+    assert values(timer, "Unit", "Timer") == [RETRAIN.name]
+    assert values(timer, "Persistent", "Timer") == ["yes"] and values(timer, "OnCalendar", "Timer")
+    assert values(timer, "WantedBy", "Install") == ["timers.target"]

@@ -270,7 +270,15 @@ def test_an_unreadable_suppression_file_is_set_aside_and_an_expired_window_dropp
     assert not list(tmp_path.glob("*.tmp"))  # written whole, then renamed
     (tmp_path / "suppressions-x.json").write_text('{"schema": 1, "windows": [{"patterns": 5}]}')
     assert store.load(now=200.0) == []
-    assert [p.name for p in tmp_path.iterdir()] == ["suppressions-x.json.unreadable-200"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "suppressions-x.history.jsonl",  # every window ever applied, for 'plantwatch retrain'
+        "suppressions-x.json.unreadable-200",
+    ]
+    history = (tmp_path / "suppressions-x.history.jsonl").read_text().splitlines()
+    logged = [json.loads(line)["reason"] for line in history]
+    assert logged == ["old", "live"]  # ended windows stay in the history
+    store.save([Window(("b",), 0.0, 300.0, "live", "kim", "r1")])  # already logged: not again
+    assert len((tmp_path / "suppressions-x.history.jsonl").read_text().splitlines()) == 2
 
 
 def test_a_suppression_that_cannot_be_saved_says_so_to_the_operator(tmp_path: Path) -> None:

@@ -315,3 +315,65 @@ def test_no_message_makes_the_host_raise(kind: str, raw: bytes) -> None:
     out = n.send(kind, raw)
     assert out.rejection is None or out.rejection.reason in wire.REJECTION_REASONS
     assert n.data([(1, 1.0)], ts=9000).asset == "gw/d1"  # and the host still answers
+
+
+def _script(seed: int) -> list[tuple[str, bytes]]:
+    """Births, report-by-exception data, and the messages take() must leave to handle(): a seq gap, a
+    duplicate, an unknown alias, NaN, a null, metric timestamps, names instead of aliases, a rebirth."""
+    import random
+
+    rnd = random.Random(seed)
+    node = Node(host())
+    out: list[tuple[str, bytes]] = []
+
+    def send(kind: str, raw: bytes) -> None:
+        out.append((topics.message_topic(kind, "g", "gw", None if kind.startswith("N") else "d1"), raw))
+
+    def births() -> None:
+        node.seq = 0
+        send("NBIRTH", spb.birth_payload(1000, 0, [], bd_seq=7))
+        send("DBIRTH", spb.birth_payload(1000, node.next(), DEVICE))
+
+    births()
+    for i in range(300):
+        pick = rnd.sample([1, 2, 3], rnd.randint(1, 3))
+        odd = rnd.random()
+        if odd < 0.03:
+            node.next()  # a gap
+        if odd < 0.06 and i % 2:
+            send("DDATA", spb.data_payload(2000 + i, node.seq, [(1, 0.5)]))  # the previous seq again
+            continue
+        values: list[tuple[int, float | None]] = [(a, round(rnd.uniform(-5, 5), 3)) for a in pick]
+        if 0.06 <= odd < 0.08:
+            values.append((9, 1.0))  # an alias the BIRTH did not define
+        elif 0.08 <= odd < 0.10:
+            values[0] = (values[0][0], math.nan)
+        elif 0.10 <= odd < 0.12:
+            values[0] = (values[0][0], None)  # is_null: the row is incomplete until it is reported again
+        elif 0.12 <= odd < 0.13:
+            births()
+            continue
+        send("DDATA", spb.data_payload(2000 + i, node.next(), values))  # type: ignore[arg-type]
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_take_means_what_handle_means_and_leaves_the_rest_to_it(seed: int) -> None:
+    """The same script through handle() alone, and through take() first (handle() when it declines):
+    the same rows with the same seq and time, the same rejections, and take() did most of the work."""
+    messages = _script(seed)
+    one, two = host(), host()
+    by_handle, by_take, taken = [], [], 0
+    for topic, raw in messages:
+        o = one.handle(topic, raw)
+        by_handle.append((o.asset, o.row, o.ts, o.seq, reason(o)) if o.row or o.rejection else None)
+        got = two.take(topic, raw)
+        if got is None:
+            o = two.handle(topic, raw)
+            by_take.append((o.asset, o.row, o.ts, o.seq, reason(o)) if o.row or o.rejection else None)
+        else:
+            taken += 1
+            by_take.append((*got, None))
+    assert by_take == by_handle
+    assert taken > len(messages) // 2
+    assert {r[4] for r in by_handle if r} >= {None, "duplicate", "unknown_alias", "non_finite", "missing_sensor"}

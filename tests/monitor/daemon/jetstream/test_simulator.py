@@ -1,0 +1,63 @@
+"""``plantwatch simulate`` publishing over MQTT into NATS's MQTT listener, unchanged: each simulated asset
+lands in the partition the monitor computes, and two instances score every simulated message once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from unittest import mock
+
+from tests.monitor.conftest import MonitorProcess, wait_until
+from tests.monitor.daemon.jetstream.helpers import Stream, counter, scored, stored
+from tests.nats_cluster import NatsCluster
+
+ASSETS = ["asset01", "asset02", "asset03"]
+SIM = [sys.executable, "-m", "monitor", "--log-level", "warning", "simulate", "--assets", "3", "--sensors", "8"]
+
+
+def _models(tmp: Path) -> dict[str, Path]:
+    """A tiny model per simulated asset (each has its own sensors), trained on the simulator's own history."""
+    import torch
+
+    from monitor import csvio
+    from monitor.detector import TrainSettings, train_table
+
+    out = {}
+    for i, asset in enumerate(ASSETS, start=1):
+        csv = tmp / f"{asset}.csv"
+        cmd = [*SIM, "--to-csv", str(csv), "--samples", "400", "--asset-index", str(i)]
+        subprocess.run(cmd, check=True, timeout=60, capture_output=True)
+        torch.set_num_threads(1)
+        with mock.patch.object(torch, "set_num_threads"):
+            ts = TrainSettings(seed=0, window=4, folds=2, max_epochs=3, false_alarm_rate=0.001)
+            train_table(csvio.read_table(csv), ts, tmp / f"model-{asset}")
+        out[asset] = tmp / f"model-{asset}"
+    return out
+
+
+def test_the_simulator_publishes_into_nats_and_two_instances_score_each_simulated_asset_once(
+    nats_cluster: NatsCluster, monitor_process: Callable[..., MonitorProcess], tmp_path: Path
+) -> None:
+    stream = Stream(nats_cluster)
+    models = _models(tmp_path)
+    cfg = tmp_path / "monitor.toml"
+    patterns = "".join(f'{a} = "{m}"\n' for a, m in models.items())
+    cfg.write_text('[models]\nunknown_asset = "reject"\n[models.assets]\n' + patterns)
+    mons = [monitor_process(["--config", str(cfg)], stream.env(k, 2), name=f"sim-m{k}") for k in (0, 1)]
+    for m in mons:
+        m.wait_ready(40)
+    broker = f"mqtt://127.0.0.1:{nats_cluster.mqtt[2]}"
+    sim = subprocess.run([*SIM, "--broker", broker, "--prefix", stream.prefix, "--rate", "20", "--duration", "2"],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert sim.returncode == 0, sim.stderr[-2000:]
+    sent = stored(stream)
+    assert sent >= 3 * 30  # ~40 per asset, all through NATS's MQTT listener into the stream
+    wait_until(lambda: sum(scored(m, a) for m in mons for a in ASSETS) == sent, 30, "every simulated message scored")
+    for k, m in enumerate(mons):
+        assert counter(m, "plantwatch_jetstream_messages_total", kind="foreign") == 0
+        for a in ASSETS:
+            if stream.owner(a, 2) != k:
+                assert scored(m, a) == 0
+    assert all(any(scored(m, a) > 0 for m in mons) for a in ASSETS)
