@@ -133,7 +133,7 @@ async def _consumers(cluster: NatsCluster, stream: str, pause: bool) -> None:
             name = f"plantwatch-p{p}"
             if pause:
                 cfg = api.ConsumerConfig(durable_name=name, filter_subject=f"{jetstream_setup.HEAD}.{p}.>",
-                                         ack_policy=api.AckPolicy.ALL, deliver_policy=api.DeliverPolicy.ALL,
+                                         ack_policy=api.AckPolicy.EXPLICIT, deliver_policy=api.DeliverPolicy.ALL,
                                          max_ack_pending=20000, ack_wait=30.0)  # fmt: skip
                 await js.add_consumer(stream, cfg)
                 until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))

@@ -5,9 +5,7 @@ queue has room for (the rest stays in the stream: backpressure, with ``max_ack_p
 the server hands out) and puts ``(topic, payload, received_at, id, 1, 0, False)`` items on the queue,
 the same items the MQTT session makes, so the worker is the same. Nothing is acknowledged here: the
 worker calls :meth:`JetStreamSession.ack` once a message is scored (and, with checkpoints, once a
-checkpoint in the KV bucket covers it), so a crash leaves it to redelivery after ``ack_wait``. The
-consumers' ack policy is ``all``: one acknowledgement of a partition's newest handled message covers
-the earlier ones, so acknowledging costs one message per partition and checkpoint, not one per message.
+checkpoint in the KV bucket covers it), so a crash leaves it to redelivery after ``ack_wait``.
 
 Every message names its partition (the subject's second token); one that is not this instance's is
 counted (``plantwatch_jetstream_messages_total{kind="foreign"}``), so "only own partitions reach an
@@ -134,6 +132,10 @@ class JetStreamSession:
         self.lease_ttl = float(ttl) if ttl else 10.0
         for p in self.owned:
             self._tasks.append(asyncio.ensure_future(self._own(p)))
+        # operators' requests (plantwatch suppress/accept/feedback), published on <prefix>/_monitor/control/<user>
+        # over MQTT or natively: every instance takes them (each applies them to its own assets), unacknowledged
+        control = partitions.subject_of(wire.control_filter(self.cfg.prefix)).replace("+", "*")
+        await self.nc.subscribe(control, cb=self._control)
         await self.nc.publish(self._status, wire.STATUS_ONLINE)
         self.subscribed.set()
 
@@ -232,20 +234,23 @@ class JetStreamSession:
         config = api.ConsumerConfig(
             durable_name=name,
             filter_subject=subject,
-            ack_policy=api.AckPolicy.ALL,
+            ack_policy=api.AckPolicy.EXPLICIT,
             deliver_policy=api.DeliverPolicy.ALL,
             max_ack_pending=s.max_ack_pending,
             ack_wait=s.ack_wait,
         )
-        sub = await self.js.pull_subscribe(subject, durable=name, stream=s.stream, config=config)
-        policy = (await sub.consumer_info()).config.ack_policy
-        if policy != api.AckPolicy.ALL:
-            self.fatal = (
-                f"consumer {name} of stream {s.stream} has ack policy {policy}, not all: "
-                f"delete it (nats consumer rm {s.stream} {name}) and plantwatch re-creates it"
-            )
-            log.error("consumer_mismatch", consumer=name, ack_policy=str(policy))
-        return sub
+        try:
+            info = await self.js.consumer_info(s.stream, name)
+        except nats.js.errors.NotFoundError:
+            info = None
+        if info is not None and info.num_ack_pending:
+            # a previous holder was given messages it never acknowledged: JetStream would hand out newer ones
+            # first and those only after ack_wait, out of order. Re-create the consumer (this instance holds the
+            # partition's lease): on the work queue the acknowledged messages are gone, so delivery resumes in
+            # stream order at the first unacknowledged one.
+            await self.js.delete_consumer(s.stream, name)
+            log.info("partition_rewound", partition=p, unacknowledged=info.num_ack_pending)
+        return await self.js.pull_subscribe(subject, durable=name, stream=s.stream, config=config)
 
     async def _release(self) -> None:
         """Delete the leases this instance holds (a clean stop: its checkpoints and acks are out)."""
@@ -376,6 +381,11 @@ class JetStreamSession:
             js["foreign"] += foreign
             js["redelivered"] += redelivered
 
+    async def _control(self, m: Any) -> None:
+        item: Item = (partitions.topic_of(m.subject), m.data, time.time(), 0, 0, 0, False)  # id 0: nothing to ack
+        while self._intake_open and not self.queue.put(item, 0):
+            await asyncio.sleep(0.002)
+
     # ------------------------------------------------------------ used by the daemon and the worker
 
     def ack(self, items: list[Item]) -> None:
@@ -384,17 +394,11 @@ class JetStreamSession:
         self._loop.call_soon_threadsafe(self._ack_now, mids)
 
     def _ack_now(self, mids: list[int]) -> None:
-        """One acknowledgement per partition: its newest handled message (the consumers' ack policy is
-        ``all``, so it covers every earlier one; what the worker handled is a prefix of what it was given)."""
-        newest: dict[int, tuple[int, Any]] = {}
+        """Acknowledge each handled message by itself (ack policy ``explicit``): an ``all`` acknowledgement
+        of a newer message would also cover older ones a previous owner had been given but never handled,
+        which JetStream redelivers only after ``ack_wait`` (the failover test loses them that way)."""
         inflight = self._inflight
-        for i in mids:
-            entry = inflight.pop(i, None)
-            if entry is not None:
-                p, m = entry
-                if p not in newest or newest[p][0] < i:
-                    newest[p] = (i, m)
-        replies = [m.reply for _, m in newest.values()]
+        replies = [e[1].reply for e in (inflight.pop(i, None) for i in mids) if e is not None]
         if replies and self.nc is not None:
             task = asyncio.ensure_future(self._publish_all(replies))
             self._acking.add(task)
@@ -419,7 +423,8 @@ class JetStreamSession:
             log.warning("publish_failed", subject=subject[:200], reason=str(exc)[:200])
 
     def command(self, topic: str, payload: bytes) -> None:
-        """Sparkplug commands do not apply to a JetStream source."""
+        """An unretained message (operators' replies; a Sparkplug command has no use on this source)."""
+        self.publish(topic, payload, retain=False)
 
     def close_intake(self) -> None:
         """Stop taking messages (the first step of a stop); later ones stay in the stream."""

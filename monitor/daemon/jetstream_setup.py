@@ -16,12 +16,11 @@ HEAD = "pw"  # first token of the partitioned subjects: pw.<partition>.<original
 
 
 def stream_config(name: str, prefix: str, parts: int, replicas: int = 3, head: str = HEAD) -> api.StreamConfig:
-    """Telemetry under ``prefix``, partitioned by asset, kept a week (each partition's consumer remembers what
-    was acknowledged; the stream keeps the history for replay and for a monitor that was away)."""
+    """Telemetry under ``prefix`` kept until acknowledged (work queue; at most a week), partitioned by asset."""
     return api.StreamConfig(
         name=name,
         subjects=[partitions.telemetry_source(prefix)],
-        retention=api.RetentionPolicy.LIMITS,  # kept max_age, whoever acknowledged it (a work queue forbids ack-all)
+        retention=api.RetentionPolicy.WORK_QUEUE,
         storage=api.StorageType.FILE,
         num_replicas=replicas,
         max_age=7 * 86400.0,

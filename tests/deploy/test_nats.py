@@ -33,6 +33,7 @@ PASSWORDS = {
     "NATS_MONITOR_PASSWORD": "mon-secret",
     "NATS_VIEWER_PASSWORD": "view-secret",
     "NATS_ADMIN_PASSWORD": "admin-secret",
+    "NATS_OPERATOR_PASSWORD": "op-secret",
 }
 
 
@@ -50,7 +51,7 @@ def test_the_stream_definition_is_the_partitioning_the_monitor_checks() -> None:
     assert t["src"] == partitions.telemetry_source(wire.DEFAULT_PREFIX)
     assert t["dest"] == partitions.transform_dest(wire.DEFAULT_PREFIX, 12, setup.HEAD)
     assert partitions.partitions_of_dest(t["dest"]) == config.SourceConfig().partitions == 12
-    assert stream["num_replicas"] == 3 and stream["retention"] == "limits"  # consumers ack-all; a work queue forbids it
+    assert stream["num_replicas"] == 3 and stream["retention"] == "workqueue"
     bucket = json.loads((NATS / "bucket.json").read_text())
     assert bucket["bucket"] == config.SourceConfig().bucket and bucket["replicas"] == 3
     leases = json.loads((NATS / "leases.json").read_text())
@@ -191,4 +192,7 @@ def test_gateways_publish_monitors_consume_and_checkpoint_nobody_else_writes(
     assert asyncio.run(_denied(server, "viewer", key))
     assert asyncio.run(_denied(server, "viewer", "plant.pump-1.telemetry"))
     assert asyncio.run(_denied(server, "admin", "plant.pump-1.telemetry"))
+    assert asyncio.run(_denied(server, "operator", "plant.pump-1.telemetry"))
+    assert asyncio.run(_denied(server, "operator", "plant._monitor.control.someone-else"))  # only its own name
+    assert not asyncio.run(_denied(server, "operator", "plant._monitor.control.operator"))
     assert not asyncio.run(_denied(server, "gateway", "plant.pump-2.telemetry"))  # the allowed write goes through

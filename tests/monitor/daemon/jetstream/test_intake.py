@@ -84,6 +84,16 @@ def test_one_then_two_instances_score_every_asset_exactly_once_and_only_their_ow
                 assert counter(m, "plantwatch_sequence_gaps_total", asset=a) == 0
                 assert counter(m, "plantwatch_asset_warming_up", asset=a) == 0  # continued from the checkpoint
             assert counter(m, "plantwatch_checkpoints_total", result="restored") == len(mine)
+        # an operator's request over NATS's MQTT listener reaches every instance, each replies
+        replies = PlainSubscriber(nats_cluster.mqtt[2], f"{stream.prefix}/_monitor/+/reply/alice")
+        req = wire.ControlRequest("r1", "suppress", "unit-*", reason="inspection", by="alice", until=time.time() + 600)
+        plant.raw(wire.control_topic(stream.prefix, "alice"), req.encode()).wait_for_publish(10)
+        for m in two:
+            wait_until(
+                lambda m=m: counter(m, "plantwatch_control_requests_total", result="accepted") == 1, 10, "applied"
+            )
+        wait_until(lambda: len(replies.topics) == 2, 10, "a reply from each instance")
+        replies.close()
         for m in two:
             m.signal(signal.SIGTERM)
     finally:
