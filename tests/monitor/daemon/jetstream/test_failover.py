@@ -65,9 +65,11 @@ def test_a_monitor_killed_under_load_resumes_from_its_checkpoint_as_if_never_sto
         assert counter(again, "plantwatch_asset_warming_up", asset=a) == 0
     assert counter(again, "plantwatch_checkpoints_total", result="restored") == len(mine)
     assert counter(again, "plantwatch_jetstream_messages_total", kind="foreign") == 0
-    redelivered = counter(again, "plantwatch_jetstream_messages_total", kind="redelivered")
+    # what the checkpoint had seen but the killed process had not acknowledged comes again and is recognised
+    # by seq. It is not always counted as redelivered: a takeover re-creates a consumer that still had
+    # unacknowledged messages (so delivery resumes in order), which restarts JetStream's delivery count.
     duplicates = counter(again, "plantwatch_messages_rejected_total", reason="duplicate")
-    assert duplicates <= redelivered  # what the checkpoint had seen came again, recognised by seq
+    assert duplicates <= sum(saved[a]["seq"]["last"] + 1 for a in mine)
     survivor = mons[1 - victim_k]
     assert all(scored(survivor, a) == n for a in ASSETS if owners[a] != victim_k)
     for m in (again, survivor):
