@@ -372,3 +372,70 @@ def test_retrain_unit_runs_the_retrain_command_as_the_monitor_user() -> None:
     assert values(timer, "Unit", "Timer") == [RETRAIN.name]
     assert values(timer, "Persistent", "Timer") == ["yes"] and values(timer, "OnCalendar", "Timer")
     assert values(timer, "WantedBy", "Install") == ["timers.target"]
+
+
+JETSTREAM_DROP_IN = DEPLOY / "systemd" / "plantwatch@.service.d" / "jetstream.conf"
+
+
+def _jetstream_toml() -> str:
+    """The JetStream settings every instance shares: the Kubernetes ConfigMap's (one file, all instances)."""
+    text = (DEPLOY / "kubernetes" / "configmap.yaml").read_text()
+    body = text.split("plantwatch.toml: |\n", 1)[1]
+    return "\n".join(line[4:] for line in body.splitlines())
+
+
+def test_jetstream_drop_in_verifies_on_the_template_and_replaces_its_command(analyze: None, tmp_path: Path) -> None:
+    """systemd reads the drop-in beside plantwatch@0.service and the result verifies with no warning; the
+    same drop-in without its 'ExecStart=' reset is refused (two ExecStart= on a notify service)."""
+    script = plantwatch_script()
+    (tmp_path / "plantwatch@0.service").write_text(TEMPLATE.read_text().replace(SHIPPED_BIN, script))
+    drop_in = tmp_path / "plantwatch@0.service.d" / "jetstream.conf"
+    drop_in.parent.mkdir()
+    text = JETSTREAM_DROP_IN.read_text()
+    assert text.count(SHIPPED_BIN) == 1
+    drop_in.write_text(text.replace(SHIPPED_BIN, script))
+    env = {**os.environ, "SYSTEMD_UNIT_PATH": f"{tmp_path}:"}  # trailing ':' keeps the default search path
+
+    def run() -> tuple[int, str]:
+        proc = subprocess.run(
+            ["systemd-analyze", "verify", "plantwatch@0.service"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            env=env,
+        )
+        return proc.returncode, (proc.stdout + proc.stderr).strip()
+
+    code, out = run()
+    assert code == 0 and out == "", out
+    drop_in.write_text("\n".join(line for line in drop_in.read_text().splitlines() if line != "ExecStart="))
+    code, out = run()
+    assert code != 0 and "more than one ExecStart" in out, out
+
+
+def test_jetstream_drop_in_gives_each_instance_its_index(tmp_path: Path) -> None:
+    """plantwatch@K runs 'plantwatch monitor' on the shared JetStream config with instance_index K, through
+    the environment key the config declares; an index the instance count does not allow, or a name that is
+    not a number, is a config problem naming source.instance_index (the monitor refuses to start)."""
+    from monitor import cli
+
+    drop_in = parse_unit(JETSTREAM_DROP_IN)
+    assert values(drop_in, "ExecStart")[0] == "", "the template's ExecStart must be reset first"
+    argv = values(drop_in, "ExecStart")[-1].split()
+    assert argv[0] == SHIPPED_BIN
+    args = cli.build_parser().parse_args(argv[1:])
+    assert args.handler == "monitor.commands.monitor:monitor_command"
+    path = tmp_path / Path(args.config).name
+    for secret in ("nats-password", "ca.crt"):  # the secrets the config names, here rather than in /run
+        (tmp_path / secret).write_text("x\n")
+    path.write_text(_jetstream_toml().replace("/run/secrets/plantwatch/", f"{tmp_path}/"))
+    ((name, value),) = (e.split("=", 1) for e in values(drop_in, "Environment"))
+    assert config.env_keys()[name][0] == "source.instance_index" and value == "%i"
+    for instance in ("0", "1", "2"):
+        cfg, problems = config.Sources(str(path)).check({name: value.replace("%i", instance)})
+        assert problems == [] and cfg.source.kind == "jetstream"
+        assert cfg.source.instance_index == int(instance) < cfg.source.instances
+    for instance in ("3", "line1"):
+        _, problems = config.Sources(str(path)).check({name: value.replace("%i", instance)})
+        assert problems and all("source.instance_index" in p for p in problems), problems
