@@ -317,44 +317,77 @@ def test_no_message_makes_the_host_raise(kind: str, raw: bytes) -> None:
     assert n.data([(1, 1.0)], ts=9000).asset == "gw/d1"  # and the host still answers
 
 
-def _script(seed: int) -> list[tuple[str, bytes]]:
-    """Births, report-by-exception data, and the messages take() must leave to handle(): a seq gap, a
-    duplicate, an unknown alias, NaN, a null, metric timestamps, names instead of aliases, a rebirth."""
+#: three devices of edge node 'gw' whose DATA the column path reads: doubles, floats, and 16-bit unsigned ints
+DEVICES = {
+    "d1": (D.Double, (1, 2, 3)),
+    "d2": (D.Float, (10, 20, 30)),
+    "d3": (D.UInt16, (100, 200, 300)),
+}
+
+
+def _script(seed: int, n: int = 400) -> list[tuple[str, bytes]]:
+    """Births, report-by-exception data of three devices interleaved, and the messages take() must leave
+    to handle(): a seq gap, a duplicate, an unknown alias, NaN, a null, an alias twice in one message,
+    metric timestamps, names instead of aliases, a rebirth of the node."""
     import random
 
     rnd = random.Random(seed)
-    node = Node(host())
+    seq = [0]
     out: list[tuple[str, bytes]] = []
 
-    def send(kind: str, raw: bytes) -> None:
-        out.append((topics.message_topic(kind, "g", "gw", None if kind.startswith("N") else "d1"), raw))
+    def next_seq() -> int:
+        seq[0] = (seq[0] + 1) % 256
+        return seq[0]
+
+    def send(kind: str, raw: bytes, device: str | None = None) -> None:
+        out.append((topics.message_topic(kind, "g", "gw", device), raw))
 
     def births() -> None:
-        node.seq = 0
+        seq[0] = 0
         send("NBIRTH", spb.birth_payload(1000, 0, [], bd_seq=7))
-        send("DBIRTH", spb.birth_payload(1000, node.next(), DEVICE))
+        for device, (dt, aliases) in DEVICES.items():
+            metrics = [(name, alias, dt, 1 + k) for k, (name, alias) in enumerate(zip(SENSORS, aliases))]
+            send("DBIRTH", spb.birth_payload(1000, next_seq(), [*metrics, ("label", 4, D.String, None)]), device)
+
+    def value(dt: int) -> float:
+        return rnd.randint(0, 1000) if dt == D.UInt16 else round(rnd.uniform(-5, 5), 3)
 
     births()
-    for i in range(300):
-        pick = rnd.sample([1, 2, 3], rnd.randint(1, 3))
+    for i in range(n):
+        device = rnd.choice(list(DEVICES))
+        dt, aliases = DEVICES[device]
+        pick = rnd.sample(aliases, rnd.randint(1, 3))
         odd = rnd.random()
         if odd < 0.03:
-            node.next()  # a gap
+            next_seq()  # a gap
         if odd < 0.06 and i % 2:
-            send("DDATA", spb.data_payload(2000 + i, node.seq, [(1, 0.5)]))  # the previous seq again
+            send("DDATA", spb.data_payload(2000 + i, seq[0], [(aliases[0], 1)], dt), device)  # the previous seq again
             continue
-        values: list[tuple[int, float | None]] = [(a, round(rnd.uniform(-5, 5), 3)) for a in pick]
+        values: list[tuple[int, float | None]] = [(a, value(dt)) for a in pick]
         if 0.06 <= odd < 0.08:
-            values.append((9, 1.0))  # an alias the BIRTH did not define
-        elif 0.08 <= odd < 0.10:
+            values.append((9, 1))  # an alias the BIRTH did not define
+        elif 0.08 <= odd < 0.10 and dt != D.UInt16:
             values[0] = (values[0][0], math.nan)
         elif 0.10 <= odd < 0.12:
             values[0] = (values[0][0], None)  # is_null: the row is incomplete until it is reported again
         elif 0.12 <= odd < 0.13:
             births()
             continue
-        send("DDATA", spb.data_payload(2000 + i, node.next(), values))  # type: ignore[arg-type]
+        elif 0.13 <= odd < 0.15:
+            values.append((values[0][0], value(dt)))  # the same metric twice: the last value holds
+        elif 0.15 <= odd < 0.17:  # metric timestamps: a third column
+            p = spb.Payload(timestamp=2000 + i, seq=next_seq())
+            for a, v in values:
+                field = spb.NUMERIC[dt][0]
+                p.metrics.add(alias=a, timestamp=1990 + i, **{field: v})
+            send("DDATA", p.SerializeToString(), device)
+            continue
+        send("DDATA", spb.data_payload(2000 + i, next_seq(), values, dt), device)  # type: ignore[arg-type]
     return out
+
+
+def _summary(o: Outcome) -> tuple[Any, ...] | None:
+    return (o.asset, o.row, o.ts, o.seq, reason(o)) if o.row or o.rejection else None
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -365,12 +398,10 @@ def test_take_means_what_handle_means_and_leaves_the_rest_to_it(seed: int) -> No
     one, two = host(), host()
     by_handle, by_take, taken = [], [], 0
     for topic, raw in messages:
-        o = one.handle(topic, raw)
-        by_handle.append((o.asset, o.row, o.ts, o.seq, reason(o)) if o.row or o.rejection else None)
+        by_handle.append(_summary(one.handle(topic, raw)))
         got = two.take(topic, raw)
         if got is None:
-            o = two.handle(topic, raw)
-            by_take.append((o.asset, o.row, o.ts, o.seq, reason(o)) if o.row or o.rejection else None)
+            by_take.append(_summary(two.handle(topic, raw)))
         else:
             taken += 1
             by_take.append((*got, None))
