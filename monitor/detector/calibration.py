@@ -26,6 +26,7 @@ ratio of out-of-fold to in-sample residuals (the promise stays "short").
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
@@ -36,6 +37,7 @@ import numpy as np
 
 from .. import logs
 from .alarms import AlarmSettings
+from .coverage import residual_wander
 from .episodes import episodes
 from .fit import FitOptions, ProgressFn, fit
 from .model import DAEConfig, DenoisingAE
@@ -210,6 +212,11 @@ def calibrate(
         level_sd = _level_spread(np.array_split(oof, 5)) / math.sqrt(5)
     al = copts.alarm
     promise = choose(oof, copts.target, al.on_delay, al.off_delay, al.deadband, level_sd)
+    # within each block: the offsets between fold models are the level's uncertainty (level_sd), not wander
+    wander = residual_wander(np.concatenate([b - b.mean(axis=0) for b in np.split(S, np.cumsum(sizes)[:-1])]))
+    promise = dataclasses.replace(
+        promise, residual_stretches=round(len(S) / wander, 1), residual_samples=round(wander, 1)
+    )
     threshold = promise.threshold
     spot_at = float(np.quantile(oof, 0.98))
     peaks = oof[oof > spot_at] - spot_at

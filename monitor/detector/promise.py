@@ -76,6 +76,8 @@ class Promise:
     stretches: float | None = None  # history length in correlation times of its main variation (see .coverage)
     slow_samples: float | None = None  # that correlation time, in samples
     clears_within: int | None = None  # samples after the process is normal again by which an alarm has cleared
+    residual_stretches: float | None = None  # calibration data in correlation times of the residuals' wander
+    residual_samples: float | None = None  # that correlation time, in samples (see .coverage.residual_wander)
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -242,6 +244,16 @@ def describe(p: Promise) -> list[str]:
             f"history or a target of about --false-alarms-per-day {p.supported_episodes_per_day:.2g} or more"
         )
     few = p.stretches is not None and p.stretches < FEW_STRETCHES
+    if p.residual_stretches is not None and p.residual_stretches < FEW_STRETCHES and not few:
+        lines.append(
+            f"warning: the model's errors wander slowly: a sensor's residual takes about "
+            f"{p.residual_samples or 0:.0f} samples to come and go, so the {p.calibration_rows} calibration "
+            f"samples hold only ~{p.residual_stretches:.0f} independent stretches of it (a sensor drifting, "
+            f"fouling, a season); the promise holds while the errors stay within what the history saw, and new "
+            f"data that drift further will raise more alarms than promised, by no bound the history can give. "
+            f"Train on a history about {FEW_STRETCHES}x that long, or retrain as the plant drifts "
+            f"(README: 'Input drift: when to retrain')"
+        )
     if few:
         lines.append(
             f"warning: the history may be too uniform: its main variation takes about "

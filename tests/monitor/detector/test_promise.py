@@ -13,7 +13,7 @@ import pytest
 from monitor import csvio
 from monitor.detector import AlarmLogic, Detector, TrainSettings, read_manifest, train_table
 from monitor.detector.calibration import LONG_HISTORY, promise_of
-from monitor.detector.coverage import FEW_STRETCHES, stretches
+from monitor.detector.coverage import FEW_STRETCHES, residual_wander, stretches
 from monitor.detector.episodes import episodes
 from monitor.detector.promise import Target, choose, describe
 from monitor.detector.scoring import Calibration
@@ -92,6 +92,51 @@ def test_trained_promise_holds_on_new_data_of_a_stationary_process() -> None:
     per_day = raised / (20_000 * p.target["sample_period"] / 86400.0)  # type: ignore[operator]
     assert 0.5 <= float(res.anomaly.mean()) / p.row_rate <= 2.0, (res.anomaly.mean(), p)
     assert 0.5 <= per_day / p.episodes_per_day <= 2.0, (raised, p)
+    assert p.residual_stretches is not None and p.residual_stretches >= FEW_STRETCHES, p
+    assert not any("wander" in line for line in describe(p))
+
+
+def test_residuals_that_wander_slowly_are_measured_per_sensor_and_not_by_one_sticky_sensor() -> None:
+    """Each sensor's smoothed residual: white noise through the EWMA comes and goes in ~16 samples; a slow
+    AR(1) per sensor (a drifting sensor) in hundreds. One sticky sensor among white ones does not decide."""
+    rng = np.random.default_rng(8)
+    n, d = 6000, 6
+
+    def ewma(x: np.ndarray, alpha: float = 0.12) -> np.ndarray:
+        out = np.empty_like(x)
+        acc = np.zeros(x.shape[1])
+        for t in range(len(x)):
+            acc = (1 - alpha) * acc + alpha * x[t]
+            out[t] = acc
+        return out
+
+    white = ewma(rng.normal(0, 1, (n, d)))
+    slow = np.zeros((n, d))
+    for t in range(1, n):
+        slow[t] = 0.998 * slow[t - 1] + rng.normal(0, 1, d)
+    drifting = ewma(rng.normal(0, 1, (n, d)) + 0.3 * slow)
+    one_sticky = white.copy()
+    one_sticky[:, 0] = slow[:, 0]
+    assert residual_wander(white) < 40 and n / residual_wander(white) > FEW_STRETCHES
+    assert n / residual_wander(drifting) < FEW_STRETCHES
+    assert residual_wander(one_sticky) < 40
+
+
+def test_a_history_whose_sensors_drift_on_their_own_says_its_promise_holds_only_within_that_drift() -> None:
+    """Inputs with a wide main variation (many stretches of it) but each sensor drifting slowly on its own:
+    train records how few stretches of the residuals' wander the calibration data hold and warns."""
+    rng = np.random.default_rng(4)
+    mix = 3.0 * rng.normal(0, 1, (6, 2))
+    n = LONG_HISTORY  # one model, calibrated on the last block: drift slower than a block moves the fold
+    t = np.arange(n)[:, None]  # models' levels instead, which the promise's level uncertainty covers
+    drift = 0.15 * np.sin(2 * np.pi * t / rng.uniform(5000, 20000, 6) + rng.uniform(0, 6.3, 6))  # half the noise
+    x = _low_rank(rng, mix, n) + drift
+    assert stretches((x - x.mean(axis=0)) / x.std(axis=0)) >= FEW_STRETCHES  # the inputs alone look well covered
+    det = _train(x, TrainSettings(seed=0, window=4, folds=3, max_epochs=10, false_alarm_rate=0.01))
+    p = promise_of(det.calib)
+    assert p is not None and p.residual_stretches is not None and p.residual_stretches < FEW_STRETCHES, p
+    (line,) = [line for line in describe(p) if "wander" in line]
+    assert line.startswith("warning: the model's errors wander slowly") and f"~{p.residual_stretches:.0f} " in line
 
 
 def test_a_short_history_is_recorded_with_its_honest_promise() -> None:
