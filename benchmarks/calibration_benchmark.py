@@ -38,7 +38,9 @@ sys.path.insert(0, str(ROOT))
 
 from monitor import csvio, logs  # noqa: E402
 from monitor.detector import Detector, TrainSettings, single_thread, train_table  # noqa: E402
+from monitor.detector.calibration import promise_of  # noqa: E402
 from monitor.detector.coverage import FEW_STRETCHES  # noqa: E402
+from monitor.detector.promise import residual_wanders  # noqa: E402
 
 PERIOD = 60.0  # seconds between samples of the generated processes (1440 rows a day)
 TEP_PERIOD = 180.0
@@ -151,6 +153,7 @@ def plantwatch(hist: np.ndarray, new: np.ndarray, period: float, seed: int, ts: 
     n_ep = sum(1 for _, tr in r.transitions if tr.kind == "raised")
     c = det.calib
     promise = getattr(c, "promise", None) or {}  # models from before promises: the target rate only
+    p = promise_of(c)
     return Outcome(
         promised_rate=float(promise.get("row_rate", c.target_rate)),
         promised_per_day=float(promise.get("episodes_per_day", float("nan"))),
@@ -161,7 +164,7 @@ def plantwatch(hist: np.ndarray, new: np.ndarray, period: float, seed: int, ts: 
         supported=str(promise.get("support", "-"))
         + (
             " / uniform"
-            if min(promise.get("stretches") or 1e9, promise.get("residual_stretches") or 1e9) < FEW_STRETCHES
+            if (promise.get("stretches") or 1e9) < FEW_STRETCHES or (p is not None and residual_wanders(p))
             else ""
         ),
         seconds=secs,
@@ -195,13 +198,11 @@ def pca(hist: np.ndarray, new: np.ndarray, rate: float, period: float) -> tuple[
     return float(flags.mean()), episodes_of(flags) / days
 
 
-def kept_word(o: Outcome) -> bool | None:
+def kept_word(o: Outcome) -> bool:
     """An "ok" history promises a rate within 2x; a "short" one only promises its upper bound, so judge each by its own word.
 
-    None for a history train called too uniform: it promised only for operation like the history (states or
-    residual offsets it did not see raise more alarms, by no bound it could give), a word this cannot judge."""
-    if "uniform" in o.supported:
-        return None
+    A history train also called too uniform promised that only for operation like the history; it is judged
+    the same way and counted apart as well."""
     if o.supported.startswith("ok"):
         return (
             np.isfinite(o.promised_per_day) and o.promised_per_day > 0 and 0.5 <= o.per_day / o.promised_per_day <= 2.0
@@ -257,7 +258,7 @@ def main() -> int:
     rate_ratios: list[float] = []
     day_ratios: list[float] = []
     kept: list[bool] = []  # did train keep its word: "ok" within 2x of the promise, "short" at or under its bound
-    uniform: list[str] = []  # realised / promised episodes of the histories train called too uniform
+    uniform: list[bool] = []  # kept its word, for the histories train also called too uniform
     cases: list[tuple[str, int, int, int]] = []
     for proc in procs:
         if proc == "tep":
@@ -282,11 +283,9 @@ def main() -> int:
         rate_ratios.append(o.rate / o.promised_rate)
         if np.isfinite(o.promised_per_day) and o.promised_per_day > 0:
             day_ratios.append(o.per_day / o.promised_per_day)
-        word = kept_word(o)
-        if word is None:
-            uniform.append(dr)
-        else:
-            kept.append(word)
+        kept.append(kept_word(o))
+        if "uniform" in o.supported:
+            uniform.append(kept[-1])
         promised_day = f"{o.promised_per_day:.2f}" if np.isfinite(o.promised_per_day) else "-"
         upper = f"{o.upper_per_day:.2f}" if np.isfinite(o.upper_per_day) else "-"
         print(
@@ -309,8 +308,8 @@ def main() -> int:
     )
     if uniform:
         print(
-            f"called too uniform (a promise only for operation like the history), not judged: {len(uniform)}, "
-            f"realised/promised episodes {', '.join(uniform)}"
+            f"of these, called too uniform (promised only for operation like the history): kept {sum(uniform)}/"
+            f"{len(uniform)}; the others: kept {sum(kept) - sum(uniform)}/{len(kept) - len(uniform)}"
         )
     return 0
 

@@ -215,7 +215,10 @@ def calibrate(
     # within each block: the offsets between fold models are the level's uncertainty (level_sd), not wander
     wander = residual_wander(np.concatenate([b - b.mean(axis=0) for b in np.split(S, np.cumsum(sizes)[:-1])]))
     promise = dataclasses.replace(
-        promise, residual_stretches=round(len(S) / wander, 1), residual_samples=round(wander, 1)
+        promise,
+        residual_stretches=round(len(S) / wander, 1),
+        residual_samples=round(wander, 1),
+        residual_memory=round((2.0 - alpha) / alpha, 1),  # white residuals through the smoothing: no wander
     )
     threshold = promise.threshold
     spot_at = float(np.quantile(oof, 0.98))

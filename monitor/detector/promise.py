@@ -40,6 +40,9 @@ BASE = 30
 #: peaks from which the tail's shape is estimated rather than taken as exponential
 SHAPE_PEAKS = 15
 DAY = 86400.0
+#: residuals whose correlation time exceeds this many times the smoothing's own wander (stationary
+#: processes: 1-2x; the simulator's drifting sensors: 10-25x)
+SLOW_RESIDUAL = 4.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class Promise:
     clears_within: int | None = None  # samples after the process is normal again by which an alarm has cleared
     residual_stretches: float | None = None  # calibration data in correlation times of the residuals' wander
     residual_samples: float | None = None  # that correlation time, in samples (see .coverage.residual_wander)
+    residual_memory: float | None = None  # the smoothing's own correlation time, in samples (white residuals)
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -215,6 +219,19 @@ def choose(
     )
 
 
+def residual_wanders(p: Promise) -> bool:
+    """Do the calibration data hold too few stretches of a wander in the residuals that is the errors' own?
+
+    A short history holds few stretches of the smoothing's memory too (800 rows: ~50 of ~16 samples); that
+    is a short history (the promise's support says so), not errors that wander, which take several times
+    the smoothing's memory to come and go.
+    """
+    if p.residual_stretches is None or p.residual_samples is None:
+        return False  # a model trained before this was measured
+    slow = p.residual_memory is None or p.residual_samples > SLOW_RESIDUAL * p.residual_memory
+    return p.residual_stretches < FEW_STRETCHES and slow
+
+
 def _days(days: float) -> str:
     return f"{days * 24:.1f} hours" if days < 2 else f"{days:.1f} days"
 
@@ -244,7 +261,7 @@ def describe(p: Promise) -> list[str]:
             f"history or a target of about --false-alarms-per-day {p.supported_episodes_per_day:.2g} or more"
         )
     few = p.stretches is not None and p.stretches < FEW_STRETCHES
-    if p.residual_stretches is not None and p.residual_stretches < FEW_STRETCHES and not few:
+    if residual_wanders(p) and not few:
         lines.append(
             f"warning: the model's errors wander slowly: a sensor's residual takes about "
             f"{p.residual_samples or 0:.0f} samples to come and go, so the {p.calibration_rows} calibration "

@@ -15,7 +15,7 @@ from monitor.detector import AlarmLogic, Detector, TrainSettings, read_manifest,
 from monitor.detector.calibration import LONG_HISTORY, promise_of
 from monitor.detector.coverage import FEW_STRETCHES, residual_wander, stretches
 from monitor.detector.episodes import episodes
-from monitor.detector.promise import Target, choose, describe
+from monitor.detector.promise import Target, choose, describe, residual_wanders
 from monitor.detector.scoring import Calibration
 
 
@@ -134,7 +134,7 @@ def test_a_history_whose_sensors_drift_on_their_own_says_its_promise_holds_only_
     assert stretches((x - x.mean(axis=0)) / x.std(axis=0)) >= FEW_STRETCHES  # the inputs alone look well covered
     det = _train(x, TrainSettings(seed=0, window=4, folds=3, max_epochs=10, false_alarm_rate=0.01))
     p = promise_of(det.calib)
-    assert p is not None and p.residual_stretches is not None and p.residual_stretches < FEW_STRETCHES, p
+    assert p is not None and residual_wanders(p), p
     (line,) = [line for line in describe(p) if "wander" in line]
     assert line.startswith("warning: the model's errors wander slowly") and f"~{p.residual_stretches:.0f} " in line
 
@@ -147,6 +147,9 @@ def test_a_short_history_is_recorded_with_its_honest_promise() -> None:
     assert p is not None and p.support == "short"
     assert p.target == {"kind": "episodes_per_day", "value": 1.0, "sample_period": 60.0}
     assert p.episodes_per_day == pytest.approx(1.0) and p.upper_episodes_per_day > 1.0
+    # few stretches of the smoothing's memory in 400 rows: a short history, not errors that wander
+    assert p.residual_stretches is not None and p.residual_stretches < FEW_STRETCHES
+    assert not residual_wanders(p) and not any("wander" in line for line in describe(p))
 
 
 def test_a_history_spanning_few_stretches_of_its_slow_variation_is_called_too_uniform() -> None:
