@@ -355,6 +355,43 @@ def test_a_plan_over_its_time_budget_is_shortened_with_its_warm_up_share_kept() 
     assert late.fit(20, 5.0) and late.steps == 20  # already over budget: stop at this epoch
 
 
+def test_a_plan_shortened_below_its_minimum_adversarial_phase_is_moment_matching_throughout() -> None:
+    """A budget that leaves fewer adversarial epochs than the minimum spends them all on moment matching;
+    a plan that fits, or one asked for explicitly, keeps its warm-up share and adversarial phase."""
+    from simulator.gan.train import Plan
+
+    short = Plan(1000, 10, 0.4, budget=5.0, min_adversarial=30)
+    for _ in range(50):
+        short.record(True, 0.01)
+    assert short.fit(50, 0.5) and short.steps < 1000
+    assert short.warmup == short.steps and not short.adversarial
+    assert short.cost(short.steps, 50) <= 4.5  # priced as warm-up steps, which it now is
+    asked = Plan(100, 10, 0.4, budget=None, min_adversarial=30)
+    assert asked.warmup == 40 and asked.adversarial  # not shortened: what was asked for
+    roomy = Plan(1000, 10, 0.4, budget=100.0, min_adversarial=30)
+    roomy.record(True, 0.01)
+    assert not roomy.fit(10, 0.1) and roomy.warmup == 400 and roomy.adversarial
+
+
+def test_moment_spread_tells_windows_that_are_all_alike_from_windows_that_vary() -> None:
+    """Generated windows each equal to their group's average match the means but not the spread:
+    only the spread term sees the difference, and it is 0 for windows that vary as the real ones do."""
+    import torch
+
+    from simulator.gan.train import _moment_loss
+
+    gen = torch.Generator().manual_seed(0)
+    groups = torch.arange(4).repeat_interleave(8)
+    level = torch.randn((4, 3, 1), generator=gen).repeat_interleave(8, 0)
+    real = level + 2.0 * torch.randn((32, 3, 1), generator=gen) + 0.5 * torch.randn((32, 3, 16), generator=gen)
+    per_group = torch.stack([real[groups == g].mean(0) for g in range(4)])
+    alike = per_group[groups]  # every window its group's average: the levels agree, nothing varies
+    means_only = _moment_loss(real, alike, groups, 4.0, spread=0.0)
+    with_spread = _moment_loss(real, alike, groups, 4.0, spread=1.0)
+    assert with_spread > means_only + 0.5
+    assert _moment_loss(real, real, groups, 4.0, spread=1.0).item() == pytest.approx(0.0, abs=1e-6)
+
+
 def test_training_over_its_time_budget_stops_in_time_with_a_gan_that_loads_without_unpickling(
     tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
