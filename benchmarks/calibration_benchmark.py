@@ -39,8 +39,7 @@ sys.path.insert(0, str(ROOT))
 from monitor import csvio, logs  # noqa: E402
 from monitor.detector import Detector, TrainSettings, single_thread, train_table  # noqa: E402
 from monitor.detector.calibration import promise_of  # noqa: E402
-from monitor.detector.coverage import FEW_STRETCHES  # noqa: E402
-from monitor.detector.promise import residual_wanders  # noqa: E402
+from monitor.detector.promise import inputs_uniform, residual_wanders  # noqa: E402
 
 PERIOD = 60.0  # seconds between samples of the generated processes (1440 rows a day)
 TEP_PERIOD = 180.0
@@ -162,11 +161,7 @@ def plantwatch(hist: np.ndarray, new: np.ndarray, period: float, seed: int, ts: 
         per_day=n_ep / days,
         episodes=n_ep,
         supported=str(promise.get("support", "-"))
-        + (
-            " / uniform"
-            if (promise.get("stretches") or 1e9) < FEW_STRETCHES or (p is not None and residual_wanders(p))
-            else ""
-        ),
+        + (" / uniform" if p is not None and (inputs_uniform(p) or residual_wanders(p)) else ""),
         seconds=secs,
     )
 

@@ -195,7 +195,8 @@ def calibrate(
     oof, _ = combine(Smoothed(E, S, E[-1], S[-1]), shift_scale, energy_norm, shift_norm)
     sizes = [len(e) for e, _ in blocks]
     sizes[0] -= warm
-    parts = np.split(oof, np.cumsum(sizes)[:-1])
+    cuts = np.cumsum(sizes)[:-1]
+    parts = np.split(oof, cuts)
     if level is not None:  # energy scales with the mean squared residual, the shift with its root
         energy_norm, shift_norm = energy_norm * level, shift_norm * math.sqrt(level)
         level_sd = math.hypot(level_sd, _level_spread(parts) / math.sqrt(len(parts)))
@@ -213,7 +214,7 @@ def calibrate(
     al = copts.alarm
     promise = choose(oof, copts.target, al.on_delay, al.off_delay, al.deadband, level_sd)
     # within each block: the offsets between fold models are the level's uncertainty (level_sd), not wander
-    wander = residual_wander(np.concatenate([b - b.mean(axis=0) for b in np.split(S, np.cumsum(sizes)[:-1])]))
+    wander = residual_wander(np.concatenate([b - b.mean(axis=0) for b in np.split(S, cuts)]))
     promise = dataclasses.replace(
         promise,
         residual_stretches=round(len(S) / wander, 1),

@@ -40,8 +40,8 @@ BASE = 30
 #: peaks from which the tail's shape is estimated rather than taken as exponential
 SHAPE_PEAKS = 15
 DAY = 86400.0
-#: residuals whose correlation time exceeds this many times the smoothing's own wander (stationary
-#: processes: 1-2x; the simulator's drifting sensors: 10-25x)
+#: residuals whose correlation time exceeds this many times the smoothing's own memory wander (stationary
+#: processes at 3,000-30,000 rows: 1.2-2.5x; the simulator's drifting sensors at 10,000-30,000 rows: 10-25x)
 SLOW_RESIDUAL = 4.0
 
 
@@ -226,10 +226,14 @@ def residual_wanders(p: Promise) -> bool:
     is a short history (the promise's support says so), not errors that wander, which take several times
     the smoothing's memory to come and go.
     """
-    if p.residual_stretches is None or p.residual_samples is None:
+    if p.residual_stretches is None or p.residual_samples is None or p.residual_memory is None:
         return False  # a model trained before this was measured
-    slow = p.residual_memory is None or p.residual_samples > SLOW_RESIDUAL * p.residual_memory
-    return p.residual_stretches < FEW_STRETCHES and slow
+    return p.residual_stretches < FEW_STRETCHES and p.residual_samples > SLOW_RESIDUAL * p.residual_memory
+
+
+def inputs_uniform(p: Promise) -> bool:
+    """Does the history span too few correlation times of its inputs' main variation (see .coverage)?"""
+    return p.stretches is not None and p.stretches < FEW_STRETCHES
 
 
 def _days(days: float) -> str:
@@ -260,7 +264,7 @@ def describe(p: Promise) -> list[str]:
             f"{p.upper_episodes_per_day:.3g} episodes per day. A promise within a factor of two needs a longer "
             f"history or a target of about --false-alarms-per-day {p.supported_episodes_per_day:.2g} or more"
         )
-    few = p.stretches is not None and p.stretches < FEW_STRETCHES
+    few = inputs_uniform(p)
     if residual_wanders(p) and not few:
         lines.append(
             f"warning: the model's errors wander slowly: a sensor's residual takes about "

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from monitor import config
 
@@ -73,9 +74,16 @@ def plantwatch_script() -> str:
     return found
 
 
-def verify(units: list[Path]) -> tuple[int, str]:
+def verify(units: list[Path], unit_path: Path | None = None) -> tuple[int, str]:
+    """systemd-analyze verify; with ``unit_path`` systemd also reads drop-ins (NAME.service.d/) from there."""
+    env = None if unit_path is None else {**os.environ, "SYSTEMD_UNIT_PATH": f"{unit_path}:"}  # ':' keeps the defaults
     proc = subprocess.run(
-        ["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True, timeout=60, cwd=units[0].parent
+        ["systemd-analyze", "verify", *map(str, units)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=units[0].parent,
+        env=env,
     )
     return proc.returncode, (proc.stdout + proc.stderr).strip()
 
@@ -379,9 +387,9 @@ JETSTREAM_DROP_IN = DEPLOY / "systemd" / "plantwatch@.service.d" / "jetstream.co
 
 def _jetstream_toml() -> str:
     """The JetStream settings every instance shares: the Kubernetes ConfigMap's (one file, all instances)."""
-    text = (DEPLOY / "kubernetes" / "configmap.yaml").read_text()
-    body = text.split("plantwatch.toml: |\n", 1)[1]
-    return "\n".join(line[4:] for line in body.splitlines())
+    toml = yaml.safe_load((DEPLOY / "kubernetes" / "configmap.yaml").read_text())["data"]["plantwatch.toml"]
+    assert isinstance(toml, str)
+    return toml
 
 
 def test_jetstream_drop_in_verifies_on_the_template_and_replaces_its_command(analyze: None, tmp_path: Path) -> None:
@@ -394,23 +402,11 @@ def test_jetstream_drop_in_verifies_on_the_template_and_replaces_its_command(ana
     text = JETSTREAM_DROP_IN.read_text()
     assert text.count(SHIPPED_BIN) == 1
     drop_in.write_text(text.replace(SHIPPED_BIN, script))
-    env = {**os.environ, "SYSTEMD_UNIT_PATH": f"{tmp_path}:"}  # trailing ':' keeps the default search path
-
-    def run() -> tuple[int, str]:
-        proc = subprocess.run(
-            ["systemd-analyze", "verify", "plantwatch@0.service"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=tmp_path,
-            env=env,
-        )
-        return proc.returncode, (proc.stdout + proc.stderr).strip()
-
-    code, out = run()
+    unit = [tmp_path / "plantwatch@0.service"]
+    code, out = verify(unit, unit_path=tmp_path)
     assert code == 0 and out == "", out
     drop_in.write_text("\n".join(line for line in drop_in.read_text().splitlines() if line != "ExecStart="))
-    code, out = run()
+    code, out = verify(unit, unit_path=tmp_path)
     assert code != 0 and "more than one ExecStart" in out, out
 
 

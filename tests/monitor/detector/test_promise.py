@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from monitor import csvio
-from monitor.detector import AlarmLogic, Detector, TrainSettings, read_manifest, train_table
+from monitor.detector import AlarmLogic, Detector, TrainSettings, read_manifest, smoothing, train_table
 from monitor.detector.calibration import LONG_HISTORY, promise_of
 from monitor.detector.coverage import FEW_STRETCHES, residual_wander, stretches
 from monitor.detector.episodes import episodes
@@ -102,13 +102,8 @@ def test_residuals_that_wander_slowly_are_measured_per_sensor_and_not_by_one_sti
     rng = np.random.default_rng(8)
     n, d = 6000, 6
 
-    def ewma(x: np.ndarray, alpha: float = 0.12) -> np.ndarray:
-        out = np.empty_like(x)
-        acc = np.zeros(x.shape[1])
-        for t in range(len(x)):
-            acc = (1 - alpha) * acc + alpha * x[t]
-            out[t] = acc
-        return out
+    def ewma(x: np.ndarray) -> np.ndarray:  # the detector's smoothing at its default alpha
+        return smoothing.ewma(x, 0.12, np.zeros((1, d)), [n])[0]
 
     white = ewma(rng.normal(0, 1, (n, d)))
     slow = np.zeros((n, d))
