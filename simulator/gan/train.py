@@ -204,6 +204,7 @@ class TrainResult:
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
     epochs: int = 0  # epochs trained: fewer than asked when the time budget shortened the schedule
+    skipped_steps: int = 0  # steps left out for a non-finite gradient
 
 
 class WindowSampler:
@@ -340,7 +341,7 @@ def train(
     plan = Plan(steps, per_epoch, opts.warmup, opts.max_seconds, opts.min_adversarial_epochs)
     decay = lambda step: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step, plan.steps) / plan.steps))  # noqa: E731
     schedules = [torch.optim.lr_scheduler.LambdaLR(o, decay) for o in (opt_g, opt_d)]
-    step = 0
+    step = skipped = 0
     while step < plan.steps:
         step += 1
         warm = step <= plan.warmup
@@ -355,6 +356,9 @@ def train(
             for pe, pg in zip(ema.parameters(), generator.parameters()):
                 pe.lerp_(pg, 1 - opts.ema)
         plan.record(warm, time.perf_counter() - tick)
+        if stats.pop("skipped"):
+            skipped += 1
+            log.warning("gan_step_skipped", step=step, reason="a non-finite gradient", skipped_so_far=skipped)
         if step == plan.warmup + 1:
             running = {}  # the adversarial statistics start from their own first values, not warm-up zeros
         running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in stats.items()}
@@ -378,7 +382,12 @@ def train(
     seconds = time.perf_counter() - started
     ema.eval()
     return TrainResult(
-        _gan(cfg, ema, generator, critic, data, dev, normaliser, psd), plan.steps, seconds, history, plan.epochs
+        _gan(cfg, ema, generator, critic, data, dev, normaliser, psd),
+        plan.steps,
+        seconds,
+        history,
+        plan.epochs,
+        skipped,
     )
 
 
@@ -392,6 +401,7 @@ def _step(
     gen: torch.Generator,
 ) -> dict[str, float]:
     w = opts.window
+    skipped = 0
     for _ in range(opts.n_critic):
         real, labels, t0, _ = sampler.sample(opts.batch)
         with torch.no_grad():
@@ -406,7 +416,7 @@ def _step(
             loss_d = d_fake.mean() - d_real.mean() + opts.gradient_penalty * gp + 1e-3 * (d_real**2).mean()
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
-        opt_d.step()
+        skipped += not _step_if_finite(opt_d)
     real, labels, t0, groups = sampler.sample(opts.batch, opts.moment_group)
     fake = g(labels, t0, w, g.noise(opts.batch, w, gen))
     adversarial = -d(_blur(fake, opts, gen), labels, _jitter(t0, opts, gen)).mean()
@@ -414,14 +424,26 @@ def _step(
     loss_g = adversarial + opts.moments * moments
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
-    opt_g.step()
+    skipped += not _step_if_finite(opt_g)
     return {
+        "skipped": float(skipped),
         "wasserstein": (d_real.mean() - d_fake.mean()).item(),
         "gradient_penalty": gp.item(),
         "critic_loss": loss_d.item(),
         "generator_loss": adversarial.item(),
         "moments": moments.item(),
     }
+
+
+def _step_if_finite(opt: torch.optim.Optimizer) -> bool:
+    """Step only on finite gradients: one non-finite gradient would turn every weight into NaN for good
+    (and the GAN written at the end with them); a skipped step is counted and logged instead."""
+    grads = [p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None]
+    if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+        opt.zero_grad(set_to_none=True)
+        return False
+    opt.step()
+    return True
 
 
 def _blur(y: torch.Tensor, opts: TrainOptions, gen: torch.Generator) -> torch.Tensor:
@@ -449,8 +471,9 @@ def _warmup_step(
     loss = _moment_loss(real, fake, groups, g.cfg.squash, opts.moment_spread)
     opt_g.zero_grad(set_to_none=True)
     loss.backward()
-    opt_g.step()
+    skipped = not _step_if_finite(opt_g)
     return {
+        "skipped": float(skipped),
         "wasserstein": 0.0,
         "gradient_penalty": 0.0,
         "critic_loss": 0.0,
@@ -471,7 +494,9 @@ def _statistics(y: torch.Tensor, s: float) -> torch.Tensor:
     t = torch.arange(n, dtype=y.dtype) - (n - 1) / 2
     trend = (y * t).sum(-1) / (t**2).sum() * n / 2
     rough = (z[..., 1:] - z[..., :-1]).abs().mean(-1)
-    spread = ((z - z.mean(-1, keepdim=True)) ** 2).sum(-1).div(n - 1).sqrt()  # = z.std(-1), 2-3x faster on CPU
+    # = z.std(-1), 2-3x faster on CPU; the tiny floor keeps the gradient finite where a generated sensor is
+    # flat over a window (sqrt'(0) is infinite): without it the full schedule's warm-up turned NaN at step 1739
+    spread = ((z - z.mean(-1, keepdim=True)) ** 2).sum(-1).div(n - 1).add(1e-12).sqrt()
     return torch.stack([y.mean(-1), torch.log(spread + 0.02), torch.log(rough + 0.02), trend], 1)
 
 
@@ -552,6 +577,7 @@ def training_record(data: FaultData, dev_classes: list[str], opts: TrainOptions,
             "steps": result.steps,
             "epochs": result.epochs,
             "shortened_by_time_budget": result.epochs < opts.epochs,
+            "skipped_steps": result.skipped_steps,
             "seconds": round(result.seconds, 1),
             "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(opts).items()},
             "final": result.history[-1] if result.history else {},

@@ -392,6 +392,39 @@ def test_moment_spread_tells_windows_that_are_all_alike_from_windows_that_vary()
     assert _moment_loss(real, real, groups, 4.0, spread=1.0).item() == pytest.approx(0.0, abs=1e-6)
 
 
+def test_a_flat_generated_window_gives_a_finite_moment_gradient() -> None:
+    """A generated window with a flat sensor has spread 0; the square root's infinite slope
+    there made the whole generator NaN in the full 600-epoch schedule's warm-up (step 1739 at seed 0)."""
+    import torch
+
+    from simulator.gan.train import _moment_loss
+
+    gen = torch.Generator().manual_seed(1)
+    groups = torch.arange(2).repeat_interleave(4)
+    real = torch.randn((8, 3, 16), generator=gen)
+    fake = torch.randn((8, 3, 16), generator=gen)
+    fake[0, 1] = 3.0  # one sensor of one window exactly flat
+    fake.requires_grad_(True)
+    _moment_loss(real, fake, groups, 4.0, spread=1.0).backward()
+    assert fake.grad is not None and bool(torch.isfinite(fake.grad).all())
+
+
+def test_a_step_with_a_non_finite_gradient_is_skipped_and_the_weights_stay_finite() -> None:
+    import torch
+
+    from simulator.gan.train import _step_if_finite
+
+    layer = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(layer.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in layer.parameters()]
+    (layer(torch.tensor([[1.0, float("nan"), 0.0]])).sum()).backward()
+    assert not _step_if_finite(opt)
+    assert all(torch.equal(a, b) for a, b in zip(before, layer.parameters()))
+    layer(torch.ones(1, 3)).sum().backward()
+    assert _step_if_finite(opt)
+    assert not torch.equal(before[0], layer.weight)
+
+
 def test_training_over_its_time_budget_stops_in_time_with_a_gan_that_loads_without_unpickling(
     tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
