@@ -161,7 +161,8 @@ def plantwatch(hist: np.ndarray, new: np.ndarray, period: float, seed: int, ts: 
         per_day=n_ep / days,
         episodes=n_ep,
         supported=str(promise.get("support", "-"))
-        + (" / uniform" if p is not None and (inputs_uniform(p) or residual_wanders(p)) else ""),
+        + (" / uniform" if p is not None and (inputs_uniform(p) or residual_wanders(p)) else "")
+        + (f" (level {p.level_factor:.2f}x)" if p is not None else ""),
         seconds=secs,
     )
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ LONG_HISTORY = 20_000
 #: the deployed model's level on its own block against the pooled one: this quantile, this weight (exponent)
 LEVEL_QUANTILE = 0.9
 LEVEL_WEIGHT = 0.5
+#: one-sided confidence of the bound taken on a level spread measured from a handful of parts
+LEVEL_SD_CONFIDENCE = 0.8
 #: quantile of the normal energy and shift that normalises each to 1 (relative weights only)
 NORM_QUANTILE = 0.995
 
@@ -148,7 +151,7 @@ def calibrate_and_fit(
         energy, _ = stream_components(final.model, z, 0, n, cfg.window)
         ratio = float(np.exp(np.mean(optimism))) * float(energy.mean())
         pooled = float(np.concatenate([e for e, _ in blocks]).mean())
-        spread = float(np.std(optimism, ddof=1)) if len(optimism) > 1 else 0.0
+        spread = upper_sd(float(np.std(optimism, ddof=1)), len(optimism) - 1) if len(optimism) > 1 else 0.0
         calib = calibrate(blocks, copts, level=max(ratio, 1e-12) / max(pooled, 1e-12), level_sd=spread)
         model, report.deployed_rows, report.train_loss, report.final_epochs = final.model, n, final.train_loss, epochs
         report.fits += 1
@@ -256,10 +259,32 @@ def _optimism(model: DenoisingAE, z: np.ndarray, a: int, b: int, window: int, he
 
 
 def _level_spread(parts: list[np.ndarray]) -> float:
-    """sd of the parts' log score levels (their 0.9 quantiles) around the pooled level."""
+    """sd of the parts' log score levels (their 0.9 quantiles) around the pooled level, as an upper bound.
+
+    Five parts give an sd with four degrees of freedom, which falls below the true one more often than not
+    (median 0.92x, 10 % of the time below 0.52x); read as is, it let 3,000-row histories promise "within
+    2x" and realise 2.6-2.9x. Its upper confidence bound is what the promise can stand on.
+    """
     pooled = max(float(np.quantile(np.concatenate(parts), LEVEL_QUANTILE)), 1e-12)
     logs_ = [math.log(max(float(np.quantile(p, LEVEL_QUANTILE)), 1e-12) / pooled) for p in parts if len(p) > 10]
-    return float(np.std(logs_, ddof=1)) if len(logs_) > 1 else 0.0
+    return upper_sd(float(np.std(logs_, ddof=1)), len(logs_) - 1) if len(logs_) > 1 else 0.0
+
+
+def upper_sd(sd: float, dof: int, confidence: float = LEVEL_SD_CONFIDENCE) -> float:
+    """One-sided upper confidence bound on a standard deviation estimated with ``dof`` degrees of freedom.
+
+    sd * sqrt(dof / chi2_(1-confidence)(dof)), the chi-square quantile by Wilson & Hilferty's cube-root
+    normal approximation (within 1 % of the exact one from 3 dof up; scipy is not a dependency).
+
+    >>> round(upper_sd(1.0, 4, 0.9), 2)  # exact: sqrt(4 / 1.064) = 1.94
+    1.94
+    """
+    if dof < 1 or sd <= 0:
+        return max(sd, 0.0)
+    z = statistics.NormalDist().inv_cdf(1.0 - confidence)
+    h = 2.0 / (9.0 * dof)
+    chi2 = dof * max(1.0 - h + z * math.sqrt(h), 1e-3) ** 3
+    return sd * math.sqrt(dof / chi2)
 
 
 def spot_risk(peaks: np.ndarray, rate: float, excess: float) -> float:
