@@ -162,7 +162,7 @@ def plantwatch(hist: np.ndarray, new: np.ndarray, period: float, seed: int, ts: 
         episodes=n_ep,
         supported=str(promise.get("support", "-"))
         + (" / uniform" if p is not None and (inputs_uniform(p) or residual_wanders(p)) else "")
-        + (f" (level {p.level_factor:.2f}x)" if p is not None else ""),
+        + (f" ({100 * p.confidence:.0f} %, level {p.level_factor:.2f}x)" if p is not None else ""),
         seconds=secs,
     )
 

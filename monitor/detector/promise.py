@@ -27,6 +27,7 @@ the rate it promises, which ``train`` prints and the manifest records.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -41,6 +42,11 @@ BASE = 30
 #: peaks from which the tail's shape is estimated rather than taken as exponential
 SHAPE_PEAKS = 15
 DAY = 86400.0
+#: a promise is "ok" when new data realise within a factor of two of it at least this often (the count's,
+#: the tail's and the deployed model's level errors together); at 1 sd of the tail alone ("ok" until
+#: 2026-12) 3,000-row histories promised "ok" and realised 0.24x and 2.05x
+CONFIDENCE = 0.9
+_NORMAL = statistics.NormalDist()
 #: residuals whose correlation time exceeds this many times the smoothing's own memory wander (stationary
 #: processes at 3,000-30,000 rows: 1.2-2.5x; the simulator's drifting sensors at 10,000-30,000 rows: 10-25x)
 SLOW_RESIDUAL = 4.0
@@ -76,6 +82,7 @@ class Promise:
     calibration_days: float
     peaks: int  # episodes behind the tail fit (or seen at the threshold, empirically)
     level_factor: float  # the rate factor one sd of the deployed model's score level stands for
+    confidence: float  # chance that new normal data realise within a factor of two of the promise
     target: dict[str, float | str]
     stretches: float | None = None  # history length in correlation times of its main variation (see .coverage)
     slow_samples: float | None = None  # that correlation time, in samples
@@ -147,16 +154,26 @@ def _tail_error(want: float, peaks: int) -> float:
     return math.hypot(reach / math.sqrt(max(peaks, 1)), reach - math.log1p(d * reach) / d)
 
 
-def _fewest_backed(peaks: int) -> float:
-    """Fewest episodes (in the calibration data) the tail fit from ``peaks`` backs within a factor of two."""
-    lo, hi = 0.0, math.log(max(peaks, 1)) + 1.0  # bisection on the log of how far the extrapolation reaches
-    for _ in range(50):
-        mid = (lo + hi) / 2.0
-        if _tail_error(peaks * math.exp(-mid), peaks) <= math.log(2.0):
-            lo = mid
-        else:
-            hi = mid
-    return peaks * math.exp(-lo)
+def _rate_error(want: float, peaks: int) -> float:
+    """sd of the log episode rate the calibration data give at ``want`` episodes: counted directly from
+    :data:`EMPIRICAL` episodes on (Poisson), extrapolated from ``peaks`` at the tail's base otherwise."""
+    if want >= EMPIRICAL:
+        return 1.0 / math.sqrt(want)
+    return math.hypot(1.0 / math.sqrt(max(peaks, 1)), _tail_error(want, peaks))
+
+
+def _within_two(sd: float) -> float:
+    """Chance that a log-normal error of this sd stays within a factor of two."""
+    return 1.0 if sd <= 0 else 2.0 * _NORMAL.cdf(math.log(2.0) / sd) - 1.0
+
+
+def _fewest_backed(peaks: int, most: float, level_log_sd: float) -> float:
+    """Fewest episodes (in the calibration data) promised within a factor of two at :data:`CONFIDENCE`
+    (inf: none, the level alone is too uncertain)."""
+    for want in np.geomspace(0.01, max(most, 0.02), 200):
+        if _within_two(math.hypot(_rate_error(float(want), peaks), level_log_sd)) >= CONFIDENCE:
+            return float(want)
+    return math.inf
 
 
 def _interp(grid: np.ndarray, counts: np.ndarray, want: float) -> float:
@@ -229,12 +246,11 @@ def choose(
     heavier = xi + 1.64 * _shape_sd(kk) if method == "tail" else xi
     upper = kk * _survival(excess, heavier, sigma * (1 + hi_c)) * (1 + hi_c)
     upper = max(upper, expect * (1 + hi_c), expect) * level**1.64
-    min_want = _fewest_backed(kk) if method == "tail" else 0.0
-    # within a factor of two at ~90 %: the level's 1.64 sd must stay inside it
-    steady = level**1.64 <= 2.0
-    supported = max(min_want, 1.0 if method == "tail" else 0.0) / days if steady else math.inf
-    statistical = method == "empirical" or want >= max(min_want, 1.0)
-    support = "ok" if statistical and steady else "short"
+    level_log_sd = math.log(level)
+    confidence = _within_two(math.hypot(_rate_error(want if method == "tail" else expect, kk), level_log_sd))
+    fewest = _fewest_backed(kk, float(counts.max()), level_log_sd)
+    supported = max(fewest, 1.0) / days
+    support = "ok" if confidence >= CONFIDENCE else "short"
     return Promise(
         threshold=float(th),
         row_rate=float(row_rate),
@@ -247,6 +263,7 @@ def choose(
         calibration_days=float(days),
         peaks=int(peaks),
         level_factor=float(level),
+        confidence=float(round(confidence, 4)),
         target={"kind": target.kind, "value": float(target.value), "sample_period": float(target.period)},
     )
 
@@ -277,7 +294,8 @@ def describe(p: Promise) -> list[str]:
     lines = [
         f"promise: expect about {p.episodes_per_day:.3g} false alarm episodes per day and "
         f"{100 * p.row_rate:.3g} % of samples flagged on normal operation "
-        f"(calibrated on {p.calibration_rows} held-out samples, {_days(p.calibration_days)} of history)"
+        f"(calibrated on {p.calibration_rows} held-out samples, {_days(p.calibration_days)} of history; "
+        f"within a factor of two with {100 * p.confidence:.0f} % confidence)"
     ]
     if p.clears_within is not None:
         lines[0] += f"; an alarm clears within {p.clears_within} samples of the process returning to normal"
@@ -291,6 +309,7 @@ def describe(p: Promise) -> list[str]:
     elif p.support != "ok":
         lines.append(
             f"warning: the history is too short to back this target within a factor of two "
+            f"at {100 * CONFIDENCE:.0f} % confidence "
             f"({p.calibration_rows} held-out samples, {_days(p.calibration_days)}: the target lies beyond the "
             f"false alarms seen in it, so it is extrapolated); on normal operation expect at most about "
             f"{p.upper_episodes_per_day:.3g} episodes per day. A promise within a factor of two needs a longer "

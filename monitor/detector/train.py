@@ -189,6 +189,7 @@ def train_table(table: csvio.Table, ts: TrainSettings, out: Path, force: bool = 
         promised_rate=round(calib.target_rate, 5),
         promised_episodes_per_day=round(float(calib.promise["episodes_per_day"]), 3),
         support=calib.promise["support"],
+        confidence=calib.promise["confidence"],
         epochs=report.final_epochs,
     )
     return detector
