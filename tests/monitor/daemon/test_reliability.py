@@ -314,7 +314,9 @@ def test_a_monitor_killed_mid_backlog_scores_nothing_twice_after_its_restart(
 
     # Read from the files the monitor writes, not from its /metrics: an idle machine drains the whole
     # backlog in about a second, less than a few HTTP answers from a monitor at full load take.
-    wait_until(lambda: scored_on_disk() > 0.1 * n * len(ASSETS) and saved_streams(), 60, "a tenth scored, streams saved")
+    wait_until(
+        lambda: scored_on_disk() > 0.1 * n * len(ASSETS) and saved_streams(), 60, "a tenth scored, streams saved"
+    )
     first.proc.kill()
     assert first.proc.wait(10) == -signal.SIGKILL
     saved = orjson.loads(sequences.read_bytes())["assets"]
