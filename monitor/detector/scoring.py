@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .model import DenoisingAE
+from .model import DenoisingAE, threads_for
 from .smoothing import ewma
 from .windows import stream_windows
 
@@ -93,22 +93,26 @@ def raw_components(
 
 
 ROW_BUCKET = 64
+ROW_CHUNK = 1024
 
 
 def _forward(model: DenoisingAE, x: torch.Tensor) -> torch.Tensor:
-    """The model on ``x`` with the row count padded up to a multiple of :data:`ROW_BUCKET`.
+    """The model on ``x`` in chunks of :data:`ROW_CHUNK` rows, each padded up to a multiple of :data:`ROW_BUCKET`.
 
     The CPU kernels cache a plan per input shape (oneDNN keeps up to 1024);
-    the daemon's batches come in every size from 1 to 1000, and a cache
-    entry per size grew the monitor by ~450 MB. Rows are scored
-    independently, so padding changes no result; it bounds the shapes to
-    16 for a 1000-row batch.
+    the daemon's batches come in every size up to its ``batch_max_size``, and
+    a cache entry per size grew the monitor by ~450 MB. Rows are scored
+    independently, so padding and chunking change no result; they bound the
+    shapes to 16 whatever the batch size.
     """
     n = x.shape[0]
+    if n > ROW_CHUNK:
+        return torch.cat([_forward(model, x[i : i + ROW_CHUNK]) for i in range(0, n, ROW_CHUNK)])
     pad = -n % ROW_BUCKET
-    if pad == 0:
-        return model(x)
-    return model(torch.cat([x, x.new_zeros((pad, x.shape[1]))]))[:n]
+    with threads_for(n):
+        if pad == 0:
+            return model(x)
+        return model(torch.cat([x, x.new_zeros((pad, x.shape[1]))]))[:n]
 
 
 @dataclass
