@@ -340,6 +340,7 @@ class Monitor:
             if signals.take_held_hangups():  # came while the process was importing and reading its config
                 self._reload_requested = True
             self.start()
+            heap.settle()  # the models are loaded: what lives as long as the process is never walked again
             if self._reload_requested:
                 log.info("reload_queued", note="SIGHUP during start-up: reloading now that the monitor runs")
             try:

@@ -1,9 +1,11 @@
-"""Freed heap pages go back to the OS (glibc; Debian is the platform we ship for)."""
+"""Freed heap pages go back to the OS (glibc; Debian is the platform we ship for); what lives as long as
+the daemon is kept off the cycle collector."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 from pathlib import Path
 
 from monitor.daemon import heap
@@ -32,3 +34,17 @@ def test_trim_hands_freed_heap_pages_back_while_the_heap_top_is_in_use() -> None
     after = _rss_kb()
     libc.free(top)
     assert after < before - 20_000  # at least 20 MB handed back
+
+
+def test_settle_freezes_what_exists_and_collects_the_young_less_often() -> None:
+    threshold = gc.get_threshold()
+    before = gc.get_freeze_count()
+    try:
+        gc.set_threshold(700, 11, 12)  # CPython's default young threshold; the older two must stay
+        kept = [[i] for i in range(1000)]  # containers alive at settle time
+        heap.settle()
+        assert gc.get_freeze_count() >= before + len(kept)
+        assert gc.get_threshold() == (heap.GC_YOUNG_THRESHOLD, 11, 12)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
