@@ -61,6 +61,22 @@ class BatchQueue(Generic[T]):
             self._not_empty.set()
         return True
 
+    def put_many(self, items: list[T], timeout: float | None = None) -> int:
+        """Append ``items`` in order, waiting up to ``timeout`` seconds (None: forever) for room while full;
+        how many went in (the rest, from that one on, are the caller's)."""
+        room = self.maxsize - len(self._items)
+        if room >= len(items):
+            self._items.extend(items)
+            if not self._not_empty.is_set():
+                self._not_empty.set()
+            return len(items)
+        done = 0
+        for item in items:  # the slow path: as put() does, one at a time
+            if not self.put(item, timeout):
+                break
+            done += 1
+        return done
+
     def wake(self) -> None:
         """Release a consumer waiting on an empty intake (used when stopping)."""
         self._not_empty.set()

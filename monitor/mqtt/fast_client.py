@@ -133,6 +133,11 @@ class Client(paho.Client):
 
     _filtered = False  # message_callback_add was used: paho's matcher decides who gets a message
 
+    #: ``(client, userdata, messages)``: the PUBLISH packets :meth:`_publishes` takes from one read, in
+    #: order, in one call (``on_message`` still gets those paho reads itself). A busy subscriber pays the
+    #: callback, its clock read and its hand-over once per read instead of once per message.
+    on_messages: Any = None
+
     def message_callback_add(self, sub: str, callback: Any) -> None:
         self._filtered = True
         super().message_callback_add(sub, callback)
@@ -157,7 +162,8 @@ class Client(paho.Client):
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _publishes(self, sock: BufferedSocket) -> int:
-        """Hand the whole PUBLISH packets at the head of the buffer to ``on_message``; how many it handed.
+        """Hand the whole PUBLISH packets at the head of the buffer to ``on_message`` (or all at once to
+        ``on_messages``); how many it handed.
 
         Only between packets of paho's (its read state empty), on MQTT 3.1/3.1.1, without per-topic
         callbacks; QoS 0, or QoS 1 with ``manual_ack`` (nothing to send back). It stops at the first
@@ -168,8 +174,10 @@ class Client(paho.Client):
             return 0
         with self._callback_mutex:
             on_message = self.on_message
-        if on_message is None:
+            on_messages = self.on_messages
+        if on_message is None and on_messages is None:
             return 0
+        taken: list[Received] | None = [] if on_messages is not None else None
         buf, pos = sock._buf, sock._pos
         end, manual, handed = len(buf), self._manual_ack, 0
         now = paho.time_func()
@@ -199,6 +207,10 @@ class Client(paho.Client):
             msg = Received(buf[at + 2 : topic_end], buf[body:stop], header, mid, now)
             pos = sock._pos = stop  # consumed before the callback runs: an exception must not repeat it
             handed += 1
+            if taken is not None:
+                taken.append(msg)
+                continue
+            assert on_message is not None  # one of the two is set, and taken says which
             with self._in_callback_mutex:
                 try:
                     on_message(self, self._userdata, msg)
@@ -208,6 +220,15 @@ class Client(paho.Client):
                         raise
             if self._sock is not sock:  # the callback disconnected
                 break
+        if taken:
+            assert on_messages is not None
+            with self._in_callback_mutex:
+                try:
+                    on_messages(self, self._userdata, taken)
+                except Exception as err:
+                    self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_messages: %s", err)
+                    if not self.suppress_exceptions:
+                        raise
         if handed:
             with self._msgtime_mutex:
                 self._last_bytes_received = now

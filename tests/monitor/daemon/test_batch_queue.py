@@ -85,3 +85,22 @@ def test_many_items_through_two_threads_arrive_once_and_in_order() -> None:
 def test_size_must_be_positive() -> None:
     with pytest.raises(ValueError, match="intake size"):
         BatchQueue(0)
+
+
+def test_put_many_appends_what_fits_in_order_and_waits_for_room_for_the_rest() -> None:
+    q: BatchQueue[int] = BatchQueue(maxsize=5)
+    assert q.put_many([0, 1, 2]) == 3
+    assert q.put_many([3, 4, 5, 6], timeout=0.05) == 2  # full after 4: 5 and 6 are still the caller's
+    assert q.take(10, fill_time=0.0, wait=0.0) == [0, 1, 2, 3, 4]
+
+    def consume() -> None:
+        time.sleep(0.1)
+        got.extend(q.take(10, fill_time=0.0, wait=1.0))
+
+    got: list[int] = []
+    assert q.put_many([5, 6, 7, 8, 9]) == 5
+    t = threading.Thread(target=consume)
+    t.start()
+    assert q.put_many([10, 11]) == 2  # waits until the consumer made room
+    t.join(2)
+    assert got + q.take(10, fill_time=0.0, wait=0.0) == list(range(5, 12))

@@ -185,3 +185,41 @@ def test_publish_packets_handed_over_from_the_buffer_are_the_messages_paho_makes
         assert all(m.info.mid == m.mid for m in lean)
     else:  # QoS 1 without manual_ack needs a PUBACK from paho: only QoS 0 is handed over here
         assert lean and not any(m.qos for m in lean)
+
+
+def test_messages_handed_over_a_read_at_a_time_keep_their_order_and_fields(mosquitto: Mosquitto) -> None:
+    """With ``on_messages`` set, the PUBLISH packets of one read arrive in one call (paho's own reads still
+    through ``on_message``): together, the same messages in the same order as stock paho hands on."""
+    settings = mqtt.settings_from_url(mosquitto.url)
+    calls: list[int] = []
+    ours: list[object] = []
+    stock: list[object] = []
+    lean = _subscriber(settings, "batched", True, True, ours)
+
+    def batch(client: object, userdata: object, msgs: list[object]) -> None:
+        calls.append(len(msgs))
+        ours.extend(msgs)
+
+    lean.on_messages = batch  # type: ignore[attr-defined]
+    plain = _subscriber(settings, "stock-batched", False, True, stock)
+    sent = [(f"t/{i % 5}", b"%d" % i * (i % 40), i % 2) for i in range(3000)]
+    pub = mqtt.make_client(settings)
+    mqtt.connect(pub, settings)
+    pub.loop_start()
+    for info in [pub.publish(t, p, qos=q) for t, p, q in sent]:
+        info.wait_for_publish(10)
+    _wait(lambda: len(ours) >= len(sent) and len(stock) >= len(sent))
+    pub.disconnect()
+    pub.loop_stop()
+    for c in (lean, plain):
+        c.disconnect()  # type: ignore[attr-defined]
+        c.loop_stop()  # type: ignore[attr-defined]
+
+    def seen(msgs: list[object]) -> list[tuple[object, ...]]:
+        return [(m.topic, m.payload, m.qos, m.retain, m.dup) for m in msgs]  # type: ignore[attr-defined]
+
+    for qos in (0, 1):  # MQTT orders messages within a QoS level; the broker may interleave the two
+        want = [(t, p, q, False, False) for t, p, q in sent if q == qos]
+        assert [m for m in seen(stock) if m[2] == qos] == want
+        assert [m for m in seen(ours) if m[2] == qos] == want
+    assert max(calls) > 1  # a burst sits in one read: many messages per call
