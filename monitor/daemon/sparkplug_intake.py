@@ -98,14 +98,17 @@ class SparkplugIntake:
             slot.fill = 0
         assets = w._assets
         take, t0, capacity = self.host.take, w.batch_t0, self.capacity
-        i = start
-        while i < len(batch):
-            topic, payload, received, *_ = batch[i]
-            if self._carry is not None and self._carry[0] == i:
+        carry_at = self._carry[0] if self._carry is not None else -1
+        i, end = start, len(batch)
+        while i < end:
+            item = batch[i]
+            topic, received = item[0], item[2]
+            if i == carry_at:
+                assert self._carry is not None
                 out = self._carry[1]
-                self._carry = None
+                self._carry, carry_at = None, -1
             else:
-                got = take(topic, payload) if len(rows) < capacity else None
+                got = take(topic, item[1]) if len(rows) < capacity else None
                 if got is not None:  # the common DATA message: its row straight into the buffer
                     asset, values, ts, seq = got
                     a = assets.get(asset)
@@ -124,7 +127,7 @@ class SparkplugIntake:
                     pending.add(asset)
                     i += 1
                     continue
-                out = self.host.handle(topic, payload)
+                out = self.host.handle(topic, item[1])
             if out.events or out.restart:
                 touched = {e[0] for e in out.events} | ({out.asset} if out.restart else set())
                 if touched & pending:

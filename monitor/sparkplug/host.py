@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 from google.protobuf.message import DecodeError
 
 from .. import logs
@@ -135,7 +136,7 @@ class Host:
             return self._node_death(t, node, payload)
         return Outcome(stream.asset, rejection=Rejection("bad_topic", f"{kind} is written by hosts, not read"))
 
-    def take(self, topic: str, payload: bytes) -> tuple[str, tuple[float, ...], float, int] | None:
+    def take(self, topic: str, payload: bytes) -> tuple[str, np.ndarray, float, int] | None:
         """The common DATA message, applied with the fewest steps: (asset, row, ts in s, the row's seq).
 
         Common: DATA on a known topic of a device whose BIRTH is current and wanted, with exactly the

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import math
 import operator
+from array import array
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
+
+import numpy as np
 
 from ..wire import Rejection
 from .payload import BD_SEQ, CONTROL_PREFIXES, NUMERIC, datatype_name, numeric_value
@@ -54,7 +57,7 @@ class Defined:
     convert: Callable[[Any], float] | None
 
 
-def _getter(slots: list[int]) -> Callable[[list[float]], tuple[float, ...]]:
+def _getter(slots: list[int]) -> Callable[[Sequence[float]], tuple[float, ...]]:
     if not slots:
         return lambda held: ()
     if len(slots) == 1:
@@ -95,7 +98,11 @@ class MetricTable:
             held.append(numeric_value(m.datatype, spec[0], getattr(m, spec[0])) if has_value else math.nan)
             stamps.append((m.timestamp if m.HasField("timestamp") else ts_ms) if has_value else NEVER)
         self.sink = len(self.defined)  # the slot of a sensor the BIRTH did not define: never current
-        self.held = [*held, math.nan]
+        # doubles side by side, not a list of float objects: applying a value writes 8 bytes, and the row is
+        # one gather through a numpy view (a list's 52 boxed floats, scattered over the heap, were touched
+        # one by one for every row)
+        self.held = array("d", [*held, math.nan])
+        self._held_view = np.frombuffer(self.held, dtype=np.float64)
         self.stamps = [*stamps, NEVER]
         fields = {d.field for d in self.defined}
         #: the value field the column fast path reads: every metric carries it, none needs conversion
@@ -114,6 +121,7 @@ class MetricTable:
         self.sensors = list(sensors)
         self._optional = frozenset(optional)
         self._values = _getter(slots)
+        self._cols = np.array(slots, dtype=np.intp)
         limits = [staleness.limit_ms(s) for s in sensors]
         uniform = len(set(limits)) <= 1
         self._limit = limits[0] if uniform and limits else math.inf  # one limit for all: a min() suffices
@@ -140,9 +148,9 @@ class MetricTable:
         """Rows are the held values alone (no staleness limit, every bound metric has a value): :meth:`values`."""
         return self._timeless
 
-    def values(self) -> tuple[float, ...]:
-        """The bound sensors' held values: the row, when the table is :attr:`timeless`."""
-        return self._values(self.held)
+    def values(self) -> np.ndarray:
+        """The bound sensors' held values, as a new array: the row, when the table is :attr:`timeless`."""
+        return self._held_view[self._cols]
 
     def row(self, ts_ms: float) -> tuple[float, ...] | Rejection:
         """The bound sensors' held values at ``ts_ms``, or why they are not a complete row."""

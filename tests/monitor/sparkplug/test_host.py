@@ -284,7 +284,7 @@ def test_the_column_fast_path_and_the_metric_by_metric_path_hold_the_same_values
         table = n.host.nodes[("g", "gw")].devices["d1"].table
         assert table is not None
         stamps = list(table.stamps) if limited else None  # without a staleness limit report times are unused
-        rows.append((out.row, reason(out), list(table.held), stamps))
+        rows.append((out.row, reason(out), table.held.tobytes(), stamps))  # bit for bit, NaN included
     assert rows[0] == rows[1]
 
 
@@ -404,7 +404,8 @@ def test_take_means_what_handle_means_and_leaves_the_rest_to_it(seed: int) -> No
             by_take.append(_summary(two.handle(topic, raw)))
         else:
             taken += 1
-            by_take.append((*got, None))
+            asset, row, ts, seq = got
+            by_take.append((asset, tuple(row.tolist()), ts, seq, None))
     assert by_take == by_handle
     assert taken > len(messages) // 2
     assert {r[4] for r in by_handle if r} >= {None, "duplicate", "unknown_alias", "non_finite", "missing_sensor"}
