@@ -211,28 +211,27 @@ class Client(paho.Client):
                 taken.append(msg)
                 continue
             assert on_message is not None  # one of the two is set, and taken says which
-            with self._in_callback_mutex:
-                try:
-                    on_message(self, self._userdata, msg)
-                except Exception as err:
-                    self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
-                    if not self.suppress_exceptions:
-                        raise
+            self._deliver(on_message, "on_message", msg)
             if self._sock is not sock:  # the callback disconnected
                 break
         if taken:
             assert on_messages is not None
-            with self._in_callback_mutex:
-                try:
-                    on_messages(self, self._userdata, taken)
-                except Exception as err:
-                    self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_messages: %s", err)
-                    if not self.suppress_exceptions:
-                        raise
+            self._deliver(on_messages, "on_messages", taken)
         if handed:
             with self._msgtime_mutex:
                 self._last_bytes_received = now
         return handed
+
+    def _deliver(self, callback: Any, name: str, what: object) -> None:
+        """Call a message callback as paho does: under its callback lock, an exception logged and re-raised
+        unless ``suppress_exceptions``."""
+        with self._in_callback_mutex:
+            try:
+                callback(self, self._userdata, what)
+            except Exception as err:
+                self._easy_log(paho.MQTT_LOG_ERR, f"Caught exception in {name}: %s", err)
+                if not self.suppress_exceptions:
+                    raise
 
     def ack_many(self, acks: Iterable[tuple[int, int]]) -> None:
         """Acknowledge ``(mid, qos)`` pairs: all QoS 1 ones in one write (only with ``manual_ack``)."""
