@@ -47,8 +47,10 @@ def settle() -> None:
     """Once the daemon has loaded its models: freeze what exists and collect the young less often.
 
     Scoring a message allocates a few short-lived tuples and lists, none in a cycle, so at CPython's
-    default the cycle collector ran about every 200 messages and, every tenth time, walked the models,
-    modules and buffers that live as long as the process: 6 % of the worker's time in a Sparkplug backlog.
+    default the cycle collector ran about every 300 messages (~1,000 young collections in a 300,000-message
+    Sparkplug backlog), the older generations among them walking the models, modules and buffers that live
+    as long as the process. Frozen and collected less often, the worker spent 17.1 instead of 17.9 us of
+    CPU per message there.
     Frozen objects are still freed by reference counting; only cycles among them wait for the process
     to end (a reload's old models, once per SIGHUP).
     """
