@@ -177,6 +177,8 @@ def test_sighup_with_a_bad_model_keeps_the_old_one_and_a_second_sigint_forces_ex
     mon.signal(signal.SIGINT)
     mon.signal(signal.SIGINT)
     assert mon.proc.wait(10) in (0, 130) and time.monotonic() - t0 < 10
+    # a forced stop leaves without finalising around a live worker, yet its last lines are written
+    assert [e["event"] for e in mon.events()][-1] == "monitor_stopped"
 
 
 def test_sdnotify_speaks_to_path_and_abstract_sockets_and_the_watchdog_paces_itself(tmp_path: Path) -> None:

@@ -70,6 +70,30 @@ def stored(stream: Stream) -> int:
     return asyncio.run(ask())
 
 
+def health(stream: Stream) -> str:
+    """The stream's replication as one line ("" when a leader and every replica are current): a stream still
+    electing a leader, or with a replica catching up after an earlier test's node restart, drops what the
+    MQTT listener publishes into it (NATS acknowledges an MQTT QoS 1 PUBLISH without waiting for the stream)."""
+
+    async def ask() -> str:
+        import nats
+
+        nc = await nats.connect(stream.cluster.servers)
+        try:
+            info = await nc.jetstream().stream_info(stream.name)
+        except nats.errors.Error as e:
+            return f"no stream info: {e!r}"
+        finally:
+            await nc.close()
+        cl = info.cluster
+        if cl is None or not cl.leader:
+            return "no leader"
+        behind = [f"{r.name} (current={r.current}, lag={r.lag})" for r in cl.replicas or [] if not r.current]
+        return f"leader {cl.leader}, replicas behind: {', '.join(behind)}" if behind else ""
+
+    return asyncio.run(ask())
+
+
 def publish_native(stream: Stream, assets: list[str], seqs: range, ts0: float, avoid: int | None = None) -> None:
     """Telemetry published natively (a gateway speaking NATS), until the stream holds all of it;
     ``avoid``: a node that is down."""

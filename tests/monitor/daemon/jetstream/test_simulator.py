@@ -11,7 +11,7 @@ from pathlib import Path
 from unittest import mock
 
 from tests.monitor.conftest import MonitorProcess, wait_until
-from tests.monitor.daemon.jetstream.helpers import Stream, counter, scored, stored
+from tests.monitor.daemon.jetstream.helpers import Stream, counter, health, scored, stored
 from tests.nats_cluster import NatsCluster
 
 ASSETS = ["asset01", "asset02", "asset03"]
@@ -57,13 +57,21 @@ def test_the_simulator_publishes_into_nats_and_two_instances_score_each_simulate
     mons = [monitor_process(["--config", str(cfg)], stream.env(k, 2), name=f"sim-m{k}") for k in (0, 1)]
     for m in mons:
         m.wait_ready(40)
+    # NATS acknowledges an MQTT QoS 1 PUBLISH without waiting for the stream, so a stream without a current
+    # leader and replicas (an earlier test restarted a node of this session's cluster) would drop them
+    wait_until(lambda: health(stream) == "", 30, "the stream's leader and replicas current")
     broker = f"mqtt://127.0.0.1:{nats_cluster.mqtt[2]}"
-    sim = subprocess.run([*SIM, "--broker", broker, "--prefix", stream.prefix, "--rate", "20", "--duration", "2"],
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    sim = subprocess.run([*SIM[:4], "info", *SIM[5:], "--broker", broker, "--prefix", stream.prefix,
+                          "--rate", "20", "--duration", "2"], capture_output=True, text=True, timeout=60)  # fmt: skip
     assert sim.returncode == 0, sim.stderr[-2000:]
     # ~40 per asset, all through NATS's MQTT listener into the stream; the stream's count can trail the
     # publisher's acknowledgements by a moment on a loaded machine (a CI run read 1 right after the exit)
-    wait_until(lambda: _settled(stream) >= 3 * 30, 20, "the simulated messages stored in the stream")
+    try:
+        wait_until(lambda: _settled(stream) >= 3 * 30, 20, "the simulated messages stored in the stream")
+    except AssertionError as e:  # say what the publisher and the stream saw (a CI run stored too few, once)
+        finished = [ln for ln in sim.stderr.splitlines() if "publish_finished" in ln or '"warning"' in ln]
+        raise AssertionError(f"{e}: stored {stored(stream)}; stream: {health(stream) or 'healthy'}; "
+                             f"simulator: {finished[-5:]}") from None  # fmt: skip
     sent = stored(stream)
     wait_until(lambda: sum(scored(m, a) for m in mons for a in ASSETS) == sent, 30, "every simulated message scored")
     for k, m in enumerate(mons):
