@@ -32,7 +32,7 @@ from nats.js import api
 
 from .. import logs, wire
 from ..config import MonitorConfig
-from ..errors import BrokerError, ConfigError
+from ..errors import BrokerError, ConfigError, PlantwatchError
 from . import partitions
 from .batch_queue import BatchQueue
 from .metrics import State
@@ -71,7 +71,7 @@ class JetStreamSession:
         self._tasks: list[asyncio.Task[None]] = []
         self._intake_open = True
         self._acking: set[asyncio.Future[None]] = set()
-        self._last_error: Exception | None = None
+        self._start_errors: list[Exception] = []  # what each try reported until the first connection
 
     # ------------------------------------------------------------ thread bridge
 
@@ -101,12 +101,7 @@ class JetStreamSession:
         try:
             self.nc = await nats.connect(**self._options())
         except (TimeoutError, nats.errors.Error, OSError, ssl.SSLError) as exc:
-            last = self._last_error or exc
-            text = str(last) or type(last).__name__
-            if isinstance(last, nats.errors.AuthorizationError) or "uthorization" in text:
-                who = s.user or s.creds_file or "anonymous"
-                raise ConfigError(f"source.user: the NATS servers refused the credentials of {who}") from None
-            raise BrokerError(f"source.servers: cannot connect to {', '.join(s.servers)}: {text}") from None
+            raise start_failure(self._start_errors, exc, s.servers, s.user or s.creds_file or "anonymous") from None
         self.nc.options["max_reconnect_attempts"] = -1  # bounded tries at start (a clear error), forever once up
         self.connected.set()
         with self.state.lock:
@@ -331,8 +326,9 @@ class JetStreamSession:
         log.info("jetstream_reconnected", server=str(getattr(self.nc, "connected_url", "")))
 
     async def _error(self, exc: Exception) -> None:
-        self._last_error = exc
-        if self.nc is not None:  # at start, the error is raised once connecting gives up
+        if self.nc is None:  # at start: said in one line once connecting gives up (a few tries, bounded)
+            self._start_errors.append(exc)
+        else:
             log.warning("jetstream_error", reason=str(exc)[:200] or type(exc).__name__)
 
     # ------------------------------------------------------------ intake
@@ -477,3 +473,17 @@ class JetStreamSession:
         for t in rest:
             t.cancel()
         await asyncio.gather(*rest, return_exceptions=True)
+
+
+def start_failure(tried: list[Exception], final: BaseException, servers: list[str], who: str) -> PlantwatchError:
+    """Why the first connection failed, in one line: the credentials, when any try was refused for them.
+
+    A server that refuses a login writes ``-ERR 'Authorization Violation'`` and closes; a client still
+    writing then reads a reset instead, so a try (or the later ones) can end in "Connection reset by peer"
+    after the refusal (a CI run said "cannot connect" for a wrong password). Otherwise the last error a try
+    reported (more telling than the final "no servers available"), or ``final``.
+    """
+    if any(isinstance(e, nats.errors.AuthorizationError) or "uthorization" in str(e) for e in (*tried, final)):
+        return ConfigError(f"source.user: the NATS servers refused the credentials of {who}")
+    last = tried[-1] if tried else final
+    return BrokerError(f"source.servers: cannot connect to {', '.join(servers)}: {str(last) or type(last).__name__}")

@@ -142,11 +142,11 @@ class SpotThreshold:
     def _moments(self) -> None:
         """The peaks' sum and sum of squares as exact integers, kept up to date as peaks come and go.
 
-        A refit every 10 samples that walked all the peaks cost ~3.5 us a scored row once the deque was full
-        (500 peaks, which a model trained on a long history has from its first row): ``learn`` took 4.0 us a
-        call there against 0.5 us now, at a 2 % peak rate. Exact sums make the refit O(1) without rounding
-        that builds up over months, and the moments stay a function of the peaks alone, so a restored state
-        refits exactly as the original does.
+        A refit every 10 samples that walked all the peaks cost ~3.5 us a learned row (nearly every row of
+        normal operation) once the deque was full (500 peaks, which a model trained on a long history has
+        from its first row): ``learn`` took 4.0 us a call there against 0.5 us now, at a 2 % peak rate.
+        Exact sums make the refit O(1) without rounding that builds up over months, and the moments stay a
+        function of the peaks alone, so a restored state refits exactly as the original does.
         """
         fixed = [_fixed(p) for p in self.peaks]
         self._s1 = sum(fixed)

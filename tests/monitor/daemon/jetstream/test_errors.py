@@ -7,11 +7,12 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import nats.errors
 import pytest
 
 from monitor import cli, config
 from monitor.daemon.monitor import Monitor
-from monitor.errors import PlantwatchError
+from monitor.errors import BrokerError, ConfigError, PlantwatchError
 from simulator.local_broker import free_port, wait_for_port
 from tests.monitor.daemon.jetstream.helpers import Stream
 from tests.nats_cluster import NatsCluster, nats_server
@@ -87,3 +88,21 @@ def test_wrong_credentials_are_refused_with_one_line(auth_server: str, model_dir
         assert _start(model_dir, env) == "source.user: the NATS servers refused the credentials of monitor"
     finally:
         del os.environ["PW_TEST_NATS_PASSWORD"]
+
+
+def test_a_refusal_followed_by_a_reset_is_still_reported_as_the_credentials() -> None:
+    """A server closes right after its -ERR, so a try can end in a reset: any refusal among the tries decides."""
+    from monitor.daemon.jetstream_session import start_failure
+
+    servers = ["nats://127.0.0.1:4222"]
+    reset = ConnectionResetError(104, "Connection reset by peer")
+    refused = nats.errors.AuthorizationError()
+    err = start_failure([refused, reset], nats.errors.NoServersError(), servers, "monitor")
+    assert (
+        isinstance(err, ConfigError) and str(err) == "source.user: the NATS servers refused the credentials of monitor"
+    )
+    err = start_failure([reset], nats.errors.NoServersError(), servers, "monitor")  # never refused: unreachable
+    assert isinstance(err, BrokerError)
+    assert str(err) == "source.servers: cannot connect to nats://127.0.0.1:4222: [Errno 104] Connection reset by peer"
+    err = start_failure([], TimeoutError(), servers, "monitor")
+    assert str(err) == "source.servers: cannot connect to nats://127.0.0.1:4222: TimeoutError"

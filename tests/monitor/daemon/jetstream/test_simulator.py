@@ -15,7 +15,11 @@ from tests.monitor.daemon.jetstream.helpers import Stream, counter, health, scor
 from tests.nats_cluster import NatsCluster
 
 ASSETS = ["asset01", "asset02", "asset03"]
-SIM = [sys.executable, "-m", "monitor", "--log-level", "warning", "simulate", "--assets", "3", "--sensors", "8"]
+
+
+def _sim(level: str = "warning") -> list[str]:
+    """``plantwatch simulate`` of the three 8-sensor assets, logging at ``level``."""
+    return [sys.executable, "-m", "monitor", "--log-level", level, "simulate", "--assets", "3", "--sensors", "8"]
 
 
 def _models(tmp: Path) -> dict[str, Path]:
@@ -28,7 +32,7 @@ def _models(tmp: Path) -> dict[str, Path]:
     out = {}
     for i, asset in enumerate(ASSETS, start=1):
         csv = tmp / f"{asset}.csv"
-        cmd = [*SIM, "--to-csv", str(csv), "--samples", "400", "--asset-index", str(i)]
+        cmd = [*_sim(), "--to-csv", str(csv), "--samples", "400", "--asset-index", str(i)]
         subprocess.run(cmd, check=True, timeout=60, capture_output=True)
         torch.set_num_threads(1)
         with mock.patch.object(torch, "set_num_threads"):
@@ -61,8 +65,8 @@ def test_the_simulator_publishes_into_nats_and_two_instances_score_each_simulate
     # leader and replicas (an earlier test restarted a node of this session's cluster) would drop them
     wait_until(lambda: health(stream) == "", 30, "the stream's leader and replicas current")
     broker = f"mqtt://127.0.0.1:{nats_cluster.mqtt[2]}"
-    sim = subprocess.run([*SIM[:4], "info", *SIM[5:], "--broker", broker, "--prefix", stream.prefix,
-                          "--rate", "20", "--duration", "2"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    publish = [*_sim("info"), "--broker", broker, "--prefix", stream.prefix, "--rate", "20", "--duration", "2"]
+    sim = subprocess.run(publish, capture_output=True, text=True, timeout=60)  # info: its publish_finished summary
     assert sim.returncode == 0, sim.stderr[-2000:]
     # ~40 per asset, all through NATS's MQTT listener into the stream; the stream's count can trail the
     # publisher's acknowledgements by a moment on a loaded machine (a CI run read 1 right after the exit)
