@@ -8,7 +8,9 @@ the handshake) must arrive within ``header_timeout``; at most
 that closes the longest-waiting one; a TLS ClientHello sent to the plain port
 is closed at once; a response must be taken within ``WRITE_TIMEOUT_S``. Each
 response closes its connection. Rendering /metrics (and checking a bcrypt
-password) runs on two worker threads, never on the loop.
+password) runs on two worker threads, never on the loop. As with prometheus_client's
+own server, ``/metrics?name[]=a&name[]=b`` renders only the series named (a
+progress probe that reads two counters need not format every asset's series).
 
 ``/healthz`` answers "restart me?" (process and worker thread alive),
 ``/readyz`` answers "send me traffic / trust my metrics?" (connected,
@@ -29,10 +31,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import RestrictedRegistry
 
 from .. import logs
 from ..errors import ConfigError
@@ -195,8 +200,8 @@ class HttpServer:
 
     async def _read_request(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> tuple[str, str, dict[str, str]] | None:
-        """(method, path, headers) once the header block is in, or None (answered or dropped already)."""
+    ) -> tuple[str, str, str, dict[str, str]] | None:
+        """(method, path, query, headers) once the header block is in, or None (answered or dropped already)."""
         buf = b""
         async with asyncio.timeout(self.header_timeout):
             web = self.web
@@ -224,9 +229,12 @@ class HttpServer:
             name, sep, value = line.partition(":")
             if sep:
                 headers[name.strip().lower()] = value.strip()
-        return parts[0], parts[1].split("?", 1)[0], headers
+        path, _, query = parts[1].partition("?")
+        return parts[0], path, query, headers
 
-    async def _respond(self, writer: asyncio.StreamWriter, method: str, path: str, headers: dict[str, str]) -> None:
+    async def _respond(
+        self, writer: asyncio.StreamWriter, method: str, path: str, query: str, headers: dict[str, str]
+    ) -> None:
         if method not in ("GET", "HEAD"):
             await self._send(writer, HTTPStatus.METHOD_NOT_ALLOWED, b"GET only\n", _TEXT, {"Allow": "GET, HEAD"})
             return
@@ -239,7 +247,9 @@ class HttpServer:
                 return
             encoder, content_type = choose_encoder(headers.get("accept") or "")
             gzipped = "gzip" in headers.get("accept-encoding", "")  # Prometheus asks for it
-            body = await loop.run_in_executor(self._pool, _render, encoder, self.registry, gzipped)
+            names = parse_qs(query).get("name[]")  # as prometheus_client's own server: only these series
+            registry = self.registry if names is None else self.registry.restricted_registry(names)
+            body = await loop.run_in_executor(self._pool, _render, encoder, registry, gzipped)
             extra = {"Content-Encoding": "gzip"} if gzipped else None
             await self._send(writer, HTTPStatus.OK, body, content_type, extra, head=method == "HEAD")
         elif path in ("/healthz", "/readyz"):
@@ -269,7 +279,7 @@ class HttpServer:
             await writer.drain()
 
 
-def _render(encoder: Callable[[CollectorRegistry], bytes], registry: CollectorRegistry, gzipped: bool) -> bytes:
+def _render(encoder: Callable[[Any], bytes], registry: CollectorRegistry | RestrictedRegistry, gzipped: bool) -> bytes:
     """The exposition, compressed when the scraper accepts gzip (thousands of series shrink about tenfold)."""
     body = encoder(registry)
     return gzip.compress(body, compresslevel=5) if gzipped else body

@@ -479,7 +479,7 @@ class Collector:
 
 def build_registry() -> CollectorRegistry:
     """A fresh registry with the process, platform and GC collectors (ours is added by the monitor)."""
-    reg = CollectorRegistry()
+    reg = CollectorRegistry(auto_describe=True)  # the process collector named too: ?name[]= can select it
     ProcessCollector(registry=reg)
     PlatformCollector(registry=reg)
     GCCollector(registry=reg)

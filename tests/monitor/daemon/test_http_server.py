@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter
 from monitor import config
 from monitor.daemon import Monitor, load_web_config
 from monitor.daemon.http_server import MAX_CONNECTIONS, WORKER_THREADS, HttpServer
+from monitor.daemon.metrics import build_registry
 from monitor.errors import ConfigError
 from tests.monitor.conftest import wait_until
 
@@ -53,6 +54,24 @@ def get(port: int, path: str, timeout: float = 5.0, **kw: Any) -> tuple[int, byt
         return r.status, r.read(), {k.lower(): v for k, v in r.getheaders()}
     finally:
         conn.close()
+
+
+def test_name_parameters_render_only_the_series_asked_for() -> None:
+    reg = build_registry()  # the monitor's: with the process collector
+    Counter("pw_test_things", "things", registry=reg).inc(3)
+    Counter("pw_test_other", "other things", ["asset"], registry=reg).labels("a").inc()
+    s = HttpServer("127.0.0.1", 0, reg, lambda: [], lambda: [])
+    s.start()
+    try:
+        _, everything, _ = get(s.port, "/metrics")
+        _, some, _ = get(s.port, "/metrics?name[]=pw_test_things_total")
+        _, encoded, _ = get(s.port, "/metrics?name%5B%5D=pw_test_other_total&name%5B%5D=process_cpu_seconds_total")
+    finally:
+        s.stop()
+    assert b"pw_test_things_total 3.0" in everything and b'pw_test_other_total{asset="a"} 1.0' in everything
+    assert b"pw_test_things_total 3.0" in some and b"pw_test_other" not in some and b"process_" not in some
+    assert b'pw_test_other_total{asset="a"} 1.0' in encoded and b"\nprocess_cpu_seconds_total " in encoded
+    assert b"pw_test_things" not in encoded and b"pw_test_other_created" not in encoded  # only the series named
 
 
 def client_hello() -> bytes:
