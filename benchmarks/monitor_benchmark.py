@@ -47,6 +47,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -290,7 +291,7 @@ PROGRESS = ("plantwatch_messages_total", "plantwatch_messages_rejected_total", "
 
 def scrape(port: int, names: tuple[str, ...] = ()) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """/metrics as {(series, labels): value}; ``names``: only those series (``?name[]=``), else all."""
-    query = "?" + "&".join(f"name[]={n}" for n in names) if names else ""
+    query = "?" + urllib.parse.urlencode([("name[]", n) for n in names]) if names else ""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics{query}", timeout=5) as r:
         text = r.read().decode()
     out = {}
@@ -516,8 +517,8 @@ def drain_rate(samples: list[tuple[float, float, float]], n: int) -> tuple[float
     Between the first and the last reading taken while the backlog was draining, as the bare subscriber is
     timed from its first to its last message: the reading that sees the end lands up to a poll after it.
     Polls are sparse and ask for the :data:`PROGRESS` series alone because a full scrape of 100 assets
-    costs the monitor ~16 ms of CPU under the GIL (ten a second took ~10 % of its rate; Prometheus scrapes
-    every 15 s); the three series cost it ~5 ms, most of it building the families before they are
+    costs the monitor 16-20 ms of CPU under the GIL (ten a second took ~10 % of its rate; Prometheus scrapes
+    every 15 s); the three series cost it 5-8 ms, most of it building the families before they are
     filtered. The bare subscriber counts its messages for free. A drain too short for two readings
     inside it falls back to first reading to end, which underrates the monitor.
     """
