@@ -299,6 +299,11 @@ class SourceConfig:
     rebirth_interval: float = setting(
         30.0, "Sparkplug: seconds between two rebirth requests to one edge node", lambda v: v >= 1, "must be >= 1"
     )
+    read_process: bool = setting(
+        True,
+        "Sparkplug: while a backlog drains, read DATA payloads in a helper process (python -m "
+        "monitor.sparkplug.read_server) one batch ahead of scoring, on a second core; false reads them in the worker",
+    )
 
 
 @dataclass(frozen=True)

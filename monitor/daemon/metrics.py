@@ -158,6 +158,8 @@ class State:
     connects: int = 0
     rebirth_requests: int = 0  # Sparkplug NCMD rebirth requests sent
     ignored_metrics: int = 0  # Sparkplug BIRTH metrics that no row uses (non-numeric, or not in the model)
+    read_ahead_batches: int = 0  # Sparkplug batches whose payloads the read process read
+    read_process_failures: int = 0  # times the read process died, hung or answered nonsense
     lag: dict[str, Histogram] = field(default_factory=lambda: {s: Histogram(LAG_BUCKETS) for s in LAG_STAGES})
     batch: Histogram = field(default_factory=lambda: Histogram(BATCH_BUCKETS))
     contributions: bool = False
@@ -314,6 +316,16 @@ class Collector:
                 "plantwatch_sparkplug_ignored_metrics",
                 "Metrics defined by Sparkplug births that no row uses (not numeric, or not in the model)",
             ),
+            "read_ahead": _family(
+                CounterMetricFamily,
+                "plantwatch_sparkplug_read_ahead_batches",
+                "Sparkplug batches whose payloads the read process read while the batch before was scored",
+            ),
+            "read_failures": _family(
+                CounterMetricFamily,
+                "plantwatch_sparkplug_read_process_failures",
+                "Times the Sparkplug read process died, hung or answered nonsense (the worker reads meanwhile)",
+            ),
             "info": _family(
                 GaugeMetricFamily,
                 "plantwatch_model_info",
@@ -434,6 +446,8 @@ class Collector:
         f["w_errors"].add_metric([], float(s.worker_errors))
         f["rebirths"].add_metric([], float(s.rebirth_requests))
         f["ignored"].add_metric([], float(s.ignored_metrics))
+        f["read_ahead"].add_metric([], float(s.read_ahead_batches))
+        f["read_failures"].add_metric([], float(s.read_process_failures))
         f["build"].add_metric([__version__, s.instance], 1.0)
 
     def _asset(self, f: dict[str, Any], a: AssetStats) -> None:

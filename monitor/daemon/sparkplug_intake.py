@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from .. import logs, wire
 from ..config import SourceConfig
-from ..sparkplug import Host, Naming, Outcome, Staleness
+from ..sparkplug import Host, Naming, Outcome, ReadBatch, Staleness
 from ..wire import Rejection
 from .alarm_events import lifecycle_event
 from .log_sampler import LogSampler
@@ -87,8 +87,12 @@ class SparkplugIntake:
     def models_changed(self) -> None:
         self.host.rebind()
 
-    def decode(self, batch: list[Item], start: int) -> tuple[int, Rows, list[int], Rejects]:
-        """Rows of ``batch[start:end]``; ``end`` stops before a birth or death of an asset with rows in it."""
+    def decode(
+        self, batch: list[Item], start: int, reads: ReadBatch | None = None
+    ) -> tuple[int, Rows, list[int], Rejects]:
+        """Rows of ``batch[start:end]``; ``end`` stops before a birth or death of an asset with rows in it.
+
+        ``reads``: the batch's payloads read already (:mod:`monitor.daemon.read_ahead`), item ``i``'s at ``i``."""
         w = self.w
         rows: Rows = []
         seqs: list[int] = []
@@ -97,7 +101,7 @@ class SparkplugIntake:
         for slot in w._slots.values():
             slot.fill = 0
         assets = w._assets
-        take, t0, capacity = self.host.take, w.batch_t0, self.capacity
+        take, take_read, t0, capacity = self.host.take, self.host.take_read, w.batch_t0, self.capacity
         carry_at = self._carry[0] if self._carry is not None else -1
         i, end = start, len(batch)
         while i < end:
@@ -108,7 +112,12 @@ class SparkplugIntake:
                 out = self._carry[1]
                 self._carry, carry_at = None, -1
             else:
-                got = take(topic, item[1]) if len(rows) < capacity else None
+                if len(rows) >= capacity:
+                    got = None
+                elif reads is None:
+                    got = take(topic, item[1])
+                else:
+                    got = take_read(topic, reads.record(i))
                 if got is not None:  # the common DATA message: its row straight into the buffer
                     asset, values, ts, seq = got
                     a = assets.get(asset)

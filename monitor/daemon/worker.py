@@ -26,6 +26,7 @@ from .. import logs, wire
 from ..config import MonitorConfig
 from ..detector import AlarmLogic, Detector, StreamResult, StreamState, single_thread
 from ..missing import Filler
+from ..sparkplug import ReadBatch, ReadProcess
 from ..wire import Rejection, RowDecoder
 from .alarm_events import reset_event, transition_event
 from .batch_queue import BatchQueue
@@ -35,6 +36,7 @@ from .log_sampler import LogSampler
 from .metrics import AssetStats, State
 from .model_registry import LoadedModel, ModelSet
 from .mqtt_session import Item
+from .read_ahead import ReadAhead
 from .sequence import Sequence
 from .shadow import ShadowLog
 from .sparkplug_intake import SparkplugIntake
@@ -145,8 +147,11 @@ class Worker(threading.Thread):
         self._sampler = LogSampler()
         self.sparkplug: SparkplugIntake | None = None
         command = publish_command or (lambda topic, payload: None)
+        self._reads: ReadAhead | None = None
         if cfg.source.format == "sparkplug":
             self.sparkplug = SparkplugIntake(cfg.source, self, command, self.batch_max)
+            if cfg.source.read_process:
+                self._reads = ReadAhead(self._take, self._backlog, ReadProcess(), state)
         self.gate = Gate(
             cfg.schedules(),
             store_for(cfg.state_dir, cfg.instance),
@@ -184,10 +189,10 @@ class Worker(threading.Thread):
                 self.gate.refresh(self._assets.values(), now)
             if now >= self._drift_next:
                 self._fold_drift(now)
-            batch = self._take()
+            batch, reads = self._reads.next() if self._reads is not None else (self._take(), None)
             if batch:
                 try:
-                    self._process(batch)
+                    self._process(batch, reads)
                 except Exception:  # a bug must not kill the worker: the batch
                     with self.state.lock:  # stays unacknowledged and is redelivered
                         self.state.worker_errors += 1
@@ -196,6 +201,8 @@ class Worker(threading.Thread):
             elif self._halt.is_set() and self.queue.empty():
                 self._save(streams=True)
                 self.shadow_log.flush()
+                if self._reads is not None:
+                    self._reads.close()
                 return
             if self.shadow_log.due():
                 self.shadow_log.flush()
@@ -219,12 +226,17 @@ class Worker(threading.Thread):
         """A reload's ``max_assets`` and ``asset_idle_timeout``, used from the next admission on."""
         self.max_assets, self.idle_timeout, self._next_idle = max_assets, idle_timeout, 0.0
 
+    def _backlog(self) -> bool:
+        """A whole batch more is queued already (a backlog drains): taking it early delays nothing."""
+        return self.queue.qsize() >= self.batch_max
+
     def _take(self) -> list[Item]:
         return self.queue.take(self.batch_max, self.batch_time, _TAKE_TIMEOUT_S)
 
     # ------------------------------------------------------------ one batch
 
-    def _process(self, batch: list[Item]) -> None:
+    def _process(self, batch: list[Item], reads: ReadBatch | None = None) -> None:
+        """``reads``: a Sparkplug batch's DATA payloads read ahead (:mod:`.read_ahead`), entry ``i`` item ``i``'s."""
         self.batch_t0 = time.monotonic()  # assets seen since (rows in this batch) keep their slots
         if self.sparkplug is None:
             decoded = self._decode(batch)
@@ -236,12 +248,13 @@ class Worker(threading.Thread):
         if any(item[0].startswith(head) for item in batch):
             controls = [item for item in batch if item[0].startswith(head)]
             batch = [item for item in batch if not item[0].startswith(head)]
+            reads = None  # read for the batch with its control messages
             self._control = [(wire.control_user(t, self.prefix) or "", p) for t, p, *_ in controls]
             self._controls()
             self._ack(controls)
         start = 0  # Sparkplug: a birth or death ends a segment, so each asset's rows are scored in order with it
         while start < len(batch):
-            end, rows, seq_list, rejects = self.sparkplug.decode(batch, start)
+            end, rows, seq_list, rejects = self.sparkplug.decode(batch, start, reads)
             self._score_batch(batch[start:end], rows, seq_list, rejects)
             start = end
 

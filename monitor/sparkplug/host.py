@@ -30,7 +30,8 @@ from google.protobuf.message import DecodeError
 from .. import logs
 from ..wire import Rejection
 from . import topics
-from .payload import BD_SEQ, DataView, MetricCount, decode, rebirth_request
+from .data_read import DataRead, read_columns, read_data
+from .payload import BD_SEQ, DataView, decode, rebirth_request
 from .table import MetricTable, Staleness
 
 log = logs.get("sparkplug")
@@ -140,10 +141,24 @@ class Host:
         """The common DATA message, applied with the fewest steps: (asset, row, ts in s, the row's seq).
 
         Common: DATA on a known topic of a device whose BIRTH is current and wanted, with exactly the
-        expected ``seq``, a payload timestamp, columns the fast path reads, and rows that are the held
-        values alone (no sample period, no staleness limit in play, no rejection possible). It means what
-        :meth:`handle` would make of it. None, with nothing changed: anything else, for :meth:`handle`.
+        expected ``seq``, a payload timestamp, columns the fast path reads (:mod:`.data_read`), and rows that
+        are the held values alone (no sample period, no staleness limit in play, no rejection possible). It
+        means what :meth:`handle` would make of it. None, with nothing changed: anything else, for :meth:`handle`.
         """
+        fast = self._fast(topic)
+        if fast is None:
+            return None
+        read = read_data(payload)
+        return None if read is None else self._take(fast, read)
+
+    def take_read(self, topic: str, read: DataRead | None) -> tuple[str, np.ndarray, float, int] | None:
+        """:meth:`take` of a payload whose columns were read already (by a read process, ahead of the worker)."""
+        if read is None:
+            return None
+        fast = self._fast(topic)
+        return None if fast is None else self._take(fast, read)
+
+    def _fast(self, topic: str) -> tuple[Node, Stream, MetricTable] | None:
         known = self.topics.get(topic)
         if known is None or self.period_ms:
             return None
@@ -151,22 +166,19 @@ class Host:
         table = s.table
         if (t.kind != "DDATA" and t.kind != "NDATA") or table is None or not s.wanted or not table.timeless:
             return None
-        try:
-            view = DataView.FromString(payload)
-        except DecodeError:
-            return None
-        seq, ts_ms = view.seq, view.timestamp
-        if seq != node.next_seq:
-            return None
-        # a proto2 field read as non-zero is present: HasField is asked only of a zero (~0.3 us a message)
-        if (not seq and not view.HasField("seq")) or (not ts_ms and not view.HasField("timestamp")):
-            return None
-        if not table.apply_columns(view.metrics, len(MetricCount.FromString(payload).metrics), ts_ms):
+        return None if table.fast_field is None else (node, s, table)
+
+    def _take(
+        self, fast: tuple[Node, Stream, MetricTable], read: DataRead
+    ) -> tuple[str, np.ndarray, float, int] | None:
+        node, s, table = fast
+        seq = read.seq
+        if seq != node.next_seq or not table.apply_columns(read.columns, read.ts_ms):
             return None
         node.next_seq = (seq + 1) % 256
         n = s.rows
         s.rows = n + 1
-        return s.asset, table.values(), ts_ms / 1000.0, n
+        return s.asset, table.values(), read.ts_ms / 1000.0, n
 
     def rebind(self) -> None:
         """Ask ``bind`` again for every asset (the models changed); held values are kept."""
@@ -218,8 +230,8 @@ class Host:
         ts_ms = view.timestamp
         if self.period_ms:
             self._due(out, s, table, ts_ms, inclusive=False)  # boundaries before this message: the values held
-        cols = view.metrics
-        if not table.apply_columns(cols, len(MetricCount.FromString(payload).metrics), ts_ms):
+        cols = None if table.fast_field is None else read_columns(view.metrics, payload)
+        if cols is None or not table.apply_columns(cols, ts_ms):
             full = decode(payload)
             problem = full if isinstance(full, Rejection) else table.apply_metrics(full.metrics, ts_ms)
             if problem is not None:

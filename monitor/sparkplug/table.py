@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..wire import Rejection
+from .data_read import Columns
 from .payload import BD_SEQ, CONTROL_PREFIXES, NUMERIC, datatype_name, numeric_value
 
 NEVER = -math.inf
@@ -186,37 +187,24 @@ class MetricTable:
 
     # ------------------------------------------------------------ applying DATA
 
-    def apply_columns(self, cols: Any, count: int, ts_ms: float) -> bool:
-        """The fast path: True if it applied the message, False if the message needs :meth:`apply_metrics`.
+    def apply_columns(self, cols: Columns, ts_ms: float) -> bool:
+        """The fast path: True if it applied a DATA message's columns, False (nothing written) if the
+        message needs :meth:`apply_metrics`, which names what is wrong.
 
-        It applies only when each column it reads has exactly one entry per metric and no other field is
-        set, so entry ``i`` of every column belongs to metric ``i``; it writes nothing before that is known.
+        ``cols`` entry ``i`` belongs to metric ``i`` (:func:`monitor.sparkplug.data_read.read_columns`
+        checked it); its value column must be the one every metric of the BIRTH has.
         """
-        field = self.fast_field
-        if field is None:
+        field = cols.field
+        if field != self.fast_field:
             return False
-        present = cols.ListFields()  # (field, column) of the non-empty columns, by field number
-        if len(present) == 2:
-            (f_alias, aliases), (f_value, values) = present
-            stamps = None
-        elif len(present) == 3:
-            (f_alias, aliases), (f_stamp, stamps), (f_value, values) = present
-            if f_stamp.name != "timestamp" or len(stamps) != count:
-                return False
-        else:
-            return False
-        if f_alias.name != "alias" or f_value.name != field or len(values) != count or len(aliases) != count:
-            return False
-        # whole-column slices: protobuf makes each a list in one step (iterating a column goes
-        # element by element through Python, three times slower)
         try:
-            slots = list(map(self.by_alias.__getitem__, aliases[:]))
+            slots = list(map(self.by_alias.__getitem__, cols.aliases))
         except KeyError:
             return False  # an alias the BIRTH did not define: the slow path names it
-        values = values[:]
+        values = cols.values
         if (field == "double_value" or field == "float_value") and not math.isfinite(sum(values)):
             return False  # NaN or infinity somewhere: the slow path names it
-        held, held_ts = self.held, self.stamps
+        held, held_ts, stamps = self.held, self.stamps, cols.stamps
         if self._timeless:  # report times are never read: values only
             for slot, v in zip(slots, values):
                 held[slot] = v

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from monitor import wire
 from monitor.sparkplug import Host, Outcome, Staleness, topics
 from monitor.sparkplug import payload as spb
+from monitor.sparkplug.data_read import ReadBatch, read_many
 
 D = spb.DataType
 SENSORS = ["a", "b", "c"]
@@ -391,15 +392,18 @@ def _summary(o: Outcome) -> tuple[Any, ...] | None:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_take_means_what_handle_means_and_leaves_the_rest_to_it(seed: int) -> None:
+@pytest.mark.parametrize("read_ahead", [False, True])
+def test_take_means_what_handle_means_and_leaves_the_rest_to_it(seed: int, read_ahead: bool) -> None:
     """The same script through handle() alone, and through take() first (handle() when it declines):
-    the same rows with the same seq and time, the same rejections, and take() did most of the work."""
+    the same rows with the same seq and time, the same rejections, and take() did most of the work.
+    read_ahead: take_read() of the payloads read beforehand as a batch, as the read process sends them."""
     messages = _script(seed)
+    reads = ReadBatch.decode(read_many([raw for _, raw in messages]))
     one, two = host(), host()
     by_handle, by_take, taken = [], [], 0
-    for topic, raw in messages:
+    for i, (topic, raw) in enumerate(messages):
         by_handle.append(_summary(one.handle(topic, raw)))
-        got = two.take(topic, raw)
+        got = two.take_read(topic, reads.record(i)) if read_ahead else two.take(topic, raw)
         if got is None:
             by_take.append(_summary(two.handle(topic, raw)))
         else:
