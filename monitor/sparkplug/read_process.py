@@ -70,7 +70,11 @@ class ReadProcess:
         if self._proc is None:
             if time.monotonic() < self._retry_at:
                 return None
-            self._start()
+            try:
+                self._start()
+            except OSError as exc:  # no such interpreter, no memory, no more processes allowed ...
+                self._fail(f"cannot start: {exc}")
+                return None
         if not self._ready and not self._check_ready():
             return None
         assert self._proc is not None and self._proc.stdin is not None

@@ -73,9 +73,13 @@ def test_a_reply_asked_out_of_order_or_of_an_earlier_process_is_none(process: Re
     assert process.result(a) is None  # its tickets are void
 
 
-def test_a_process_that_never_starts_means_reading_in_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("interpreter", ["/bin/false", "/nonexistent/python"])
+def test_a_process_that_never_starts_means_reading_in_the_worker(
+    interpreter: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One that exits at once having said nothing, and one that cannot even be started."""
     p = ReadProcess(retry_s=3600.0)
-    monkeypatch.setattr("sys.executable", "/bin/false")  # exits at once, having said nothing
+    monkeypatch.setattr("sys.executable", interpreter)
     try:
         deadline = time.monotonic() + 10
         while p.failures == 0 and time.monotonic() < deadline:
