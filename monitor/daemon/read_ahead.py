@@ -33,10 +33,11 @@ class ReadAhead:
             following = self._take()
             if following:
                 self._held = self._submit(following)
+        s = self._state
         if ticket is None:
+            s.read_process_failures = self.process.failures  # one that did not start counts too
             return batch, None
         reads = self.process.result(ticket)
-        s = self._state
         s.read_process_failures = self.process.failures
         if reads is None or len(reads) != len(batch):
             return batch, None

@@ -177,6 +177,13 @@ class Worker(threading.Thread):
     # ------------------------------------------------------------ loop
 
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            if self._reads is not None:
+                self._reads.close()
+
+    def _run(self) -> None:
         single_thread()
         while True:
             self.beat = time.monotonic()
@@ -201,8 +208,6 @@ class Worker(threading.Thread):
             elif self._halt.is_set() and self.queue.empty():
                 self._save(streams=True)
                 self.shadow_log.flush()
-                if self._reads is not None:
-                    self._reads.close()
                 return
             if self.shadow_log.due():
                 self.shadow_log.flush()

@@ -33,6 +33,9 @@ from .payload import DataView, MetricCount
 COLUMNS: tuple[str, ...] = tuple(f.name for f in DataView.DESCRIPTOR.fields_by_name["metrics"].message_type.fields)
 _CODE = {name: i for i, name in enumerate(COLUMNS)}
 _HEAD = struct.Struct("<IQ")
+HEAD_SIZE = _HEAD.size
+#: the value columns the fast path may read (numbers; :meth:`MetricTable.apply_columns` picks one per BIRTH)
+NUMERIC_COLUMNS = frozenset(("int_value", "long_value", "float_value", "double_value", "boolean_value"))
 
 
 class Columns(NamedTuple):
@@ -103,8 +106,12 @@ def read_many(payloads: Sequence[bytes]) -> bytes:
     values: list[float] = []
     for i, raw in enumerate(payloads):
         starts[i] = len(aliases)
-        got = read_data(raw)
-        if got is None:
+        try:
+            got = read_data(raw)
+        except Exception:  # whatever a payload does, it is one the worker reads itself
+            continue
+        # text values, or a seq no edge node sends (0-255): not for the fast path, nor for these arrays
+        if got is None or got.columns.field not in NUMERIC_COLUMNS or got.seq > 255:
             continue
         cols = got.columns
         seq[i], ts[i], code[i] = got.seq, got.ts_ms, _CODE[cols.field]

@@ -13,7 +13,7 @@ request is n, the payload lengths and the payloads; a reply is the bytes of :fun
 A reader thread drains its stdin, so a request written while the reply before it waits to be read
 never deadlocks the pipes. It ends when its stdin closes, so it never outlives the monitor, and ignores
 SIGINT and SIGTERM: a Ctrl-C, or systemd stopping the whole unit, is the monitor's to handle (it drains
-with the process's help, then closes it). If it dies, hangs past :data:`TIMEOUT_S` or answers nonsense,
+with the process's help, then closes it). If it dies, hangs past :data:`TIMEOUT_S` (:data:`START_S` to start) or answers nonsense,
 the monitor logs why, counts it (``plantwatch_sparkplug_read_process_failures_total``), reads in the
 worker and starts a new process :data:`RETRY_S` later.
 """
@@ -26,19 +26,24 @@ import struct
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
 
 from .. import logs
+from .data_read import HEAD_SIZE as REPLY_HEAD
 from .data_read import ReadBatch
 
 log = logs.get("sparkplug")
 
-#: a reply later than this means the process is stuck (a batch of 1,000 takes 20-70 ms); well inside the
-#: systemd unit's WatchdogSec=30s, which a worker waiting this long must not trip
-TIMEOUT_S = 10.0
+#: a reply later than this means the process is stuck (a batch of 1,000 takes 20-70 ms). A worker turn
+#: waits at most twice this (sending the next batch, then the reply to this one), well inside the systemd
+#: unit's WatchdogSec=30s
+TIMEOUT_S = 5.0
 RETRY_S = 60.0
+#: its imports take ~0.5 s, several on a loaded host; the worker reads meanwhile (it never waits for them)
+START_S = 30.0
 REQUEST = struct.Struct("<IQ")  # payloads, their bytes
 REPLY = struct.Struct("<Q")
 READY = b"R"  # the process's first byte: imports done, reading requests
@@ -51,13 +56,15 @@ Ticket = tuple[int, int]
 class ReadProcess:
     """The worker's side: :meth:`submit` a batch's payloads, later :meth:`result` its reads (in order)."""
 
-    def __init__(self, retry_s: float = RETRY_S, timeout_s: float = TIMEOUT_S) -> None:
+    def __init__(self, retry_s: float = RETRY_S, timeout_s: float = TIMEOUT_S, start_s: float = START_S) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
         self._started = 0  # processes started: a ticket of an earlier one is void
         self._sent = self._answered = 0  # requests written to the current process, replies read from it
         self._ready = False  # the current process said it is ready
+        self._ready_by = 0.0  # ... or has failed to, by this time (monotonic)
+        self._bounds: deque[int] = deque()  # the largest reply each unanswered request can have
         self._retry_at = 0.0
-        self.retry_s, self.timeout_s = retry_s, timeout_s
+        self.retry_s, self.timeout_s, self.start_s = retry_s, timeout_s, start_s
         self.failures = 0
 
     @property
@@ -78,14 +85,16 @@ class ReadProcess:
         if not self._ready and not self._check_ready():
             return None
         assert self._proc is not None and self._proc.stdin is not None
-        lengths = np.fromiter(map(len, payloads), np.uint32, len(payloads))
+        n = len(payloads)
+        lengths = np.fromiter(map(len, payloads), np.uint32, n)
         blob = b"".join(payloads)
-        frame = b"".join((REQUEST.pack(len(payloads), len(blob)), lengths.tobytes(), blob))
+        frame = b"".join((REQUEST.pack(n, len(blob)), lengths.tobytes(), blob))
         try:
             _write_all(self._proc.stdin.fileno(), frame, time.monotonic() + self.timeout_s)
-        except OSError as exc:
-            self._fail(f"cannot send it a batch: {exc}")
+        except Exception as exc:  # a broken pipe, a timeout; anything else must not reach the worker either
+            self._fail(f"cannot send it a batch: {exc!r}")
             return None
+        self._bounds.append(reply_bound(n, len(blob)))
         self._sent += 1
         return self._started, self._sent - 1
 
@@ -101,22 +110,30 @@ class ReadProcess:
         fd, deadline = self._proc.stdout.fileno(), time.monotonic() + self.timeout_s
         try:
             (size,) = REPLY.unpack(_read_exact(fd, REPLY.size, deadline))
+            if size > self._bounds[0]:
+                raise ValueError(f"a reply of {size} bytes to a request that allows {self._bounds[0]}")
             reads = ReadBatch.decode(_read_exact(fd, size, deadline))
-        except (OSError, EOFError, ValueError) as exc:
+        except Exception as exc:  # it died, hung or said nonsense: the worker reads, never crashes
             code = self._proc.poll()
-            self._fail(f"exited with status {code}" if code is not None else str(exc))
+            self._fail(f"exited with status {code}" if code is not None else repr(exc))
             return None
+        self._bounds.popleft()
         self._answered += 1
         return reads
 
     def _check_ready(self) -> bool:
         assert self._proc is not None and self._proc.stdout is not None
         fd = self._proc.stdout.fileno()
-        if not select.select([fd], [], [], 0)[0]:
-            return False
         try:
-            said = os.read(fd, 1)
+            said = os.read(fd, 1) if _wait(fd, select.POLLIN, 0.0) else None
         except BlockingIOError:
+            said = None
+        except OSError as exc:
+            self._fail(f"cannot read it: {exc!r}")
+            return False
+        if said is None:
+            if time.monotonic() > self._ready_by:
+                self._fail(f"not ready within {self.start_s:g} s of its start")
             return False
         if said != READY:
             code = self._proc.poll()
@@ -148,7 +165,8 @@ class ReadProcess:
         os.set_blocking(self._proc.stdout.fileno(), False)
         self._started += 1
         self._sent = self._answered = 0
-        self._ready = False
+        self._ready, self._ready_by = False, time.monotonic() + self.start_s
+        self._bounds.clear()
         log.info("read_process_started", pid=self._proc.pid)
 
     def _fail(self, why: str) -> None:
@@ -166,11 +184,23 @@ class ReadProcess:
         )
 
 
+def reply_bound(n: int, size: int) -> int:
+    """The largest reply to a request of ``n`` payloads of ``size`` bytes in all: a metric takes 2 bytes at least."""
+    return REPLY_HEAD + 8 * (4 * n + 1) + 16 * (size // 2)
+
+
+def _wait(fd: int, event: int, timeout: float) -> bool:
+    """``fd`` is ready for ``event`` within ``timeout`` seconds (poll: any descriptor number, unlike select)."""
+    poller = select.poll()
+    poller.register(fd, event)
+    return bool(poller.poll(max(timeout, 0.0) * 1000))
+
+
 def _write_all(fd: int, data: bytes, deadline: float) -> None:
     view = memoryview(data)
     while view:
         left = deadline - time.monotonic()
-        if left <= 0 or not select.select([], [fd], [], left)[1]:
+        if left <= 0 or not _wait(fd, select.POLLOUT, left):
             raise TimeoutError("it stopped reading its input")
         try:
             view = view[os.write(fd, view) :]
@@ -182,7 +212,7 @@ def _read_exact(fd: int, n: int, deadline: float) -> bytes:
     parts, got = [], 0
     while got < n:
         left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
+        if left <= 0 or not _wait(fd, select.POLLIN, left):
             raise TimeoutError("no answer in time")
         try:
             chunk = os.read(fd, n - got)

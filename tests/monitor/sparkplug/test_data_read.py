@@ -81,6 +81,18 @@ def test_a_batch_read_as_bytes_is_each_payload_read_alone(payloads: list[bytes])
             assert [str(x) for x in (got.seq, got.ts_ms, c.field, c.aliases, c.values)] == [str(x) for x in alone]
 
 
+def test_text_values_and_impossible_seqs_are_left_to_the_worker_without_breaking_the_batch() -> None:
+    text = spb.Payload(timestamp=5, seq=1)
+    text.metrics.add(alias=4, string_value="running")  # a status text changed, nothing else
+    huge = spb.Payload(timestamp=5, seq=2**64 - 1)  # no edge node sends it; anyone on the broker can
+    huge.metrics.add(alias=1, double_value=1.0)
+    good = spb.data_payload(5, 3, [(1, 2.0)])
+    reads = ReadBatch.decode(read_many([text.SerializeToString(), huge.SerializeToString(), good]))
+    assert reads.record(0) is None and reads.record(1) is None
+    got = reads.record(2)
+    assert got is not None and got.seq == 3 and got.columns.values == [2.0]
+
+
 def test_bytes_that_are_not_one_whole_batch_are_refused() -> None:
     data = read_many([spb.data_payload(5, 1, [(1, 1.0)])])
     for bad in (b"", data[:-1], data + b"\0"):

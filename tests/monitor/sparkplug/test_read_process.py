@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -88,6 +89,31 @@ def test_a_process_that_never_starts_means_reading_in_the_worker(
         assert p.failures == 1 and p.pid is None
     finally:
         p.close()
+
+
+def test_a_process_that_never_says_it_is_ready_is_given_up_after_the_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hangs = tmp_path / "python"
+    hangs.write_text("#!/bin/sh\nexec sleep 60\n")
+    hangs.chmod(0o755)
+    monkeypatch.setattr("sys.executable", str(hangs))
+    p = ReadProcess(retry_s=3600.0, start_s=0.5)
+    try:
+        assert p.submit(PAYLOADS) is None and p.pid is not None
+        pid = p.pid
+        time.sleep(0.7)
+        assert p.submit(PAYLOADS) is None and p.failures == 1 and p.pid is None
+        assert _gone_soon(pid)
+    finally:
+        p.close()
+
+
+def _gone_soon(pid: int) -> bool:
+    deadline = time.monotonic() + 5
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _gone(pid)
 
 
 def test_a_stuck_process_times_out() -> None:
