@@ -510,16 +510,21 @@ def measure_plantwatch(
     return (*drain_rate(samples, n), mon)
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a live process has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def children_cpu(pid: int) -> float:
     """CPU seconds of ``pid``'s live child processes (the Sparkplug read process): the monitor's CPU too."""
-    tick, spent = os.sysconf("SC_CLK_TCK"), 0.0
+    spent = 0.0
     for task in Path(f"/proc/{pid}/task").glob("*/children"):
         for child in task.read_text().split():
             try:
-                fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+                spent += cpu_s(int(child))
             except OSError:  # it ended between the two reads
                 continue
-            spent += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
     return spent
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from monitor_benchmark import CONF, Backlog, Monitor, measure_plantwatch, scrape, total, train_model  # noqa: E402
+from monitor_benchmark import CONF, Backlog, Monitor, cpu_s, measure_plantwatch, scrape, total, train_model  # noqa: E402
 
 from monitor.daemon import jetstream_setup, partitions  # noqa: E402
 from simulator.local_broker import free_port, wait_for_port  # noqa: E402
@@ -59,11 +59,6 @@ class JsMonitor(Monitor):
             PLANTWATCH_PREFIX=prefix,
             PLANTWATCH_INSTANCE=f"bench{index}",
         )
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def servers_cpu(cluster: NatsCluster) -> float:

@@ -302,7 +302,8 @@ class SourceConfig:
     read_process: bool = setting(
         True,
         "Sparkplug: while a backlog drains, read DATA payloads in a helper process (python -m "
-        "monitor.sparkplug.read_server) one batch ahead of scoring, on a second core; false reads them in the worker",
+        "monitor.sparkplug.read_server) one batch ahead of scoring, on a second core (not with a sample_period "
+        "or stale_after limits); false reads them in the worker",
     )
 
 

@@ -33,12 +33,9 @@ class ReadAhead:
             following = self._take()
             if following:
                 self._held = self._submit(following)
+        reads = None if ticket is None else self.process.result(ticket)
         s = self._state
-        if ticket is None:
-            s.read_process_failures = self.process.failures  # one that did not start counts too
-            return batch, None
-        reads = self.process.result(ticket)
-        s.read_process_failures = self.process.failures
+        s.read_process_failures = self.process.failures  # one that did not start counts too
         if reads is None or len(reads) != len(batch):
             return batch, None
         s.read_ahead_batches += 1

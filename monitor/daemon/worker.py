@@ -150,7 +150,7 @@ class Worker(threading.Thread):
         self._reads: ReadAhead | None = None
         if cfg.source.format == "sparkplug":
             self.sparkplug = SparkplugIntake(cfg.source, self, command, self.batch_max)
-            if cfg.source.read_process:
+            if cfg.source.read_process and self.sparkplug.host.takes:  # its reads are for take_read alone
                 self._reads = ReadAhead(self._take, self._backlog, ReadProcess(), state)
         self.gate = Gate(
             cfg.schedules(),

@@ -151,6 +151,11 @@ class Host:
         read = read_data(payload)
         return None if read is None else self._take(fast, read)
 
+    @property
+    def takes(self) -> bool:
+        """:meth:`take` can apply at all: no sample period, no staleness limit (else rows need report times)."""
+        return not self.period_ms and self.staleness.never
+
     def take_read(self, topic: str, read: DataRead | None) -> tuple[str, np.ndarray, float, int] | None:
         """:meth:`take` of a payload whose columns were read already (by a read process, ahead of the worker)."""
         if read is None:
@@ -172,13 +177,13 @@ class Host:
         self, fast: tuple[Node, Stream, MetricTable], read: DataRead
     ) -> tuple[str, np.ndarray, float, int] | None:
         node, s, table = fast
-        seq = read.seq
-        if seq != node.next_seq or not table.apply_columns(read.columns, read.ts_ms):
+        seq, ts_ms, field, aliases, values, stamps = read
+        if seq != node.next_seq or not table.apply_columns(field, aliases, values, stamps, ts_ms):
             return None
         node.next_seq = (seq + 1) % 256
         n = s.rows
         s.rows = n + 1
-        return s.asset, table.values(), read.ts_ms / 1000.0, n
+        return s.asset, table.values(), ts_ms / 1000.0, n
 
     def rebind(self) -> None:
         """Ask ``bind`` again for every asset (the models changed); held values are kept."""
@@ -231,7 +236,7 @@ class Host:
         if self.period_ms:
             self._due(out, s, table, ts_ms, inclusive=False)  # boundaries before this message: the values held
         cols = None if table.fast_field is None else read_columns(view.metrics, payload)
-        if cols is None or not table.apply_columns(cols, ts_ms):
+        if cols is None or not table.apply_columns(*cols, ts_ms):
             full = decode(payload)
             problem = full if isinstance(full, Rejection) else table.apply_metrics(full.metrics, ts_ms)
             if problem is not None:

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from ..wire import Rejection
-from .data_read import Columns
 from .payload import BD_SEQ, CONTROL_PREFIXES, NUMERIC, datatype_name, numeric_value
 
 NEVER = -math.inf
@@ -39,6 +38,11 @@ class Staleness:
 
     default: float = 0.0
     per_metric: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def never(self) -> bool:
+        """No held value ever goes stale: rows can be the held values alone."""
+        return self.default <= 0 and all(seconds <= 0 for _, seconds in self.per_metric)
 
     def limit_ms(self, name: str) -> float:
         for pattern, seconds in self.per_metric:
@@ -187,24 +191,24 @@ class MetricTable:
 
     # ------------------------------------------------------------ applying DATA
 
-    def apply_columns(self, cols: Columns, ts_ms: float) -> bool:
+    def apply_columns(
+        self, field: str, aliases: list[int], values: list[float], stamps: list[int] | None, ts_ms: float
+    ) -> bool:
         """The fast path: True if it applied a DATA message's columns, False (nothing written) if the
         message needs :meth:`apply_metrics`, which names what is wrong.
 
-        ``cols`` entry ``i`` belongs to metric ``i`` (:func:`monitor.sparkplug.data_read.read_columns`
-        checked it); its value column must be the one every metric of the BIRTH has.
+        The columns' entry ``i`` belongs to metric ``i`` (:func:`monitor.sparkplug.data_read.read_columns`
+        checked it); ``field``, their value column, must be the one every metric of the BIRTH has.
         """
-        field = cols.field
         if field != self.fast_field:
             return False
         try:
-            slots = list(map(self.by_alias.__getitem__, cols.aliases))
+            slots = list(map(self.by_alias.__getitem__, aliases))
         except KeyError:
             return False  # an alias the BIRTH did not define: the slow path names it
-        values = cols.values
         if (field == "double_value" or field == "float_value") and not math.isfinite(sum(values)):
             return False  # NaN or infinity somewhere: the slow path names it
-        held, held_ts, stamps = self.held, self.stamps, cols.stamps
+        held, held_ts = self.held, self.stamps
         if self._timeless:  # report times are never read: values only
             for slot, v in zip(slots, values):
                 held[slot] = v

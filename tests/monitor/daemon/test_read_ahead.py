@@ -60,6 +60,13 @@ def test_a_backlog_read_ahead_scores_as_one_read_in_the_worker(model_dir: Path) 
     assert sum(s1.rejected.values()) == 0
 
 
+def test_no_read_process_where_rows_need_report_times(model_dir: Path) -> None:
+    """A sample period or a staleness limit: take() never applies, so reading ahead would be wasted."""
+    for source in ({"sample_period": 1.0}, {"stale_after": 5.0}, {"stale_after_metrics": {"T*": 5.0}}):
+        assert worker(model_dir, source=source)[0]._reads is None
+    assert worker(model_dir, source={"stale_after_metrics": {"T*": 0.0}})[0]._reads is not None
+
+
 def test_paced_batches_are_read_in_the_worker_without_a_process(model_dir: Path) -> None:
     w, state, _ = worker(model_dir)
     e = Edge()

@@ -33,16 +33,16 @@ def test_metric_timestamps_are_read_as_a_third_column() -> None:
     p.metrics.add(alias=1, double_value=1.0, timestamp=3)
     p.metrics.add(alias=2, double_value=math.nan, timestamp=4)
     got = read_data(p.SerializeToString())
-    assert got is not None and got.seq == 0 and got.ts_ms == 5
-    assert got.columns.aliases == [1, 2] and got.columns.stamps == [3, 4] and math.isnan(got.columns.values[1])
+    assert got is not None
+    seq, ts_ms, _, aliases, values, stamps = got
+    assert (seq, ts_ms, aliases, stamps) == (0, 5, [1, 2], [3, 4]) and math.isnan(values[1])
 
 
 def _values(raw: bytes) -> tuple[object, ...] | None:
     got = read_data(raw)
     if got is None:
         return None
-    c = got.columns
-    return got.seq, got.ts_ms, c.field, c.aliases, [float(v) for v in c.values]  # the batch carries doubles
+    return (*got[:4], [float(v) for v in got[4]])  # the batch carries doubles
 
 
 @settings(max_examples=200, deadline=None)
@@ -76,9 +76,8 @@ def test_a_batch_read_as_bytes_is_each_payload_read_alone(payloads: list[bytes])
         if alone is None:
             assert got is None
         else:
-            assert got is not None and got.columns.stamps is None
-            c = got.columns
-            assert [str(x) for x in (got.seq, got.ts_ms, c.field, c.aliases, c.values)] == [str(x) for x in alone]
+            assert got is not None and got[5] is None
+            assert [str(x) for x in got[:5]] == [str(x) for x in alone]
 
 
 def test_text_values_and_impossible_seqs_are_left_to_the_worker_without_breaking_the_batch() -> None:
@@ -90,7 +89,7 @@ def test_text_values_and_impossible_seqs_are_left_to_the_worker_without_breaking
     reads = ReadBatch.decode(read_many([text.SerializeToString(), huge.SerializeToString(), good]))
     assert reads.record(0) is None and reads.record(1) is None
     got = reads.record(2)
-    assert got is not None and got.seq == 3 and got.columns.values == [2.0]
+    assert got is not None and got[0] == 3 and got[4] == [2.0]
 
 
 def test_bytes_that_are_not_one_whole_batch_are_refused() -> None:
