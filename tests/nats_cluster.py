@@ -8,6 +8,7 @@ wait is bounded.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import shutil
 import signal
@@ -20,6 +21,7 @@ from typing import Any
 from simulator.local_broker import free_port, wait_for_port
 
 MIN_VERSION = (2, 10)
+_probes = itertools.count()
 
 
 def nats_server() -> str | None:
@@ -86,7 +88,9 @@ class NatsCluster:
             wait_for_port(self.mqtt[n], proc=proc)
 
     def wait_jetstream(self, timeout: float = 30.0) -> None:
-        """Until the cluster has a JetStream meta leader (a stream can be created)."""
+        """Until a stream replicated on every node can be placed: a meta leader exists and, after a restart,
+        the leader counts the restarted node online again (before that, creating an R3 stream is refused
+        with "no suitable peers for placement, peer offline": a CI run failed on it)."""
         asyncio.run(_wait_jetstream(self.servers, timeout))
 
     def kill(self, i: int) -> None:
@@ -113,6 +117,7 @@ class NatsCluster:
 
 async def _wait_jetstream(servers: list[str], timeout: float) -> None:
     import nats
+    from nats.js import api
 
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -120,11 +125,16 @@ async def _wait_jetstream(servers: list[str], timeout: float) -> None:
         try:
             nc = await nats.connect(servers, connect_timeout=1, max_reconnect_attempts=1)
             try:
-                await nc.jetstream().account_info()
+                js = nc.jetstream()
+                name = f"PROBE{next(_probes)}"
+                await js.add_stream(
+                    name=name, subjects=[f"probe.{name}"], num_replicas=len(servers), storage=api.StorageType.MEMORY
+                )
+                await js.delete_stream(name)
                 return
             finally:
                 await nc.close()
         except Exception as exc:
             last = exc
             await asyncio.sleep(0.2)
-    raise AssertionError(f"no JetStream leader within {timeout}s: {last!r}")
+    raise AssertionError(f"no stream replicated on every node could be placed within {timeout}s: {last!r}")

@@ -27,21 +27,26 @@ from typing import Any, TypeVar
 import nats
 import nats.errors
 import nats.js.errors
-import orjson
 from nats.js import api
 
 from .. import logs, wire
 from ..config import MonitorConfig
 from ..errors import BrokerError, ConfigError, PlantwatchError
-from . import partitions
+from . import partition_lease, partitions
 from .batch_queue import BatchQueue
 from .metrics import State
 from .mqtt_session import Item
+from .partition_lease import PartitionLease
 
 log = logs.get("jetstream")
 T = TypeVar("T")
 
 FETCH_MAX = 500  # messages asked for in one pull request
+# A lease is renewed every tenth of its TTL: the bucket's stream has no leader for several seconds after a
+# NATS node dies (5-7 s measured in the tests), and a lease renewed only every third of a 10 s TTL expired
+# during that election (a CI run), restarting monitors for an outage the cluster itself survived.
+RENEW_EVERY = 0.1
+LEASE_TTL_S = 30.0  # when the bucket states none (deploy/nats/leases.json sets 30 s)
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -60,8 +65,9 @@ class JetStreamSession:
         self.js: Any = None
         self.kv: Any = None
         self.leases: Any = None
-        self.lease_ttl = 10.0
-        self._held: dict[int, int] = {}  # partition -> revision of its lease
+        self.lease_ttl = LEASE_TTL_S
+        self._leases: dict[int, PartitionLease] = {}  # the partitions this instance holds
+        self._me = partition_lease.holder(cfg.instance, s.instance_index, s.instances)
         self.fatal: str | None = None  # why this instance must end (a lease lost)
         self._status = partitions.subject_of(wire.status_topic(cfg.prefix, cfg.instance))
         self._loop = asyncio.new_event_loop()
@@ -124,7 +130,7 @@ class JetStreamSession:
                 "(create it with a TTL as deploy/nats/README.md says)"
             ) from None
         ttl = (await self.leases.status()).ttl
-        self.lease_ttl = float(ttl) if ttl else 10.0
+        self.lease_ttl = float(ttl) if ttl else LEASE_TTL_S
         for p in self.owned:
             self._tasks.append(asyncio.ensure_future(self._own(p)))
         # operators' requests (plantwatch suppress/accept/feedback), published on <prefix>/_monitor/control/<user>
@@ -135,10 +141,6 @@ class JetStreamSession:
         self.subscribed.set()
 
     # ------------------------------------------------------------ partition leases
-
-    def _holder(self) -> bytes:
-        src = self.src
-        return orjson.dumps({"instance": self.cfg.instance, "index": src.instance_index, "instances": src.instances})
 
     async def _own(self, p: int) -> None:
         """:meth:`_hold`; an error it cannot retry ends the instance (logged), never one partition silently."""
@@ -151,72 +153,62 @@ class JetStreamSession:
             log.exception("partition_failed", partition=p, note="exiting: the supervisor restarts this instance")
 
     async def _hold(self, p: int) -> None:
-        """Hold partition ``p``'s lease, then pull it; renew the lease every third of its TTL.
+        """Hold partition ``p``'s lease (:mod:`.partition_lease`), then pull it; renew every tenth of the TTL.
 
-        The lease (key ``<stream>.p<p>`` of the TTL'd lease bucket) is created only if absent, renewed by revision
-        (compare-and-set) and deleted at a clean stop. A partition still leased by another instance (an
-        instance of the old count during a rolling restart with a new one) waits until that one stops or
-        its lease expires; the same instance restarted (same name, index and count) takes its own back at
-        once. A lease lost to another instance ends this one (exit 1: its supervisor restarts it).
+        A partition still leased by another instance (an instance of the old count during a rolling restart
+        with a new one) waits until that one stops or its lease expires; the same instance restarted (same
+        name, index and count) takes its own back at once. A lease lost to another instance ends this one
+        (exit 1: its supervisor restarts it).
         """
-        key, me = f"{self.src.stream}.p{p}", self._holder()
-        rev, waiting = None, False
-        while rev is None:
+        lease = PartitionLease(self.leases, lambda key: self.last_value(self.src.leases, key),
+                               f"{self.src.stream}.p{p}", self._me)  # fmt: skip
+        waiting = False
+        while not lease.held:
             try:
-                rev = await self.leases.create(key, me)
-            except nats.js.errors.KeyWrongLastSequenceError:
-                try:
-                    held = await self.last_value(self.src.leases, key)
-                    if held is not None and held[0] == me:  # this instance, restarted: its own lease
-                        rev = await self.leases.update(key, me, last=held[1])
-                        break
-                except nats.js.errors.KeyWrongLastSequenceError:
-                    continue  # renewed, released or expired meanwhile: look again
-                if held is None:
-                    continue
-                if not waiting:
-                    waiting = True
-                    self._count_partition("waiting", +1)
-                    log.info("partition_waiting", partition=p, held_by=held[0].decode(errors="replace"),
-                             note="until that instance stops or its lease expires")  # fmt: skip
-                await asyncio.sleep(0.5)
+                other = await lease.take()
             except (nats.errors.Error, TimeoutError) as exc:
                 log.warning("partition_lease_failed", partition=p, reason=str(exc)[:200] or type(exc).__name__)
                 await asyncio.sleep(1.0)
+                continue
+            if other is None:
+                continue
+            if not waiting:
+                waiting = True
+                self._count_partition("waiting", +1)
+                log.info("partition_waiting", partition=p, held_by=other.decode(errors="replace"),
+                         note="until that instance stops or its lease expires")  # fmt: skip
+            await asyncio.sleep(0.5)
         if waiting:
             self._count_partition("waiting", -1)
-        self._held[p] = rev
+        self._leases[p] = lease
         self._count_partition("held", +1)
         sub = await self._bind(p)
         log.info("partition_taken", partition=p, waited=waiting)
         pull = asyncio.ensure_future(self._pull(p, sub))
         self._tasks.append(pull)
         while not pull.done():
-            await asyncio.sleep(self.lease_ttl / 3)
+            await asyncio.sleep(self.lease_ttl * RENEW_EVERY)
+            resyncs = lease.resyncs
             try:
-                self._held[p] = await self.leases.update(key, me, last=self._held[p])
-            except nats.js.errors.KeyWrongLastSequenceError:
-                self.fatal = f"lost the lease of partition {p} to another instance"
-                log.error("partition_lease_lost", partition=p, note="exiting: the supervisor restarts this instance")
-                pull.cancel()
-                self._held.pop(p, None)
-                return
+                renewal = await lease.renew()
             except (nats.errors.Error, TimeoutError) as exc:  # retried; another may take it after the TTL
                 log.warning("partition_lease_not_renewed", partition=p, reason=str(exc)[:200] or type(exc).__name__)
+                continue
+            if lease.resyncs > resyncs:
+                log.info("partition_lease_resynced", partition=p,
+                         note="a renewal whose reply was lost had been applied; the lease is still this instance's")  # fmt: skip
+            if renewal != "renewed":
+                why = "taken by another instance" if renewal == "taken" else "expired before a renewal reached NATS"
+                self.fatal = f"the lease of partition {p} was {why}"
+                log.error("partition_lease_lost", partition=p, why=renewal,
+                          note="exiting: the supervisor restarts this instance, which resumes from the checkpoints")  # fmt: skip
+                pull.cancel()
+                self._leases.pop(p, None)
+                return
 
     async def last_value(self, bucket: str, key: str) -> tuple[bytes, int] | None:
-        """A KV key's value and revision as the bucket's leader has it (None: absent or deleted).
-
-        Not ``kv.get``: on a replicated bucket a direct get may be answered by a follower that has not
-        applied the newest write yet, and a checkpoint or lease read stale would restore an older state.
-        """
-        try:
-            msg = await self.js.get_last_msg(f"KV_{bucket}", f"$KV.{bucket}.{key}")
-        except nats.js.errors.NotFoundError:
-            return None
-        if msg.headers and msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
-            return None
-        return bytes(msg.data or b""), int(msg.seq or 0)
+        """:func:`leader_value` on this session's connection."""
+        return await leader_value(self.js, bucket, key)
 
     def _count_partition(self, state: str, step: int) -> None:
         with self.state.lock:
@@ -249,13 +241,13 @@ class JetStreamSession:
 
     async def _release(self) -> None:
         """Delete the leases this instance holds (a clean stop: its checkpoints and acks are out)."""
-        for p, rev in list(self._held.items()):
+        for p, lease in list(self._leases.items()):
             try:
-                await self.leases.delete(f"{self.src.stream}.p{p}", last=rev)
+                await lease.release()
             except nats.errors.Error as exc:
                 log.warning("partition_lease_not_released", partition=p, reason=str(exc)[:200] or type(exc).__name__,
                             note="it expires after its TTL")  # fmt: skip
-        self._held.clear()
+        self._leases.clear()
 
     async def _check_stream(self) -> str:
         s = self.src
@@ -487,3 +479,18 @@ def start_failure(tried: list[Exception], final: BaseException, servers: list[st
         return ConfigError(f"source.user: the NATS servers refused the credentials of {who}")
     last = tried[-1] if tried else final
     return BrokerError(f"source.servers: cannot connect to {', '.join(servers)}: {str(last) or type(last).__name__}")
+
+
+async def leader_value(js: Any, bucket: str, key: str) -> tuple[bytes, int] | None:
+    """A KV key's value and revision as the bucket's leader has it (None: absent or deleted).
+
+    Not ``kv.get``: on a replicated bucket a direct get may be answered by a follower that has not
+    applied the newest write yet, and a checkpoint or lease read stale would restore an older state.
+    """
+    try:
+        msg = await js.get_last_msg(f"KV_{bucket}", f"$KV.{bucket}.{key}")
+    except nats.js.errors.NotFoundError:
+        return None
+    if msg.headers and msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
+        return None
+    return bytes(msg.data or b""), int(msg.seq or 0)

@@ -36,7 +36,7 @@ def bucket_config(name: str, replicas: int = 3) -> api.KeyValueConfig:
     return api.KeyValueConfig(bucket=name, history=1, replicas=replicas, storage=api.StorageType.FILE)
 
 
-def leases_config(name: str, replicas: int = 3, ttl: float = 10.0) -> api.KeyValueConfig:
+def leases_config(name: str, replicas: int = 3, ttl: float = 30.0) -> api.KeyValueConfig:
     """One lease per partition, gone ``ttl`` seconds after its holder last renewed it."""
     return api.KeyValueConfig(bucket=name, history=1, replicas=replicas, ttl=ttl, storage=api.StorageType.FILE)
 

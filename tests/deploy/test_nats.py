@@ -55,7 +55,11 @@ def test_the_stream_definition_is_the_partitioning_the_monitor_checks() -> None:
     bucket = json.loads((NATS / "bucket.json").read_text())
     assert bucket["bucket"] == config.SourceConfig().bucket and bucket["replicas"] == 3
     leases = json.loads((NATS / "leases.json").read_text())
-    assert leases["bucket"] == config.SourceConfig().leases and leases["ttl"] == "10s" and leases["history"] == 1
+    assert (
+        leases["bucket"] == config.SourceConfig().leases
+        and leases["ttl"] == f"{setup.leases_config('leases').ttl:.0f}s"
+        and leases["history"] == 1
+    )
 
 
 def test_every_node_config_passes_nats_server_t(tmp_path: Path) -> None:
