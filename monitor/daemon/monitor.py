@@ -181,7 +181,7 @@ class Monitor:
         self._stopping = True
         deadline = time.monotonic() + timeout
         self.session.close_intake()
-        self.worker.stop()
+        self.worker.stop(give_up_at=deadline - 2.0)
         while self.worker.is_alive() and time.monotonic() < deadline - 1.5 and not self._force:
             self.worker.join(0.1)
         if self.worker.is_alive():

@@ -49,6 +49,7 @@ from .suppression import Gate, Mute, store_for
 log = logs.get("worker")
 _TAKE_TIMEOUT_S = 0.1
 _RETAINED_KEPT = 10_000  # topics whose retained message is remembered as handled (the oldest forgotten first)
+FINAL_RETRY_S = 0.25  # between tries of a final checkpoint the KV bucket refused
 
 
 class _Slot:
@@ -143,6 +144,7 @@ class Worker(threading.Thread):
         self._slots: dict[tuple[str, ...], _Slot] = {}
         self._ids = itertools.count()
         self._halt = threading.Event()
+        self._give_up_at: float | None = None  # when a final checkpoint that fails is given up
         self._swapped = threading.Event()
         self._sampler = LogSampler()
         self.sparkplug: SparkplugIntake | None = None
@@ -206,7 +208,7 @@ class Worker(threading.Thread):
                     if self._sampler.take("batch_failed") is not None:
                         log.exception("batch_failed", messages=len(batch))
             elif self._halt.is_set() and self.queue.empty():
-                self._save(streams=True)
+                self._save_final()
                 self.shadow_log.flush()
                 return
             if self.shadow_log.due():
@@ -214,8 +216,14 @@ class Worker(threading.Thread):
             if self._store is not None:
                 self._save()
 
-    def stop(self) -> None:
-        """Finish what is queued, then end (intake must be closed first)."""
+    def stop(self, give_up_at: float | None = None) -> None:
+        """Finish what is queued, then end (intake must be closed first).
+
+        A final checkpoint the KV bucket refuses is tried again until ``give_up_at`` (monotonic): after a NATS
+        node dies, the bucket has no leader for the seconds an election takes, and a monitor stopped then
+        would leave its last messages to be scored again by the partition's next owner.
+        """
+        self._give_up_at = give_up_at
         self._halt.set()
 
     def swap_models(self, models: ModelSet, timeout: float = 5.0) -> bool:
@@ -621,6 +629,19 @@ class Worker(threading.Thread):
         if self._unacked:
             self._ack(self._unacked)
             self._unacked = []
+
+    def _save_final(self) -> None:
+        """The last save; with KV checkpoints, retried until it is written or :meth:`stop`'s time is up."""
+        self._save(streams=True)
+        store = self._store
+        if store is None or not store.before_ack:
+            return
+        while self._unacked and self._give_up_at is not None and time.monotonic() < self._give_up_at:
+            time.sleep(FINAL_RETRY_S)
+            self._checkpoint(store, True, time.monotonic())
+        if self._unacked:
+            log.warning("final_checkpoint_not_written", messages=len(self._unacked),
+                        note="left unacknowledged: the partition's next owner scores them again from the previous checkpoint")  # fmt: skip
 
     def _checkpoint(self, store: StateStore | KvCheckpoints, final: bool, now: float) -> None:
         """Checkpoint the assets scored since the last one, then acknowledge what it covers (KV store).
