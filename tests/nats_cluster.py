@@ -8,7 +8,7 @@ wait is bounded.
 from __future__ import annotations
 
 import asyncio
-import itertools
+import contextlib
 import re
 import shutil
 import signal
@@ -21,7 +21,6 @@ from typing import Any
 from simulator.local_broker import free_port, wait_for_port
 
 MIN_VERSION = (2, 10)
-_probes = itertools.count()
 
 
 def nats_server() -> str | None:
@@ -126,12 +125,13 @@ async def _wait_jetstream(servers: list[str], timeout: float) -> None:
             nc = await nats.connect(servers, connect_timeout=1, max_reconnect_attempts=1)
             try:
                 js = nc.jetstream()
-                name = f"PROBE{next(_probes)}"
-                await js.add_stream(
-                    name=name, subjects=[f"probe.{name}"], num_replicas=len(servers), storage=api.StorageType.MEMORY
-                )
-                await js.delete_stream(name)
-                return
+                try:
+                    await js.add_stream(name="PROBE", subjects=["probe"], num_replicas=len(servers),
+                                        storage=api.StorageType.MEMORY)  # fmt: skip
+                    return
+                finally:
+                    with contextlib.suppress(Exception):  # absent, or the cluster not ready: the next try
+                        await js.delete_stream("PROBE")
             finally:
                 await nc.close()
         except Exception as exc:

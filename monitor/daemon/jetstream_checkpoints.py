@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import CancelledError
 
 import nats.errors
 import nats.js.errors
@@ -102,7 +103,8 @@ class KvCheckpoints:
         }
         try:
             self.session.call(self._put_all(values), _TIMEOUT_S)
-        except (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError) as exc:
+        except (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError, CancelledError, RuntimeError) as exc:
+            # CancelledError, RuntimeError: the client's loop was stopped under a stop's last try
             reason = str(exc)[:200] or type(exc).__name__
             with self.state.lock:
                 self.state.checkpoints["write_failed"] += len(values)

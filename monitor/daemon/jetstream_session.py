@@ -42,11 +42,6 @@ log = logs.get("jetstream")
 T = TypeVar("T")
 
 FETCH_MAX = 500  # messages asked for in one pull request
-# A lease is renewed every tenth of its TTL: the bucket's stream has no leader for several seconds after a
-# NATS node dies (5-7 s measured in the tests), and a lease renewed only every third of a 10 s TTL expired
-# during that election (a CI run), restarting monitors for an outage the cluster itself survived.
-RENEW_EVERY = 0.1
-LEASE_TTL_S = 30.0  # when the bucket states none (deploy/nats/leases.json sets 30 s)
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -65,10 +60,11 @@ class JetStreamSession:
         self.js: Any = None
         self.kv: Any = None
         self.leases: Any = None
-        self.lease_ttl = LEASE_TTL_S
+        self.lease_ttl = partition_lease.TTL_S
         self._leases: dict[int, PartitionLease] = {}  # the partitions this instance holds
         self._me = partition_lease.holder(cfg.instance, s.instance_index, s.instances)
         self.fatal: str | None = None  # why this instance must end (a lease lost)
+        self.lease_lost = False  # its checkpoints may be older than the new owner's: none is written at the stop
         self._status = partitions.subject_of(wire.status_topic(cfg.prefix, cfg.instance))
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="plantwatch-jetstream", daemon=True)
@@ -130,7 +126,7 @@ class JetStreamSession:
                 "(create it with a TTL as deploy/nats/README.md says)"
             ) from None
         ttl = (await self.leases.status()).ttl
-        self.lease_ttl = float(ttl) if ttl else LEASE_TTL_S
+        self.lease_ttl = float(ttl) if ttl else partition_lease.TTL_S
         for p in self.owned:
             self._tasks.append(asyncio.ensure_future(self._own(p)))
         # operators' requests (plantwatch suppress/accept/feedback), published on <prefix>/_monitor/control/<user>
@@ -161,7 +157,7 @@ class JetStreamSession:
         (exit 1: its supervisor restarts it).
         """
         lease = PartitionLease(self.leases, lambda key: self.last_value(self.src.leases, key),
-                               f"{self.src.stream}.p{p}", self._me)  # fmt: skip
+                               f"{self.src.stream}.p{p}", self._me, self.lease_ttl)  # fmt: skip
         waiting = False
         while not lease.held:
             try:
@@ -171,6 +167,7 @@ class JetStreamSession:
                 await asyncio.sleep(1.0)
                 continue
             if other is None:
+                await asyncio.sleep(0.1)  # changed meanwhile (a replica may lag the leader): look again soon
                 continue
             if not waiting:
                 waiting = True
@@ -187,19 +184,20 @@ class JetStreamSession:
         pull = asyncio.ensure_future(self._pull(p, sub))
         self._tasks.append(pull)
         while not pull.done():
-            await asyncio.sleep(self.lease_ttl * RENEW_EVERY)
+            await asyncio.sleep(self.lease_ttl * partition_lease.RENEW_EVERY)
             resyncs = lease.resyncs
             try:
                 renewal = await lease.renew()
-            except (nats.errors.Error, TimeoutError) as exc:  # retried; another may take it after the TTL
+            except (nats.errors.Error, TimeoutError) as exc:  # retried; pulling pauses once the lease is not fresh
                 log.warning("partition_lease_not_renewed", partition=p, reason=str(exc)[:200] or type(exc).__name__)
                 continue
-            if lease.resyncs > resyncs:
-                log.info("partition_lease_resynced", partition=p,
-                         note="a renewal whose reply was lost had been applied; the lease is still this instance's")  # fmt: skip
+            finally:
+                if lease.resyncs > resyncs:
+                    log.info("partition_lease_resynced", partition=p,
+                             note="a write whose reply was lost had been applied; the lease is still this instance's")  # fmt: skip
             if renewal != "renewed":
                 why = "taken by another instance" if renewal == "taken" else "expired before a renewal reached NATS"
-                self.fatal = f"the lease of partition {p} was {why}"
+                self.fatal, self.lease_lost = f"the lease of partition {p} was {why}", True
                 log.error("partition_lease_lost", partition=p, why=renewal,
                           note="exiting: the supervisor restarts this instance, which resumes from the checkpoints")  # fmt: skip
                 pull.cancel()
@@ -327,7 +325,18 @@ class JetStreamSession:
 
     async def _pull(self, p: int, sub: Any) -> None:
         q, owned, head = self.queue, set(self.owned), len(self.head) + 1
+        lease, paused = self._leases[p], False
         while self._intake_open:
+            if not lease.fresh:  # renewals have failed for most of the TTL: another may hold it by now
+                if not paused:
+                    paused = True
+                    log.warning("partition_paused", partition=p,
+                                note="its lease is not confirmed; pulling resumes when a renewal reaches NATS")  # fmt: skip
+                await asyncio.sleep(0.5)
+                continue
+            if paused:
+                paused = False
+                log.info("partition_resumed", partition=p)
             room = q.maxsize - q.qsize()
             if room < 1:
                 await asyncio.sleep(0.002)

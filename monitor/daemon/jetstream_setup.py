@@ -10,7 +10,7 @@ from typing import Any
 
 from nats.js import api
 
-from . import partitions
+from . import partition_lease, partitions
 
 HEAD = "pw"  # first token of the partitioned subjects: pw.<partition>.<original subject>
 
@@ -36,7 +36,7 @@ def bucket_config(name: str, replicas: int = 3) -> api.KeyValueConfig:
     return api.KeyValueConfig(bucket=name, history=1, replicas=replicas, storage=api.StorageType.FILE)
 
 
-def leases_config(name: str, replicas: int = 3, ttl: float = 30.0) -> api.KeyValueConfig:
+def leases_config(name: str, replicas: int = 3, ttl: float = partition_lease.TTL_S) -> api.KeyValueConfig:
     """One lease per partition, gone ``ttl`` seconds after its holder last renewed it."""
     return api.KeyValueConfig(bucket=name, history=1, replicas=replicas, ttl=ttl, storage=api.StorageType.FILE)
 

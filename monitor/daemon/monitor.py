@@ -181,7 +181,8 @@ class Monitor:
         self._stopping = True
         deadline = time.monotonic() + timeout
         self.session.close_intake()
-        self.worker.stop(give_up_at=deadline - 2.0)
+        lost = isinstance(self.session, JetStreamSession) and self.session.lease_lost
+        self.worker.stop(give_up_at=deadline - 2.0, checkpoint=not lost)
         while self.worker.is_alive() and time.monotonic() < deadline - 1.5 and not self._force:
             self.worker.join(0.1)
         if self.worker.is_alive():

@@ -145,6 +145,7 @@ class Worker(threading.Thread):
         self._ids = itertools.count()
         self._halt = threading.Event()
         self._give_up_at: float | None = None  # when a final checkpoint that fails is given up
+        self._final_checkpoint = True
         self._swapped = threading.Event()
         self._sampler = LogSampler()
         self.sparkplug: SparkplugIntake | None = None
@@ -216,14 +217,16 @@ class Worker(threading.Thread):
             if self._store is not None:
                 self._save()
 
-    def stop(self, give_up_at: float | None = None) -> None:
+    def stop(self, give_up_at: float | None = None, checkpoint: bool = True) -> None:
         """Finish what is queued, then end (intake must be closed first).
 
         A final checkpoint the KV bucket refuses is tried again until ``give_up_at`` (monotonic): after a NATS
         node dies, the bucket has no leader for the seconds an election takes, and a monitor stopped then
-        would leave its last messages to be scored again by the partition's next owner.
+        would leave its last messages to be scored again by the partition's next owner. ``checkpoint=False``
+        (a partition's lease was lost: the new owner's checkpoints may be newer) writes none; what is not
+        acknowledged is redelivered, as after a crash.
         """
-        self._give_up_at = give_up_at
+        self._give_up_at, self._final_checkpoint = give_up_at, checkpoint
         self._halt.set()
 
     def swap_models(self, models: ModelSet, timeout: float = 5.0) -> bool:
@@ -632,15 +635,18 @@ class Worker(threading.Thread):
 
     def _save_final(self) -> None:
         """The last save; with KV checkpoints, retried until it is written or :meth:`stop`'s time is up."""
-        self._save(streams=True)
         store = self._store
         if store is None or not store.before_ack:
+            self._save(streams=True)
             return
-        while self._unacked and self._give_up_at is not None and time.monotonic() < self._give_up_at:
-            time.sleep(FINAL_RETRY_S)
+        if self._final_checkpoint:
             self._checkpoint(store, True, time.monotonic())
+            give_up_at = self._give_up_at
+            while self._unacked and give_up_at is not None and time.monotonic() + FINAL_RETRY_S < give_up_at:
+                time.sleep(FINAL_RETRY_S)
+                self._checkpoint(store, True, time.monotonic())
         if self._unacked:
-            log.warning("final_checkpoint_not_written", messages=len(self._unacked),
+            log.warning("final_checkpoint_not_written", messages=len(self._unacked), skipped=not self._final_checkpoint,
                         note="left unacknowledged: the partition's next owner scores them again from the previous checkpoint")  # fmt: skip
 
     def _checkpoint(self, store: StateStore | KvCheckpoints, final: bool, now: float) -> None:

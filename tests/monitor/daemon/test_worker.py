@@ -8,7 +8,7 @@ from typing import Any
 
 from monitor import config, wire
 from monitor.daemon import BatchQueue, State, load_models
-from monitor.daemon.worker import Worker
+from monitor.daemon.worker import FINAL_RETRY_S, Worker
 from tests.monitor.conftest import history, values
 
 
@@ -36,7 +36,9 @@ class ElectingBucket:
         return True
 
 
-def _stopped(model_dir: Path, bucket: ElectingBucket, give_up_s: float) -> tuple[list[Any], float]:
+def _stopped(
+    model_dir: Path, bucket: ElectingBucket, give_up_s: float, checkpoint: bool = True
+) -> tuple[list[Any], float]:
     cfg = config.parse({"models": {"default": str(model_dir)}, "source": {"checkpoint_interval": 60.0}})
     acked: list[Any] = []
     w = Worker(cfg, load_models(cfg), BatchQueue(100), State(), acked.extend, lambda t, p: None, store=bucket)
@@ -58,7 +60,7 @@ def _stopped(model_dir: Path, bucket: ElectingBucket, give_up_s: float) -> tuple
     while w.queue.qsize():
         time.sleep(0.01)
     begun = time.monotonic()
-    w.stop(give_up_at=begun + give_up_s)
+    w.stop(give_up_at=begun + give_up_s, checkpoint=checkpoint)
     w.join(give_up_s + 5)
     assert not w.is_alive()
     return acked, time.monotonic() - begun
@@ -76,4 +78,11 @@ def test_a_bucket_that_never_recovers_leaves_the_messages_unacknowledged_by_the_
     bucket = ElectingBucket(refusals=-1)
     acked, took = _stopped(model_dir, bucket, give_up_s=1.0)
     assert acked == [] and bucket.written == []  # redelivered to the next owner, scored again from the last one
-    assert 0.9 < took < 3.0
+    assert 1.0 - FINAL_RETRY_S - 0.1 < took < 3.0  # retried until the last try that fits before the deadline
+
+
+def test_after_a_lost_lease_no_final_checkpoint_is_written(model_dir: Path) -> None:
+    bucket = ElectingBucket(refusals=0)
+    acked, took = _stopped(model_dir, bucket, give_up_s=5.0, checkpoint=False)
+    assert acked == [] and bucket.written == []  # the new owner's checkpoints stay; these are redelivered
+    assert took < 2.0

@@ -44,7 +44,7 @@ def test_a_monitor_killed_under_load_resumes_from_its_checkpoint_as_if_never_sto
         done = sum(scored(victim, a) for a in mine)
         if not 0.1 * n * len(mine) < done < 0.7 * n * len(mine):
             return False
-        saved = checkpoints(stream)
+        saved = checkpoints(stream, mine)
         return all(a in saved for a in mine)
 
     wait_until(progressed, 60, "the victim partly through its backlog, its assets checkpointed")
@@ -74,7 +74,7 @@ def test_a_monitor_killed_under_load_resumes_from_its_checkpoint_as_if_never_sto
     assert all(scored(survivor, a) == n for a in ASSETS if owners[a] != victim_k)
     for m in (again, survivor):
         assert m.stop()[0] == 0
-    final = checkpoints(stream)
+    final = checkpoints(stream, ASSETS)
     state, _, _ = uninterrupted(model_dir, history(5000, seed=7)[:n], ts0 + np.arange(n, dtype=float))
     for a in ASSETS:
         assert final[a]["scored"] == n, (a, final[a]["scored"])  # across both runs: each message once
@@ -82,5 +82,5 @@ def test_a_monitor_killed_under_load_resumes_from_its_checkpoint_as_if_never_sto
 
 
 def saved_last(stream: Stream, asset: str) -> int:
-    doc = checkpoints(stream).get(asset)
+    doc = checkpoints(stream, [asset]).get(asset)
     return -1 if doc is None else int(doc["seq"]["last"])

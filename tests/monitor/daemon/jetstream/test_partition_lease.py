@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 
 from monitor.daemon import jetstream_setup as setup
 from monitor.daemon.jetstream_session import leader_value
-from monitor.daemon.partition_lease import PartitionLease, holder, same_instance
+from monitor.daemon.partition_lease import TTL_S, PartitionLease, holder, same_instance
 from tests.nats_cluster import NatsCluster
 
 _names = itertools.count()
@@ -44,7 +45,7 @@ class LostReplies:
 Body = Callable[[Any, Callable[[bytes], PartitionLease]], Awaitable[None]]
 
 
-def run(cluster: NatsCluster, body: Body) -> None:
+def run(cluster: NatsCluster, body: Body, ttl: float = TTL_S) -> None:
     """``body(bucket, lease_of)`` against a fresh R3 lease bucket; ``lease_of(me)`` makes a lease of key p0."""
 
     async def main() -> None:
@@ -52,11 +53,11 @@ def run(cluster: NatsCluster, body: Body) -> None:
         nc = await nats.connect(cluster.servers, connect_timeout=5)
         try:
             js = nc.jetstream()
-            kv = await js.create_key_value(setup.leases_config(name, replicas=3))
+            kv = await js.create_key_value(setup.leases_config(name, replicas=3, ttl=ttl))
             bucket = LostReplies(kv)
 
             def lease_of(me: bytes) -> PartitionLease:
-                return PartitionLease(bucket, lambda key: leader_value(js, name, key), "S.p0", me)
+                return PartitionLease(bucket, lambda key: leader_value(js, name, key), "S.p0", me, ttl)
 
             await body(bucket, lease_of)
         finally:
@@ -80,8 +81,11 @@ def test_a_renewal_whose_reply_was_lost_but_which_landed_keeps_the_lease(nats_cl
         assert lease.resyncs == 1
         value, rev = await lease.read("S.p0") or (b"", 0)
         assert (value, rev) == (me, lease.revision)
-        await lease.release()
-        assert await lease.read("S.p0") is None
+        bucket.lose = 1
+        with pytest.raises(TimeoutError):
+            await lease.renew()
+        await lease.release()  # by the revision the lost reply would have said, not the one remembered
+        assert await lease.read("S.p0") is None and not lease.held
 
     run(nats_cluster, body)
 
@@ -98,10 +102,25 @@ def test_a_lease_written_by_another_instance_or_expired_is_lost(nats_cluster: Na
         gone = lease_of(holder("m2", 2, 3))
         await bucket.kv.delete("S.p0")
         assert await gone.take() is None and gone.held
-        await bucket.kv.purge("S.p0")  # gone, as after the TTL
+        await bucket.kv.purge("S.p0")  # an operator's purge
         assert await gone.renew() == "expired" and not gone.held
+        assert await gone.renew() == "expired"  # never written again without take()
 
     run(nats_cluster, body)
+
+
+def test_a_lease_past_its_ttl_is_expired_and_no_longer_fresh(nats_cluster: NatsCluster) -> None:
+    async def body(bucket: LostReplies, lease_of: Callable[[bytes], PartitionLease]) -> None:
+        lease = lease_of(holder("m0", 0, 3))
+        assert await lease.take() is None and lease.fresh
+        deadline = time.monotonic() + 15
+        while await lease.read("S.p0") is not None:  # the server's TTL removes the message itself
+            assert time.monotonic() < deadline, "the lease never expired"
+            await asyncio.sleep(0.2)
+        assert not lease.fresh  # the pull paused before this point
+        assert await lease.renew() == "expired"
+
+    run(nats_cluster, body, ttl=1.0)
 
 
 def test_a_restarted_instance_takes_its_own_lease_back_and_a_lost_create_reply_is_recovered(

@@ -95,7 +95,7 @@ def test_a_rolling_restart_from_two_to_three_instances_then_a_nats_node_killed_s
     finally:
         nats_cluster.start(victim)
         nats_cluster.wait_jetstream()
-    final = checkpoints(stream)
+    final = checkpoints(stream, ASSETS)
     assert {a: (final[a]["scored"], final[a]["seq"]["last"]) for a in ASSETS} == dict.fromkeys(
         ASSETS, (4 * n, 4 * n - 1)
     )
