@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,9 @@ def counter(mon: MonitorProcess, name: str, **labels: str) -> float:
 def checkpoints(stream: Stream, assets: list[str]) -> dict[str, dict[str, Any]]:
     """These assets' checkpoints (those that exist), decoded, as the bucket's leader has them: right after
     a node restarts, a replica that is still catching up may answer a listing or a direct get (a CI run
-    missed a key that way), and the monitor itself reads only from the leader."""
+    missed a key that way), and the monitor itself reads only from the leader. A read the cluster does not
+    answer yet (it may hold an election as the node rejoins: a CI run timed out there) is tried again for
+    up to 30 s."""
 
     async def read() -> dict[str, dict[str, Any]]:
         import nats
@@ -171,8 +174,16 @@ def checkpoints(stream: Stream, assets: list[str]) -> dict[str, dict[str, Any]]:
         nc = await nats.connect(stream.cluster.servers)
         try:
             js, out = nc.jetstream(), {}
+            deadline = time.monotonic() + 30
             for a in assets:
-                found = await leader_value(js, stream.bucket, partitions.key_of(a, stream.parts))
+                while True:
+                    try:
+                        found = await leader_value(js, stream.bucket, partitions.key_of(a, stream.parts))
+                        break
+                    except (nats.errors.Error, TimeoutError):
+                        if time.monotonic() > deadline:
+                            raise
+                        await asyncio.sleep(0.5)
                 if found is not None:
                     out[a] = orjson.loads(found[0])
             return out
