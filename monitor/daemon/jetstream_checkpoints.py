@@ -49,6 +49,7 @@ class KvCheckpoints:
         self.partitions = session.src.partitions
         self.retained: dict[str, str] = {}  # a stream has no retained messages; the worker's interface has it
         self.failed: str | None = None
+        self.withheld = False  # a lease was lost: no checkpoint is written any more
         #: acknowledgements held at most this many before a checkpoint is written early
         self.max_unacked = max(1, session.src.max_ack_pending * len(session.owned) // 2)
 
@@ -94,6 +95,11 @@ class KvCheckpoints:
     def write_streams(self, records: dict[str, Record]) -> bool:
         """Put these assets' records; False (logged once per kind of failure, counted) if any put failed."""
         now, src = time.time(), self.session.src
+        if self.session.lease_lost:  # the new owner's checkpoints may be newer: this instance writes none,
+            if not self.withheld:  # and what it scored stays unacknowledged, redelivered as after a crash
+                log.warning("checkpoints_withheld", note="a partition's lease was lost; the instance is stopping")
+            self.withheld = True
+            return False
         values = {
             partitions.key_of(name, self.partitions): orjson.dumps(
                 {"format": FORMAT, "asset": name, "written": now, "instance": src.instance_index, **rec},

@@ -166,8 +166,8 @@ class JetStreamSession:
                 log.warning("partition_lease_failed", partition=p, reason=str(exc)[:200] or type(exc).__name__)
                 await asyncio.sleep(1.0)
                 continue
-            if other is None:
-                await asyncio.sleep(0.1)  # changed meanwhile (a replica may lag the leader): look again soon
+            if other is None:  # held now, or changed meanwhile (a replica may lag the leader): look again soon
+                await asyncio.sleep(0 if lease.held else 0.1)
                 continue
             if not waiting:
                 waiting = True

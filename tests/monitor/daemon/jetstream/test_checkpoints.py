@@ -7,10 +7,13 @@ import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import orjson
 
-from monitor.daemon import partitions
+from monitor.daemon import State, partitions
+from monitor.daemon.jetstream_checkpoints import KvCheckpoints
 from tests.monitor.conftest import MonitorProcess, wait_until
 from tests.monitor.daemon.jetstream.helpers import Stream, counter, publish_native, scored, start
 from tests.nats_cluster import NatsCluster
@@ -72,3 +75,23 @@ def test_corrupt_foreign_and_other_model_checkpoints_are_refused_counted_and_the
     # the other model's asset kept its seq bookkeeping: it continued at seq n, its stream warmed up afresh
     final = {e["asset"]: e for e in events if e["event"] == "stream_final"}
     assert final["other-model"]["last_seq"] == 2 * n - 1 and final["other-model"]["messages"] == n
+
+
+def test_after_a_lost_lease_no_checkpoint_is_written_periodic_or_final() -> None:
+    """The new owner's checkpoints may be newer: every write is refused (so nothing is acknowledged) before
+    anything is sent. The session is a stand-in that only records what would have been sent."""
+    sent: list[Any] = []
+
+    def call(coro: Any, timeout: float) -> None:
+        coro.close()
+        sent.append(timeout)
+
+    src = SimpleNamespace(partitions=6, max_ack_pending=100, instance_index=0, bucket="b")
+    session = SimpleNamespace(src=src, owned=[0, 3], lease_lost=False, call=call)
+    state = State()
+    store = KvCheckpoints(session, state, 1.0)  # type: ignore[arg-type]
+    record = {"seq": {"last": 1}, "scored": 2, "model": "m", "stream": None}
+    assert store.write_streams({"pump-1": record}) and len(sent) == 1
+    session.lease_lost = True
+    assert store.write_streams({"pump-1": record}) is False and store.withheld
+    assert len(sent) == 1 and state.checkpoints["written"] == 1
